@@ -1,3 +1,156 @@
+// Bindings of the evaluation kernels: translation only (arrays in, arrays and dicts out).
+// Validation and policy live in python/xpress_fast/metrics.py.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-PYBIND11_MODULE(_metrics, m) { m.doc() = "xpress_fast evaluation kernels"; }
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "xpress_fast/graph_components.hpp"
+#include "xpress_fast/merge_locations.hpp"
+#include "xpress_fast/rand_voi.hpp"
+#include "xpress_fast/skeleton_metrics.hpp"
+
+namespace py = pybind11;
+namespace xf = xpress_fast;
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+py::array_t<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> edges) {
+  std::vector<std::int64_t> comp;
+  const std::int64_t n_edges = edges.ndim() == 2 ? edges.shape(0) : 0;
+  {
+    py::gil_scoped_release nogil;
+    comp = xf::connected_components(n_nodes, edges.data(), n_edges);
+  }
+  return to_numpy(comp);
+}
+
+py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t> voxel,
+                               carray<std::int64_t> skeleton, std::int64_t n_skeletons, carray<std::int64_t> edges,
+                               carray<double> edge_length, bool skip_first_skeleton, bool zero_is_unsegmented) {
+  xf::SkeletonScoreInput in;
+  in.labels = labels.data();
+  in.voxel = voxel.data();
+  in.skeleton = skeleton.data();
+  in.n_nodes = labels.shape(0);
+  in.n_skeletons = n_skeletons;
+  in.edges = edges.data();
+  in.edge_length = edge_length.data();
+  in.n_edges = edge_length.shape(0);
+  in.skip_first_skeleton = skip_first_skeleton;
+  in.zero_is_unsegmented = zero_is_unsegmented;
+  if (voxel.shape(0) != in.n_nodes || skeleton.shape(0) != in.n_nodes)
+    throw std::invalid_argument("labels, voxel and skeleton must have one entry per node");
+  if (in.n_edges > 0 && (edges.ndim() != 2 || edges.shape(0) != in.n_edges || edges.shape(1) != 2))
+    throw std::invalid_argument("edges must be (E, 2) with one length per edge");
+  xf::SkeletonScores s;
+  {
+    py::gil_scoped_release nogil;
+    s = xf::score_skeleton_labels(in);
+  }
+  py::dict d;
+  d["erl"] = s.erl;
+  d["total_length"] = s.total_length;
+  d["skeleton_length"] = to_numpy(s.skeleton_length);
+  d["skeleton_erl"] = to_numpy(s.skeleton_erl);
+  d["split_count"] = s.split_count;
+  d["merge_count"] = s.merge_count;
+  d["split_edges"] = to_numpy(s.split_edges);
+  d["node_segment"] = to_numpy(s.node_segment);
+  d["segment_merged"] = to_numpy(s.segment_merged);
+  d["n_voxels"] = s.n_voxels;
+  d["sum_n2"] = s.sum_n2;
+  d["sum_a2"] = s.sum_a2;
+  d["sum_b2"] = s.sum_b2;
+  d["h_truth"] = s.h_truth;
+  d["h_test"] = s.h_test;
+  d["h_joint"] = s.h_joint;
+  return d;
+}
+
+py::dict merge_locations(carray<std::int64_t> node_segment, carray<std::int64_t> skeleton, carray<double> positions,
+                         carray<std::uint8_t> merged) {
+  const std::int64_t n = node_segment.shape(0);
+  if (skeleton.shape(0) != n || positions.ndim() != 2 || positions.shape(0) != n || positions.shape(1) != 3)
+    throw std::invalid_argument("node_segment, skeleton and positions (n, 3) must agree in length");
+  for (std::int64_t i = 0; i < n; ++i)
+    if (node_segment.data()[i] < 0 || node_segment.data()[i] >= merged.shape(0))
+      throw std::invalid_argument("node_segment outside 0..len(merged)-1");
+  std::vector<xf::MergeLocation> locs;
+  {
+    py::gil_scoped_release nogil;
+    locs = xf::merge_locations(node_segment.data(), skeleton.data(), positions.data(), n, merged.data());
+  }
+  std::vector<std::int64_t> seg, sa, sb, na, nb;
+  std::vector<double> dist;
+  for (const auto& l : locs) {
+    seg.push_back(l.segment);
+    sa.push_back(l.skeleton_a);
+    sb.push_back(l.skeleton_b);
+    na.push_back(l.node_a);
+    nb.push_back(l.node_b);
+    dist.push_back(l.distance);
+  }
+  py::dict d;
+  d["segment"] = to_numpy(seg);
+  d["skeleton_a"] = to_numpy(sa);
+  d["skeleton_b"] = to_numpy(sb);
+  d["node_a"] = to_numpy(na);
+  d["node_b"] = to_numpy(nb);
+  d["distance"] = to_numpy(dist);
+  return d;
+}
+
+template <typename T>
+py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_threads) {
+  if (test.size() != truth.size()) throw std::invalid_argument("test and truth must have the same size");
+  std::vector<T> ignore_labels(ignore.data(), ignore.data() + ignore.size());
+  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  xf::RandVoiSums s;
+  {
+    py::gil_scoped_release nogil;
+    s = xf::rand_voi_sums<T>(test.data(), truth.data(), static_cast<std::int64_t>(test.size()), ignore_labels,
+                             n_threads);
+  }
+  py::dict d;
+  d["n"] = s.n;
+  d["sum_n2"] = s.sum_n2;
+  d["sum_a2"] = s.sum_a2;
+  d["sum_b2"] = s.sum_b2;
+  d["h_truth"] = s.h_truth;
+  d["h_test"] = s.h_test;
+  d["h_joint"] = s.h_joint;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_metrics, m) {
+  m.doc() = "xpress_fast evaluation kernels (private; use xpress_fast.erl / xpress_scores / rand_voi)";
+  m.def("components", &components, py::arg("n_nodes"), py::arg("edges"));
+  m.def("score_skeleton_labels", &score_skeleton_labels, py::arg("labels"), py::arg("voxel"), py::arg("skeleton"),
+        py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"), py::arg("skip_first_skeleton"),
+        py::arg("zero_is_unsegmented"));
+  m.def("merge_locations", &merge_locations, py::arg("node_segment"), py::arg("skeleton"), py::arg("positions"),
+        py::arg("merged"));
+  m.def("rand_voi_sums_uint8", &rand_voi_sums<std::uint8_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
+        py::arg("n_threads"));
+  m.def("rand_voi_sums_uint16", &rand_voi_sums<std::uint16_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
+        py::arg("n_threads"));
+  m.def("rand_voi_sums_uint32", &rand_voi_sums<std::uint32_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
+        py::arg("n_threads"));
+  m.def("rand_voi_sums_uint64", &rand_voi_sums<std::uint64_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
+        py::arg("n_threads"));
+}

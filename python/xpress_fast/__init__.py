@@ -19,7 +19,8 @@ _EXPORTS = {
     # skeletons and evaluation
     "Skeletons": "skeletons",
     "load_skeletons": "skeletons",
-    "skeletons_from_labels": "skeletons",
+    "save_skeletons": "skeletons",
+    "skeletons_from_labels": "skeletonize",
     "erl": "metrics",
     "ErlResult": "metrics",
     "xpress_scores": "metrics",

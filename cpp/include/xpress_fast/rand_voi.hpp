@@ -1,0 +1,133 @@
+// Rand index and variation of information between two dense label volumes.
+//
+// One pass builds the contingency table n_ij (truth i, test j) in an open-addressing hash
+// table keyed by the label pair; runs of equal pairs along the fastest axis are counted before
+// hashing, which makes real segmentations (long runs) cost little more than reading them.
+// Each thread fills its own table over a slab; the tables are merged at the end.
+// Voxels whose truth label is in `ignore` are not counted (scikit-image's convention).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace xpress_fast {
+
+// Hash map from a pair of uint64 labels to a count; linear probing, power-of-two capacity.
+class PairCounter {
+ public:
+  PairCounter() { rehash(1024); }
+
+  void add(std::uint64_t a, std::uint64_t b, std::uint64_t count) {
+    if (4 * (size_ + 1) > 3 * capacity()) rehash(2 * capacity());
+    size_t i = slot(a, b);
+    while (used_[i] && (keys_[2 * i] != a || keys_[2 * i + 1] != b)) i = (i + 1) & (capacity() - 1);
+    if (!used_[i]) {
+      used_[i] = 1;
+      keys_[2 * i] = a;
+      keys_[2 * i + 1] = b;
+      ++size_;
+    }
+    counts_[i] += count;
+  }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    for (size_t i = 0; i < capacity(); ++i)
+      if (used_[i]) f(keys_[2 * i], keys_[2 * i + 1], counts_[i]);
+  }
+
+ private:
+  size_t capacity() const { return used_.size(); }
+  size_t slot(std::uint64_t a, std::uint64_t b) const {
+    std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull + (a << 6) + (a >> 2));
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    return static_cast<size_t>(h) & (capacity() - 1);
+  }
+  void rehash(size_t new_capacity) {
+    std::vector<std::uint64_t> keys(std::move(keys_)), counts(std::move(counts_));
+    std::vector<std::uint8_t> used(std::move(used_));
+    keys_.assign(2 * new_capacity, 0);
+    counts_.assign(new_capacity, 0);
+    used_.assign(new_capacity, 0);
+    size_ = 0;
+    for (size_t i = 0; i < used.size(); ++i)
+      if (used[i]) add(keys[2 * i], keys[2 * i + 1], counts[i]);
+  }
+
+  std::vector<std::uint64_t> keys_, counts_;
+  std::vector<std::uint8_t> used_;
+  size_t size_ = 0;
+};
+
+struct RandVoiSums {
+  std::uint64_t n = 0;                          // counted voxels
+  double sum_n2 = 0, sum_a2 = 0, sum_b2 = 0;    // sums of squared table entries / marginals
+  double h_truth = 0, h_test = 0, h_joint = 0;  // entropies, bits
+};
+
+template <typename T>
+RandVoiSums rand_voi_sums(const T* test, const T* truth, std::int64_t n_voxels, const std::vector<T>& ignore,
+                          int n_threads) {
+  auto ignored = [&](T label) {
+    for (T x : ignore)
+      if (x == label) return true;
+    return false;
+  };
+  n_threads = std::max(1, std::min<int>(n_threads, static_cast<int>(n_voxels / (1 << 20)) + 1));
+  std::vector<PairCounter> tables(static_cast<size_t>(n_threads));
+  auto count_slab = [&](int t) {
+    const std::int64_t begin = n_voxels * t / n_threads, end = n_voxels * (t + 1) / n_threads;
+    PairCounter& table = tables[t];
+    std::int64_t i = begin;
+    while (i < end) {
+      const T a = truth[i], b = test[i];
+      std::int64_t j = i + 1;
+      while (j < end && truth[j] == a && test[j] == b) ++j;
+      if (!ignored(a)) table.add(a, b, static_cast<std::uint64_t>(j - i));
+      i = j;
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int t = 1; t < n_threads; ++t) workers.emplace_back(count_slab, t);
+  count_slab(0);
+  for (auto& w : workers) w.join();
+  for (int t = 1; t < n_threads; ++t)
+    tables[t].for_each([&](std::uint64_t a, std::uint64_t b, std::uint64_t c) { tables[0].add(a, b, c); });
+
+  // Marginals: count per truth label and per test label (a pair counter with a fixed second key).
+  PairCounter truth_counts, test_counts;
+  std::vector<double> nij;
+  tables[0].for_each([&](std::uint64_t a, std::uint64_t b, std::uint64_t c) {
+    nij.push_back(static_cast<double>(c));
+    truth_counts.add(a, 0, c);
+    test_counts.add(b, 0, c);
+  });
+  std::vector<double> ai, bj;
+  truth_counts.for_each([&](std::uint64_t, std::uint64_t, std::uint64_t c) { ai.push_back(static_cast<double>(c)); });
+  test_counts.for_each([&](std::uint64_t, std::uint64_t, std::uint64_t c) { bj.push_back(static_cast<double>(c)); });
+
+  RandVoiSums out;
+  for (double c : nij) out.n += static_cast<std::uint64_t>(c);
+  const double total = static_cast<double>(out.n);
+  auto entropy = [&](const std::vector<double>& counts, double& sum_sq) {
+    double s = 0;
+    for (double c : counts) {
+      sum_sq += c * c;
+      s += c * std::log2(c);
+    }
+    if (total <= 0) return 0.0;
+    const double h = std::log2(total) - s / total;
+    return h < 0 ? 0.0 : h;
+  };
+  out.h_joint = entropy(nij, out.sum_n2);
+  out.h_truth = entropy(ai, out.sum_a2);
+  out.h_test = entropy(bj, out.sum_b2);
+  return out;
+}
+
+}  // namespace xpress_fast
