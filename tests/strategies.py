@@ -63,8 +63,8 @@ LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np
 
 
 def random_case(rng, *, shape=(6, 7, 8), voxel_size=(4, 3, 5), offset=(8, -6, 10), n_skeletons=5,
-                nodes_per=(1, 9), n_labels=4, zero_fraction=0.2, roi=True, integer_positions=False,
-                dtype=np.uint64, big_labels=False, shuffle=True, margin=2, dup_fraction=0.15):
+                nodes_per=(1, 12), n_labels=4, zero_fraction=0.2, roi=True, integer_positions=False,
+                dtype=np.uint64, big_labels=False, shuffle=True, margin=1, dup_fraction=0.15, step=0.7):
     """A random case: a blocky segmentation and random-walk skeletons that leave and re-enter it.
 
     Nodes wander up to ``margin`` voxels outside the array (so ROI crops cut them), some nodes
@@ -90,42 +90,49 @@ def random_case(rng, *, shape=(6, 7, 8), voxel_size=(4, 3, 5), offset=(8, -6, 10
         seg[:, :, x][keep] = seg[:, :, x - 1][keep]
     seg[rng.random(shape) < zero_fraction] = 0
 
+    kwargs = {"voxel_size": tuple(int(v) for v in vs), "offset": tuple(int(v) for v in off)}
+    box_lo, box_hi = off.astype(np.float64), (off + np.asarray(shape) * vs).astype(np.float64)
+    if roi:
+        b = [int(rng.integers(0, s // 2 + 1)) for s in shape]
+        e = [int(rng.integers(bb + 1, s + 1)) for bb, s in zip(b, shape)]
+        kwargs["roi_begin"] = tuple(int(off[i] + b[i] * vs[i]) for i in range(3))
+        kwargs["roi_shape"] = tuple(int((e[i] - b[i]) * vs[i]) for i in range(3))
+        box_lo = np.asarray(kwargs["roi_begin"], dtype=np.float64)
+        box_hi = box_lo + np.asarray(kwargs["roi_shape"], dtype=np.float64)
+    # nodes may wander ``margin`` voxels beyond the ROI / array (never below -margin voxels of it)
+    lo_nm = box_lo - margin * vs
+    hi_nm = box_hi + margin * vs
+
     g = nx.Graph()
     node_id = 0
-    lo_nm = off - margin * vs
-    hi_nm = off + (np.asarray(shape) + margin) * vs
     for _ in range(n_skeletons):
         n = int(rng.integers(nodes_per[0], nodes_per[1] + 1))
-        p = lo_nm + rng.random(3) * (hi_nm - lo_nm)
+        p = box_lo + rng.random(3) * (box_hi - box_lo)  # start inside
         prev = None
         for _ in range(n):
             if prev is not None and rng.random() < dup_fraction:
                 q = p.copy()  # zero-length edge, same voxel
+            elif prev is None:
+                q = p
             else:
-                q = p + rng.normal(0, 1.5, size=3) * vs
+                q = p + rng.normal(0, step, size=3) * vs
             q = np.clip(q, lo_nm, hi_nm - 1e-3)
             if integer_positions:
                 q = np.trunc(q)
-            zyx = q
-            g.add_node(int(node_id * 7 + 3), position=tuple(float(v) for v in zyx[::-1]))
+            nid = int(node_id * 7 + 3)
+            g.add_node(nid, position=tuple(float(v) for v in q[::-1]))
             if prev is not None:
-                g.add_edge(prev, int(node_id * 7 + 3))
-            prev = int(node_id * 7 + 3)
+                g.add_edge(prev, nid)
+            prev = nid
             node_id += 1
             p = q
-    # a couple of isolated nodes and one extra edge closing a cycle / joining skeletons
+    # a couple of isolated nodes
     for _ in range(int(rng.integers(0, 3))):
         q = lo_nm + rng.random(3) * (hi_nm - lo_nm)
         g.add_node(int(node_id * 7 + 3), position=tuple(float(v) for v in q[::-1]))
         node_id += 1
     if shuffle:
         g = shuffled_graph(g, rng)
-    kwargs = {"voxel_size": tuple(int(v) for v in vs), "offset": tuple(int(v) for v in off)}
-    if roi:
-        b = [int(rng.integers(0, s // 2)) for s in shape]
-        e = [int(rng.integers(bb + 1, s + 1)) for bb, s in zip(b, shape)]
-        kwargs["roi_begin"] = tuple(int(off[i] + b[i] * vs[i]) for i in range(3))
-        kwargs["roi_shape"] = tuple(int((e[i] - b[i]) * vs[i]) for i in range(3))
     return {"segmentation": seg, "graph": g, "kwargs": kwargs}
 
 
