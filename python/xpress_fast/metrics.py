@@ -246,7 +246,7 @@ class SkeletonIndex:
         positive = lengths[lengths > 0]
         erl_value = raw["erl"]
         nerl = erl_value / positive.mean() if positive.size else math.nan
-        erl_result = ErlResult(erl=erl_value, nerl=nerl, skeleton_ids=np.arange(self.n_neurons),
+        erl_result = ErlResult(erl=float(erl_value), nerl=float(nerl), skeleton_ids=np.arange(self.n_neurons),
                                skeleton_lengths=lengths, skeleton_erl=raw["skeleton_erl"][: self.n_neurons])
         n = raw["n_voxels"]
         rand_split = _div(raw["sum_n2"], raw["sum_a2"])
@@ -262,11 +262,11 @@ class SkeletonIndex:
         xpress_voi = 1 - (nvi_split + nvi_merge) / 2
         xpress_rand = (rand_split + rand_merge) / 2
         return XpressScores(
-            n_neurons=self.n_neurons, erl=erl_value, nerl=nerl, split_count=int(raw["split_count"]),
+            n_neurons=self.n_neurons, erl=float(erl_value), nerl=float(nerl), split_count=int(raw["split_count"]),
             merge_count=int(raw["merge_count"]), rand_split=rand_split, rand_merge=rand_merge,
             voi_split=voi_split, voi_merge=voi_merge, nvi_split=nvi_split, nvi_merge=nvi_merge,
-            xpress_voi=xpress_voi, xpress_rand=xpress_rand, xpress_erl_voi=(nerl + xpress_voi) / 2,
-            xpress_erl_rand=(nerl + xpress_rand) / 2, mode=self.mode, erl_result=erl_result,
+            xpress_voi=xpress_voi, xpress_rand=xpress_rand, xpress_erl_voi=float(nerl + xpress_voi) / 2,
+            xpress_erl_rand=float(nerl + xpress_rand) / 2, mode=self.mode, erl_result=erl_result,
             _index=self, _raw=raw,
         )
 

@@ -77,6 +77,8 @@ class Skeletons:
             if nid.shape != (n,) or nid.dtype.kind not in "iu":
                 raise ValueError(f"node_ids must be ({n},) integers; got shape {nid.shape}, dtype {nid.dtype}")
             self.node_ids = np.array(nid, dtype=np.int64)
+            if np.unique(self.node_ids).size != n:
+                raise ValueError("node_ids must be unique; got repeated ids")
         if ids is None:
             self.ids = None
         else:
