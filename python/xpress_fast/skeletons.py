@@ -110,9 +110,19 @@ class Skeletons:
             graph = graph.to_undirected(as_view=True)
         nodes = list(graph.nodes)
         index = {node: i for i, node in enumerate(nodes)}
-        positions = np.empty((len(nodes), 3), dtype=np.float64)
         ids = np.empty(len(nodes), dtype=np.int64) if id_attribute else None
-        for i, (node, data) in enumerate(graph.nodes(data=True)):
+        positions = None
+        if ids is None and nodes:  # fast path: one array conversion; the loop below explains failures
+            try:
+                fast = np.array([data[position_attribute] for _, data in graph.nodes(data=True)], dtype=np.float64)
+                if fast.shape == (len(nodes), 3):
+                    positions = np.ascontiguousarray(fast[:, ::-1] if position_order == "xyz" else fast)
+            except (KeyError, TypeError, ValueError):
+                pass
+        slow = positions is None
+        if slow:
+            positions = np.empty((len(nodes), 3), dtype=np.float64)
+        for i, (node, data) in enumerate(graph.nodes(data=True) if slow else ()):
             if position_attribute not in data:
                 raise ValueError(f"graph node {node!r} has no {position_attribute!r} attribute")
             try:
@@ -211,9 +221,9 @@ def as_skeletons(skeletons, name: str = "skeletons") -> Skeletons:
 
 # -- files ---------------------------------------------------------------------------------------
 # (module, name) pairs a pickled networkx skeleton graph may reference; nothing else is built.
+# Python 2-era protocols name the same things copy_reg / __builtin__, and encode bytes with
+# _codecs.encode (a str-to-bytes conversion, no code).
 _ALLOWED_GLOBALS = {
-    ("networkx.classes.graph", "Graph"),
-    ("networkx.classes.digraph", "DiGraph"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
@@ -223,18 +233,35 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
     ("copyreg", "_reconstructor"),
+    ("copy_reg", "_reconstructor"),
     ("builtins", "object"),
+    ("__builtin__", "object"),
     ("builtins", "set"),
+    ("__builtin__", "set"),
     ("builtins", "frozenset"),
+    ("__builtin__", "frozenset"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),
+}
+# networkx modules whose own classes (graphs and the views a graph caches in its __dict__) may
+# appear; only classes defined there, looked up by plain name (no dotted paths to other objects).
+_NETWORKX_CLASS_MODULES = {
+    "networkx.classes.graph", "networkx.classes.digraph", "networkx.classes.multigraph",
+    "networkx.classes.multidigraph", "networkx.classes.reportviews", "networkx.classes.coreviews",
 }
 
 
 class _SkeletonUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module in _NETWORKX_CLASS_MODULES and name.isidentifier():
+            import importlib
+
+            obj = getattr(importlib.import_module(module), name, None)
+            if isinstance(obj, type) and obj.__module__ == module:
+                return obj
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
 def load_skeletons(path, *, position_attribute: str = "position") -> Skeletons:
