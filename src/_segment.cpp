@@ -1,4 +1,245 @@
-// Bindings for watershed, region graph and agglomeration (filled in by the segmentation work).
+// Bindings for watershed, region graph and agglomeration: only translation between numpy arrays
+// and the kernels in cpp/include/xpress_fast; the Python modules validate every input first.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-PYBIND11_MODULE(_segment, m) { m.doc() = "xpress_fast segmentation kernels"; }
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "xpress_fast/agglomeration.hpp"
+#include "xpress_fast/merge_functions.hpp"
+#include "xpress_fast/region_graph.hpp"
+#include "xpress_fast/watershed.hpp"
+
+namespace py = pybind11;
+using namespace xpress_fast;
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;
+
+namespace {
+
+Shape3 affs_shape(const py::buffer_info& a) {
+  if (a.ndim != 4 || a.shape[0] < 3) throw std::invalid_argument("affs must have shape (C >= 3, Z, Y, X)");
+  return {a.shape[1], a.shape[2], a.shape[3]};
+}
+
+void check_volume(const py::buffer_info& v, Shape3 s, const char* name) {
+  if (v.ndim != 3 || v.shape[0] != s.z || v.shape[1] != s.y || v.shape[2] != s.x)
+    throw std::invalid_argument(std::string(name) + " must have the spatial shape of affs");
+}
+
+template <typename Aff>
+void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask) {
+  const auto ab = affs.request();
+  const Shape3 s = affs_shape(ab);
+  auto lb = labels.request(true);
+  check_volume(lb, s, "labels");
+  const std::uint8_t* mptr = nullptr;
+  carray<std::uint8_t> m;
+  if (!mask.is_none()) {
+    m = mask.cast<carray<std::uint8_t>>();
+    auto mb = m.request();
+    check_volume(mb, s, "mask");
+    mptr = static_cast<const std::uint8_t*>(mb.ptr);
+  }
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
+  py::gil_scoped_release nogil;
+  seeded_watershed(aptr, s, lptr, mptr);
+}
+
+template <typename Aff>
+carray<std::uint8_t> inside(carray<Aff> affs, float threshold) {
+  const auto ab = affs.request();
+  const Shape3 s = affs_shape(ab);
+  carray<std::uint8_t> out({s.z, s.y, s.x});
+  auto* optr = out.mutable_data();
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  {
+    py::gil_scoped_release nogil;
+    inside_map(aptr, s, threshold, optr);
+  }
+  return out;
+}
+
+template <typename Aff>
+std::int64_t filter(carray<Aff> affs, carray<std::uint64_t> labels, float level) {
+  const auto ab = affs.request();
+  const Shape3 s = affs_shape(ab);
+  auto lb = labels.request(true);
+  check_volume(lb, s, "labels");
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
+  py::gil_scoped_release nogil;
+  return filter_fragments(aptr, s, lptr, level);
+}
+
+template <typename T>
+carray<T> to_numpy(const std::vector<T>& v) {
+  carray<T> out(static_cast<py::ssize_t>(v.size()));
+  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(T));
+  return out;
+}
+
+template <typename Aff>
+py::dict graph(carray<std::uint64_t> fragments, carray<Aff> affs, std::int64_t cz, std::int64_t cy, std::int64_t cx,
+               bool histogram, int threads) {
+  const auto ab = affs.request();
+  const Shape3 s = affs_shape(ab);
+  const auto fb = fragments.request();
+  check_volume(fb, s, "fragments");
+  const std::int64_t context[3] = {cz, cy, cx};
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  const auto* fptr = static_cast<const std::uint64_t*>(fb.ptr);
+  RegionGraphData<std::uint64_t> g;
+  std::vector<std::int64_t> offsets;
+  std::vector<std::uint8_t> bins;
+  std::vector<std::uint64_t> counts;
+  {
+    py::gil_scoped_release nogil;
+    g = region_graph(aptr, s, fptr, context, histogram, threads);
+    if (histogram) {
+      offsets.resize(g.size() + 1, 0);
+      std::size_t total = 0;
+      for (std::size_t e = 0; e < g.size(); ++e) {
+        total += g.hist[e].size();
+        offsets[e + 1] = static_cast<std::int64_t>(total);
+      }
+      bins.reserve(total);
+      counts.reserve(total);
+      for (auto& h : g.hist) {
+        for (auto entry : h) {
+          bins.push_back(static_cast<std::uint8_t>(entry & 0xFF));
+          counts.push_back(entry >> 8);
+        }
+        SparseHistogram().swap(h);
+      }
+    }
+  }
+  py::dict out;
+  out["u"] = to_numpy(g.u);
+  out["v"] = to_numpy(g.v);
+  out["count"] = to_numpy(g.count);
+  out["sum"] = to_numpy(g.sum);
+  out["min"] = to_numpy(g.min);
+  out["max"] = to_numpy(g.max);
+  if (histogram) {
+    out["hist_offsets"] = to_numpy(offsets);
+    out["hist_bins"] = to_numpy(bins);
+    out["hist_counts"] = to_numpy(counts);
+  }
+  return out;
+}
+
+py::tuple agglomerate(std::int64_t n_nodes, carray<std::int64_t> u, carray<std::int64_t> v, carray<std::uint64_t> count,
+                      carray<double> sum, carray<float> mn, carray<float> mx, carray<std::int64_t> hist_offsets,
+                      carray<std::uint8_t> hist_bins, carray<std::uint64_t> hist_counts, int statistic, int quantile,
+                      bool init_with_max, double stop) {
+  const py::ssize_t m = u.size();
+  if (v.size() != m || count.size() != m || sum.size() != m || mn.size() != m || mx.size() != m)
+    throw std::invalid_argument("edge arrays differ in length");
+  if (statistic < 0 || statistic > 3) throw std::invalid_argument("unknown statistic");
+  MergeFunction f;
+  f.statistic = static_cast<Statistic>(statistic);
+  f.quantile = quantile;
+  f.init_with_max = init_with_max;
+  if (f.needs_histogram() && hist_offsets.size() != m + 1)
+    throw std::invalid_argument("a quantile merge function needs histograms");
+  const std::int64_t* up = u.data();
+  const std::int64_t* vp = v.data();
+  const std::uint64_t* cp = count.data();
+  const double* sp = sum.data();
+  const float* minp = mn.data();
+  const float* maxp = mx.data();
+  const std::int64_t* op = hist_offsets.data();
+  const std::uint8_t* bp = hist_bins.data();
+  const std::uint64_t* hp = hist_counts.data();
+  const py::ssize_t nh = hist_bins.size();
+  if (hist_counts.size() != nh) throw std::invalid_argument("hist_bins and hist_counts differ in length");
+  MergeHistory history;
+  {
+    py::gil_scoped_release nogil;
+    std::vector<std::int64_t> eu(up, up + m), ev(vp, vp + m);
+    std::vector<EdgeStatistics> stats(static_cast<std::size_t>(m));
+    for (py::ssize_t e = 0; e < m; ++e) {
+      auto& st = stats[e];
+      st.count = cp[e];
+      st.sum = sp[e];
+      st.min = minp[e];
+      st.max = maxp[e];
+      if (f.needs_histogram()) {
+        if (op[e] < 0 || op[e + 1] < op[e] || op[e + 1] > nh) throw std::invalid_argument("bad hist_offsets");
+        if (op[e + 1] == op[e]) throw std::invalid_argument("an edge has an empty histogram");
+        st.hist.reserve(static_cast<std::size_t>(op[e + 1] - op[e]));
+        for (std::int64_t k = op[e]; k < op[e + 1]; ++k) {
+          if (k > op[e] && bp[k] <= bp[k - 1]) throw std::invalid_argument("histogram bins must be increasing");
+          st.hist.push_back((hp[k] << 8) | bp[k]);
+        }
+      }
+    }
+    history = agglomerate_graph(n_nodes, eu, ev, std::move(stats), f, stop);
+  }
+  return py::make_tuple(to_numpy(history.u), to_numpy(history.v), to_numpy(history.score), to_numpy(history.level));
+}
+
+carray<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> u, carray<std::int64_t> v, std::int64_t k) {
+  if (k < 0 || k > u.size() || k > v.size()) throw std::invalid_argument("k out of range");
+  const std::int64_t* up = u.data();
+  const std::int64_t* vp = v.data();
+  std::vector<std::int64_t> out;
+  {
+    py::gil_scoped_release nogil;
+    out = merge_components(n_nodes, up, vp, k);
+  }
+  return to_numpy(out);
+}
+
+template <typename Label>
+carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<std::uint64_t> values) {
+  if (keys.size() != values.size()) throw std::invalid_argument("keys and values differ in length");
+  const auto ib = in.request();
+  std::vector<py::ssize_t> shape(ib.shape.begin(), ib.shape.end());
+  carray<std::uint64_t> out(shape);
+  const Label* ip = static_cast<const Label*>(ib.ptr);
+  std::uint64_t* op = out.mutable_data();
+  const std::uint64_t* kp = keys.data();
+  const std::uint64_t* vp = values.data();
+  const std::int64_t n = static_cast<std::int64_t>(in.size()), m = static_cast<std::int64_t>(keys.size());
+  {
+    py::gil_scoped_release nogil;
+    const std::int64_t half = n / 2;
+    if (n > (1 << 20)) {
+      std::thread t([&] { map_labels(ip, half, kp, vp, m, op); });
+      map_labels(ip + half, n - half, kp, vp, m, op + half);
+      t.join();
+    } else {
+      map_labels(ip, n, kp, vp, m, op);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_segment, m) {
+  m.doc() = "xpress_fast segmentation kernels (internal; use xpress_fast.watershed / region_graph / agglomerate)";
+  m.def("watershed_float32", &watershed<float>, py::arg("affs"), py::arg("labels"), py::arg("mask"));
+  m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"));
+  m.def("inside_float32", &inside<float>, py::arg("affs"), py::arg("threshold"));
+  m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
+  m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));
+  m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
+  m.def("region_graph_float32", &graph<float>, py::arg("fragments"), py::arg("affs"), py::arg("cz"), py::arg("cy"),
+        py::arg("cx"), py::arg("histogram"), py::arg("threads"));
+  m.def("region_graph_uint8", &graph<std::uint8_t>, py::arg("fragments"), py::arg("affs"), py::arg("cz"),
+        py::arg("cy"), py::arg("cx"), py::arg("histogram"), py::arg("threads"));
+  m.def("agglomerate", &agglomerate, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("count"), py::arg("sum"),
+        py::arg("min"), py::arg("max"), py::arg("hist_offsets"), py::arg("hist_bins"), py::arg("hist_counts"),
+        py::arg("statistic"), py::arg("quantile"), py::arg("init_with_max"), py::arg("stop"));
+  m.def("merge_components", &components, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("k"));
+  m.def("map_labels_uint64", &map<std::uint64_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
+  m.def("map_labels_uint32", &map<std::uint32_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
+}

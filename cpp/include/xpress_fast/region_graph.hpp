@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -234,10 +235,15 @@ RegionGraphData<Label> region_graph(const Aff* affs, Shape3 shape, const Label* 
   if (zspan < 2 * n_threads) n_threads = 1;
   std::vector<RegionGraphData<Label>> parts(static_cast<std::size_t>(n_threads));
   std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n_threads));
   for (int t = 0; t < n_threads; ++t) {
     const std::int64_t z0 = zspan * t / n_threads, z1 = zspan * (t + 1) / n_threads;
     auto work = [&, t, z0, z1] {
-      detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)]);
+      try {
+        detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)]);
+      } catch (...) {
+        errors[static_cast<std::size_t>(t)] = std::current_exception();
+      }
     };
     if (t + 1 == n_threads)
       work();
@@ -245,6 +251,8 @@ RegionGraphData<Label> region_graph(const Aff* affs, Shape3 shape, const Label* 
       threads.emplace_back(work);
   }
   for (auto& th : threads) th.join();
+  for (auto& err : errors)
+    if (err) std::rethrow_exception(err);
   return merge_region_graphs(parts);
 }
 

@@ -1,0 +1,229 @@
+"""Agglomeration of fragments into segments at many thresholds, from one merge run.
+
+Semantics are waterz's: the score of an edge is ``1 - statistic`` of its boundary affinities,
+the edge with the lowest score merges while that score is ``< threshold``, statistics of edges
+that become one are combined exactly (see ``cpp/include/xpress_fast/agglomeration.hpp``), so
+thresholds tuned with the XPRESS baseline (lsd + waterz, 0.05 ... 0.95) carry over.
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ._validate import as_array, check_choice, label_array, make_module_callable, sorted_thresholds
+from .region_graph import RegionGraph, region_graph
+from .watershed import check_affinities, watershed
+
+__all__ = ["MERGE_FUNCTIONS", "Agglomeration", "agglomerate", "agglomerate_graph"]
+
+logger = logging.getLogger(__name__)
+
+_QUANTILES = tuple(range(10, 95, 5))
+#: Names of the merge functions: ``mean``, ``max``, ``min``, ``hist_quant_Q`` (the Q-th
+#: percentile from a 256-bin histogram, lsd's names for waterz's
+#: ``HistogramQuantileAffinity<..., Q, ..., 256, false>``) and ``hist_quant_Q_initmax`` (waterz's
+#: InitWithMax: each initial edge's histogram holds only its largest affinity).
+MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
+    f"hist_quant_{q}{suffix}" for suffix in ("", "_initmax") for q in _QUANTILES
+)
+
+_STATISTIC = {"mean": 0, "max": 1, "min": 2}
+
+
+def _parse_merge_function(name) -> tuple:
+    """(statistic code, quantile, init_with_max) of a merge-function name."""
+    if not isinstance(name, str):
+        raise TypeError(f"merge_function must be a string, one of {', '.join(MERGE_FUNCTIONS)}; got {name!r}")
+    check_choice("merge_function", name, MERGE_FUNCTIONS)
+    if name in _STATISTIC:
+        return _STATISTIC[name], 50, False
+    parts = name.split("_")
+    return 3, int(parts[2]), name.endswith("_initmax")
+
+
+class Agglomeration:
+    """The result of one merge run: the merge history and, per threshold, a fragment -> segment map.
+
+    Segment ids are fragment ids: each segment carries the smallest fragment id it contains.
+    Fragments without edges (and 0) map to themselves. Every method returns a new array.
+
+    Attributes
+    ----------
+    fragments : (Z, Y, X) uint64 or None
+        The fragments (None when built from a region graph alone).
+    fragment_ids : (N,) uint64
+        Sorted ids of the fragments in the region graph.
+    merge_function : str
+    thresholds : (T,) float64
+        The thresholds asked for; any threshold up to ``thresholds[-1]`` can be queried.
+    merges : (M, 2) uint64
+        Fragment ids representing the two segments joined by each merge, in merge order.
+    scores : (M,) float64
+        The score at which each merge happened (not monotone: waterz's statistics can go down).
+    levels : (M,) float64
+        Non-decreasing; merge ``i`` is part of the segmentation at ``t`` iff ``levels[i] < t``.
+    """
+
+    def __init__(self, fragments, fragment_ids, merge_function, thresholds, nodes_u, nodes_v, scores, levels):
+        self.fragments = fragments
+        self.fragment_ids = fragment_ids
+        self.merge_function = merge_function
+        self.thresholds = thresholds
+        self._u = nodes_u
+        self._v = nodes_v
+        self.scores = scores
+        self.levels = levels
+        self.merges = np.stack([fragment_ids[nodes_u], fragment_ids[nodes_v]], axis=1) if len(nodes_u) else (
+            np.zeros((0, 2), dtype=np.uint64))
+
+    def __repr__(self) -> str:
+        return (f"Agglomeration({self.merge_function!r}, {len(self.fragment_ids)} fragments, "
+                f"{len(self.scores)} merges, thresholds {self.thresholds[0]:g}..{self.thresholds[-1]:g})")
+
+    def _threshold(self, threshold) -> float:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+            raise TypeError(f"threshold must be a number; got {threshold!r}")
+        t = float(threshold)
+        if not np.isfinite(t):
+            raise ValueError(f"threshold must be finite; got {threshold!r}")
+        if t > self.thresholds[-1]:
+            raise ValueError(
+                f"threshold must be <= {self.thresholds[-1]:g}, the largest threshold this run merged to; got {t:g}"
+            )
+        return t
+
+    def n_merges(self, threshold) -> int:
+        """Number of merges in the segmentation at ``threshold``."""
+        return int(np.searchsorted(self.levels, self._threshold(threshold), side="left"))
+
+    def lut(self, threshold):
+        """``(fragment_ids, segment_ids)``: two (N,) uint64 arrays, the segment of each graph fragment."""
+        from . import _segment
+
+        k = self.n_merges(threshold)
+        rep = _segment.merge_components(len(self.fragment_ids), self._u, self._v, k)
+        return self.fragment_ids.copy(), self.fragment_ids[rep]
+
+    def map(self, fragment_ids, threshold) -> np.ndarray:
+        """Segment ids (uint64, same shape) of an array of fragment ids at ``threshold``."""
+        from . import _segment
+
+        ids = as_array("fragment_ids", fragment_ids)
+        if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
+            raise TypeError(f"fragment_ids must be an integer array; got dtype {ids.dtype}")
+        if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+            raise ValueError(f"fragment_ids must not be negative; got minimum {ids.min()}")
+        keys, values = self.lut(threshold)
+        if ids.dtype == np.uint32:
+            return _segment.map_labels_uint32(np.ascontiguousarray(ids), keys, values)
+        return _segment.map_labels_uint64(np.ascontiguousarray(ids, dtype=np.uint64), keys, values)
+
+    def segmentation(self, threshold) -> np.ndarray:
+        """The (Z, Y, X) uint64 segmentation at ``threshold`` (a new array)."""
+        if self.fragments is None:
+            raise ValueError("segmentation needs fragments; pass fragments= when agglomerating a graph")
+        return self.map(self.fragments, threshold)
+
+
+def _thresholds(thresholds) -> np.ndarray:
+    try:
+        values = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"thresholds must be a number or a sequence of numbers; got {thresholds!r}") from None
+    return sorted_thresholds("thresholds", values.ravel(), 0.0, 1.0)
+
+
+def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = "hist_quant_50",
+                      fragments=None) -> Agglomeration:
+    """Agglomerate a region graph (e.g. ``RegionGraph.concatenate`` of per-block graphs).
+
+    Parameters
+    ----------
+    graph : RegionGraph
+    thresholds : sequence of float in [0, 1], strictly increasing
+        The run merges up to ``thresholds[-1]``; every threshold up to it can be queried.
+    merge_function : str
+        One of :data:`MERGE_FUNCTIONS`.
+    fragments : (Z, Y, X) integer array, optional
+        Kept for :meth:`Agglomeration.segmentation`.
+    """
+    from . import _segment
+
+    if not isinstance(graph, RegionGraph):
+        raise TypeError(f"graph must be a RegionGraph; got {type(graph).__name__}")
+    statistic, quantile, init_max = _parse_merge_function(merge_function)
+    ts = _thresholds(thresholds)
+    if statistic == 3 and not graph.has_histograms:
+        raise ValueError(f"merge_function {merge_function!r} needs a graph built with histograms=True")
+    if fragments is not None:
+        fragments = label_array("fragments", fragments)
+    ids, inverse = np.unique(graph.edges, return_inverse=True)
+    inverse = inverse.reshape(-1, 2).astype(np.int64)
+    empty_i = np.zeros(1, dtype=np.int64)
+    if statistic == 3:
+        hist = (np.ascontiguousarray(graph.hist_offsets, dtype=np.int64), np.ascontiguousarray(graph.hist_bins),
+                np.ascontiguousarray(graph.hist_counts, dtype=np.uint64))
+    else:
+        hist = (empty_i, np.zeros(0, np.uint8), np.zeros(0, np.uint64))
+    u, v, scores, levels = _segment.agglomerate(
+        len(ids), np.ascontiguousarray(inverse[:, 0]), np.ascontiguousarray(inverse[:, 1]),
+        np.ascontiguousarray(graph.counts, dtype=np.uint64), np.ascontiguousarray(graph.sums, dtype=np.float64),
+        np.ascontiguousarray(graph.mins, dtype=np.float32), np.ascontiguousarray(graph.maxs, dtype=np.float32),
+        *hist, statistic, quantile, init_max, float(ts[-1]),
+    )
+    logger.debug("%s: %d merges up to threshold %g", merge_function, len(u), ts[-1])
+    return Agglomeration(fragments, ids.astype(np.uint64), merge_function, ts, u, v, scores, levels)
+
+
+def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist_quant_50",
+                graph: RegionGraph | None = None, watershed_options: Mapping | None = None):
+    """Segmentations from affinities at one or many thresholds, from one merge run.
+
+    Parameters
+    ----------
+    affs : (C, Z, Y, X) float32 in [0, 1] or uint8, or None
+        Affinities (channels 0, 1, 2: ``v`` to ``v - e_z``, ``- e_y``, ``- e_x``). May be None
+        when ``graph`` is given.
+    thresholds : float or sequence of float in [0, 1]
+        A single float returns the segmentation array; a sequence (strictly increasing) returns
+        an :class:`Agglomeration` from which each threshold's segmentation / LUT is taken.
+    fragments : (Z, Y, X) integer array, optional
+        Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``).
+    merge_function : str
+        One of :data:`MERGE_FUNCTIONS`; default ``hist_quant_50`` (the XPRESS baseline's).
+    graph : RegionGraph, optional
+        A precomputed region graph of ``fragments`` (e.g. merged from blocks).
+    watershed_options : mapping, optional
+        Keyword arguments for :func:`xpress_fast.watershed` when fragments are made here.
+
+    Returns
+    -------
+    (Z, Y, X) uint64 array, or Agglomeration
+    """
+    single = isinstance(thresholds, numbers.Real) and not isinstance(thresholds, bool)
+    ts = _thresholds([thresholds] if single else thresholds)
+    _parse_merge_function(merge_function)
+    if graph is None:
+        if affs is None:
+            raise ValueError("affs must be given unless graph is")
+        affs = check_affinities(affs)
+        if fragments is None:
+            fragments = watershed(affs, **dict(watershed_options or {}))
+        else:
+            fragments = label_array("fragments", fragments)
+            if fragments.shape != affs.shape[1:]:
+                raise ValueError(
+                    f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {fragments.shape}"
+                )
+        needs_hist = merge_function.startswith("hist_quant")
+        graph = region_graph(fragments, affs, histograms=needs_hist)
+    elif single and fragments is None:
+        raise ValueError("a single threshold returns a segmentation, which needs fragments")
+    result = agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
+    return result.segmentation(ts[0]) if single else result
+
+
+make_module_callable(__name__, agglomerate)

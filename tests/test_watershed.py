@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import ndimage
+
+import xpress_fast as xf
+from xpress_fast.watershed import distance_transform_seeds
+from reference_segment import is_connected, ref_watershed
+
+
+@st.composite
+def volumes(draw, max_side=6):
+    shape = tuple(draw(st.integers(1, max_side)) for _ in range(3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    channels = draw(st.integers(3, 4))
+    affs = rng.integers(0, 256, size=(channels,) + shape, dtype=np.uint8)
+    if draw(st.booleans()):  # few levels: many ties, which the FIFO order must settle identically
+        affs = (affs // 64 * 64).astype(np.uint8)
+    n_seeds = draw(st.integers(1, 4))
+    seeds = np.zeros(shape, np.uint64)
+    flat = rng.choice(seeds.size, size=min(n_seeds, seeds.size), replace=False)
+    seeds.ravel()[flat] = rng.integers(1, 2**40, size=len(flat), dtype=np.uint64)
+    mask = None
+    if draw(st.booleans()):
+        mask = rng.random(shape) < 0.8
+    return affs, seeds, mask
+
+
+@given(volumes())
+def test_watershed_matches_reference(vol):
+    affs, seeds, mask = vol
+    ours = xf.watershed(affs, seeds=seeds, mask=mask)
+    np.testing.assert_array_equal(ours, ref_watershed(affs, seeds, mask))
+
+
+@given(volumes())
+def test_watershed_invariants(vol):
+    affs, seeds, mask = vol
+    affs_before, seeds_before = affs.copy(), seeds.copy()
+    mask_before = None if mask is None else mask.copy()
+    ours = xf.watershed(affs, seeds=seeds, mask=mask)
+    # inputs unchanged
+    np.testing.assert_array_equal(affs, affs_before)
+    np.testing.assert_array_equal(seeds, seeds_before)
+    if mask is not None:
+        np.testing.assert_array_equal(mask, mask_before)
+        assert np.all(ours[~mask] == 0)
+    assert ours.dtype == np.uint64 and ours.shape == seeds.shape
+    inside = np.ones(seeds.shape, bool) if mask is None else mask
+    # seeds keep their ids; every fragment is connected and holds exactly one seed (seeds are single voxels)
+    kept = (seeds != 0) & inside
+    np.testing.assert_array_equal(ours[kept], seeds[kept])
+    for label in np.unique(ours[ours != 0]):
+        region = ours == label
+        assert is_connected(region)
+        assert np.count_nonzero(region & kept) == 1
+    # float32 on uint8-exact values gives the same fragments as uint8
+    f32 = affs.astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(xf.watershed(f32, seeds=seeds, mask=mask), ours)
+
+
+def test_watershed_flood_follows_strongest_edge():
+    # 1 x 1 x 3: seed 1 at x=0, seed 2 at x=2; the middle voxel joins the stronger edge
+    affs = np.zeros((3, 1, 1, 3), np.float32)
+    affs[2, 0, 0, 1] = 0.2  # edge {x=0, x=1}
+    affs[2, 0, 0, 2] = 0.9  # edge {x=1, x=2}
+    seeds = np.array([[[1, 0, 2]]], np.uint64)
+    np.testing.assert_array_equal(xf.watershed(affs, seeds=seeds), [[[1, 2, 2]]])
+    affs[2, 0, 0, 1] = 0.95
+    np.testing.assert_array_equal(xf.watershed(affs, seeds=seeds), [[[1, 1, 2]]])
+
+
+def test_unreached_voxels_stay_zero():
+    affs = np.ones((3, 1, 1, 4), np.float32)
+    mask = np.array([[[1, 0, 1, 1]]], bool)
+    seeds = np.array([[[5, 0, 0, 0]]], np.uint64)
+    np.testing.assert_array_equal(xf.watershed(affs, seeds=seeds, mask=mask), [[[5, 0, 0, 0]]])
+
+
+def _blobs(shape=(24, 32, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    gt = ndimage.label(ndimage.gaussian_filter(rng.random(shape), 2) > 0.5)[0]
+    affs = np.zeros((3,) + shape, np.float32)
+    for c in range(3):
+        hi = [slice(None)] * 3
+        lo = [slice(None)] * 3
+        hi[c], lo[c] = slice(1, None), slice(0, -1)
+        affs[c][tuple(hi)] = (gt[tuple(hi)] == gt[tuple(lo)]) & (gt[tuple(hi)] > 0)
+    affs = np.clip(affs * 0.8 + rng.random(affs.shape).astype(np.float32) * 0.3, 0, 1)
+    return (affs * 255).round().astype(np.uint8), gt
+
+
+def test_automatic_seeds_are_distance_transform_maxima():
+    affs, _ = _blobs()
+    seeds = distance_transform_seeds(affs, threshold=0.5, min_seed_distance=5)
+    inside = affs[:3].astype(np.float32).mean(axis=0) / 255 > 0.5
+    dist = ndimage.distance_transform_edt(inside)
+    maxima = (ndimage.maximum_filter(dist, size=5, mode="nearest") == dist) & inside
+    expected, n = ndimage.label(maxima)
+    assert n > 1
+    np.testing.assert_array_equal(seeds, expected)
+    frags = xf.watershed(affs, min_seed_distance=5)
+    # each fragment grows from exactly one seed component and keeps its id
+    np.testing.assert_array_equal(frags[seeds != 0], seeds[seeds != 0])
+    assert set(np.unique(frags)) - {0} == set(range(1, n + 1))
+
+
+def test_id_offset_shifts_automatic_seeds():
+    affs, _ = _blobs(seed=1)
+    base = xf.watershed(affs, min_seed_distance=5)
+    shifted = xf.watershed(affs, min_seed_distance=5, id_offset=1000)
+    np.testing.assert_array_equal(shifted[base != 0], base[base != 0] + 1000)
+    np.testing.assert_array_equal(shifted[base == 0], 0)
+
+
+def test_min_mean_affinity_removes_weak_fragments():
+    affs, _ = _blobs(seed=2)
+    frags = xf.watershed(affs, min_seed_distance=5)
+    filtered = xf.watershed(affs, min_seed_distance=5, min_mean_affinity=0.45)
+    mean = affs[:3].astype(np.float64).mean(axis=0) / 255
+    ids = np.unique(frags[frags != 0])
+    means = ndimage.mean(mean, frags, ids)
+    weak = ids[means < 0.45]
+    assert 0 < len(weak) < len(ids)
+    np.testing.assert_array_equal(filtered, np.where(np.isin(frags, weak), 0, frags))
+
+
+def test_float32_and_uint8_agree_on_automatic_seeds():
+    affs, _ = _blobs(seed=3)
+    np.testing.assert_array_equal(
+        xf.watershed(affs, min_seed_distance=5), xf.watershed(affs.astype(np.float32) / 255, min_seed_distance=5)
+    )
+
+
+@pytest.mark.parametrize(
+    "affs, kwargs, error, match",
+    [
+        (np.zeros((3, 2, 2, 2), np.float64), {}, TypeError, "affs.dtype must be float32 or uint8; got float64"),
+        (np.zeros((3, 2, 2, 2), np.int32), {}, TypeError, "affs.dtype must be float32 or uint8; got int32"),
+        (np.zeros((3, 2, 2), np.float32), {}, ValueError, "affs must be 4-dimensional"),
+        (np.zeros((2, 2, 2, 2), np.float32), {}, ValueError, "at least 3 channels"),
+        (np.zeros((3, 0, 2, 2), np.float32), {}, ValueError, "affs must not be empty"),
+        (np.full((3, 2, 2, 2), np.nan, np.float32), {}, ValueError, "affs must not contain NaN"),
+        (np.full((3, 2, 2, 2), 1.5, np.float32), {}, ValueError, r"affs must lie in \[0, 1\]"),
+        ("affs", {}, TypeError, "affs must be a numpy array"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"seeds": np.zeros((2, 2), np.uint64)}, ValueError,
+         "seeds must have the spatial shape of affs"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"seeds": np.zeros((2, 2, 2), np.float32)}, TypeError,
+         "seeds must be an integer label array"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"seeds": -np.ones((2, 2, 2), np.int64)}, ValueError,
+         "seeds must not contain negative labels"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"mask": np.ones((2, 2, 3), bool)}, ValueError,
+         "mask must have the spatial shape of affs"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"mask": np.ones((2, 2, 2), np.float32)}, TypeError,
+         "mask must be a boolean or integer array"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"id_offset": -1}, ValueError, "id_offset must be a non-negative"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"threshold": 2.0}, ValueError, r"threshold must be a number in \[0, 1\]"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"min_mean_affinity": -0.1}, ValueError, "min_mean_affinity must be"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"min_seed_distance": 0}, ValueError, "min_seed_distance must be"),
+    ],
+)
+def test_watershed_rejects_bad_input(affs, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        xf.watershed(affs, **kwargs)
+
+
+def test_watershed_accepts_fortran_order_and_extra_channels():
+    rng = np.random.default_rng(5)
+    affs = rng.integers(0, 256, size=(5, 4, 5, 6), dtype=np.uint8)
+    seeds = np.zeros((4, 5, 6), np.int32)
+    seeds[0, 0, 0], seeds[3, 4, 5] = 1, 2
+    expected = xf.watershed(affs[:3], seeds=seeds)
+    np.testing.assert_array_equal(xf.watershed(np.asfortranarray(affs), seeds=np.asfortranarray(seeds)), expected)
