@@ -122,7 +122,7 @@ def write_submission(
     write_volume(
         path, SUBMISSION_DATASET, sub, voxel_size=target_voxel_size, offset=roi.begin,
     )
-    check = check_submission(path, roi=roi, voxel_size=target_voxel_size)
+    check = check_submission(path, roi=roi, voxel_size=target_voxel_size, count_labels=False)
     if not check.ok:
         raise ValueError(f"the written submission fails its check: {'; '.join(check.problems)}")
     log.info("wrote submission %s %s", path, sub.shape)
@@ -204,14 +204,22 @@ def check_submission(
         if extra:
             notes.append(f"other top-level entries are ignored by the evaluator: {extra}")
         n_labels = None
-        if count_labels and len(shape) == 3 and ds.dtype.kind in "iu" and ds.size:
-            labels = set()
+        if len(shape) == 3 and ds.dtype.kind in "iu" and ds.size:
+            labels: set = set()
+            any_foreground = has_zero = False
             for z in range(0, shape[0], 32):
-                labels.update(np.unique(ds[z:z + 32]).tolist())
-            n_labels = len(labels - {0})
-            if n_labels == 0:
+                slab = ds[z:z + 32]
+                if count_labels:
+                    labels.update(np.unique(slab).tolist())
+                else:
+                    any_foreground = any_foreground or bool(slab.any())
+                    has_zero = has_zero or not bool(slab.all())
+            if count_labels:
+                n_labels = len(labels - {0})
+                any_foreground, has_zero = n_labels > 0, 0 in labels
+            if not any_foreground:
                 problems.append("holds only background (label 0)")
-            elif 0 in labels:
+            elif has_zero:
                 notes.append("label 0 voxels under skeleton nodes are scored as splits")
     return SubmissionCheck(
         str(path), tuple(problems), shape, dtype, vs_attr, off_attr, n_labels, tuple(notes)

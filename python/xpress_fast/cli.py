@@ -1,0 +1,599 @@
+"""The ``xpress-fast`` command line: demo, train, predict, segment, sweep, evaluate, submit,
+check-submission.
+
+Every command takes its options from flags and, optionally, from a config file
+(``--config FILE``, JSON or TOML): keys are the long option names (``block-shape`` or
+``block_shape``), either at the top level or in a table named after the command
+(``[segment]``); flags given on the command line win over the file.
+
+Exit codes: 0 success; 1 the command ran but its check failed (``check-submission`` on a bad
+file, blocks that still failed after their retries); 2 bad usage or bad input (a missing file or
+dataset, mismatched geometry, an unwritable output), with a one-line message and no traceback;
+130 interrupted.
+
+Only this module prints; the library logs (``--verbose`` shows the log).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger("xpress_fast")
+
+DEFAULT_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, as the baseline
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _triple(text: str) -> tuple:
+    parts = text.replace(",", " ").split()
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers 'Z,Y,X'; got {text!r}")
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers 'Z,Y,X'; got {text!r}") from None
+
+
+def _int_triple(text: str) -> tuple:
+    vals = _triple(text)
+    if any(v != int(v) or v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected three positive integers 'Z,Y,X'; got {text!r}")
+    return tuple(int(v) for v in vals)
+
+
+def _thresholds(text) -> tuple:
+    if isinstance(text, (list, tuple)):
+        parts = [str(t) for t in text]
+    else:
+        parts = str(text).replace(",", " ").split()
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like '0.3,0.5,0.7'; got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one threshold")
+    return tuple(vals)
+
+
+def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"config file not found: {path!r}")
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            with open(p, "rb") as fh:
+                raw = tomllib.load(fh)
+        else:
+            with open(p) as fh:
+                raw = json.load(fh)
+    except Exception as exc:  # JSONDecodeError, TOMLDecodeError
+        raise CliError(f"config file {path!r} could not be parsed: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CliError(f"config file {path!r} must hold a table/object of options")
+    section = raw.get(command, {})
+    flat = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    if isinstance(section, dict):
+        flat.update(section)
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    out = {}
+    for key, value in flat.items():
+        dest = key.replace("-", "_")
+        if dest not in known:
+            raise CliError(
+                f"config file {path!r}: unknown option {key!r} for '{command}' "
+                f"(known: {', '.join(sorted(k.replace('_', '-') for k in known))})"
+            )
+        action = known[dest]
+        if action.type is not None and value is not None and not isinstance(value, bool):
+            try:
+                if isinstance(value, list) and action.type in (_triple, _int_triple):
+                    value = action.type(",".join(str(v) for v in value))
+                elif isinstance(value, list) and action.type is _thresholds:
+                    value = _thresholds(value)
+                else:
+                    value = action.type(value) if not isinstance(value, list) else value
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                raise CliError(f"config file {path!r}: option {key!r}: {exc}") from None
+        out[dest] = value
+    return out
+
+
+def _progress(desc: str, quiet: bool) -> Callable:
+    """A factory of tqdm progress bars (or a no-op) handed to library functions."""
+
+    def make(total: Optional[int] = None, desc_: Optional[str] = None):
+        if quiet:
+            return _NullBar()
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc_ or desc, leave=False, file=sys.stderr,
+                    dynamic_ncols=True)
+
+    return make
+
+
+class _NullBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _load_skeletons_arg(path: str):
+    from .skeletons import load_skeletons
+
+    if not Path(path).is_file():
+        raise CliError(f"skeletons file not found: {path!r}")
+    return load_skeletons(path)
+
+
+def _roi_from_args(args, voxel_size, offset, shape):
+    """(roi_begin, roi_shape) in nm from --mode / --roi-begin / --roi-shape, or (None, None)."""
+    from .rois import TEST_ROI, VALIDATION_ROI
+
+    if args.roi_begin is not None or args.roi_shape is not None:
+        if args.roi_begin is None or args.roi_shape is None:
+            raise CliError("--roi-begin and --roi-shape must be given together")
+        return tuple(args.roi_begin), tuple(args.roi_shape)
+    if args.mode == "validation":
+        return VALIDATION_ROI.begin, VALIDATION_ROI.shape
+    if args.mode == "test":
+        return TEST_ROI.begin, TEST_ROI.shape
+    return None, None
+
+
+def _format_scores(scores: dict) -> str:
+    order = ["n_neurons", "erl", "nerl", "split_count", "merge_count", "rand_split", "rand_merge",
+             "voi_split", "voi_merge", "nvi_split", "nvi_merge", "xpress_voi", "xpress_rand",
+             "xpress_erl_voi", "xpress_erl_rand"]
+    keys = [k for k in order if k in scores] + [k for k in scores if k not in order]
+    lines = []
+    for k in keys:
+        v = scores[k]
+        if isinstance(v, float):
+            lines.append(f"{k:>16}  {v:.6g}")
+        else:
+            lines.append(f"{k:>16}  {v}")
+    return "\n".join(lines)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_evaluate(args) -> int:
+    from .io import read_volume
+    from .metrics import xpress_scores
+
+    vol = read_volume(args.segmentation, args.dataset, voxel_size=args.voxel_size, offset=args.offset)
+    if vol.data.ndim != 3:
+        raise CliError(f"dataset {args.dataset!r} must be a 3-D label volume; got shape {vol.data.shape}")
+    skeletons = _load_skeletons_arg(args.skeletons)
+    roi_begin, roi_shape = _roi_from_args(args, vol.voxel_size, vol.offset, vol.data.shape)
+    scores = xpress_scores(
+        vol.data, skeletons, voxel_size=vol.voxel_size, offset=vol.offset,
+        roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring,
+    )
+    d = scores.as_dict()
+    if args.json:
+        _print(json.dumps(_jsonable(d), indent=2))
+    else:
+        _print(f"{args.segmentation}:{args.dataset}  ({args.mode} ROI, {args.scoring} mode)")
+        _print(_format_scores(d))
+    return 0
+
+
+def cmd_check_submission(args) -> int:
+    from .submission import check_submission
+
+    check = check_submission(args.submission)
+    if args.json:
+        _print(json.dumps(_jsonable(check.as_dict()), indent=2))
+    else:
+        if check.ok:
+            _print(f"OK: {args.submission} is a valid submission "
+                   f"({check.shape} {check.dtype}, {check.n_labels} labels)")
+        else:
+            _print(f"INVALID: {args.submission}")
+            for p in check.problems:
+                _print(f"  - {p}")
+        for n in check.notes:
+            _print(f"  note: {n}")
+    return 0 if check.ok else 1
+
+
+def cmd_submit(args) -> int:
+    from .io import open_volume
+    from .submission import write_submission
+
+    vol = open_volume(args.segmentation, args.dataset, voxel_size=args.voxel_size, offset=args.offset)
+    if len(vol.shape) != 3:
+        raise CliError(f"dataset {args.dataset!r} must be a 3-D label volume; got shape {vol.shape}")
+    out = Path(args.out)
+    write_submission(out, vol.data, voxel_size=vol.voxel_size, offset=vol.offset)  # checks it too
+    _print(f"wrote {out}; format check: OK")
+    return 0
+
+
+def cmd_segment(args) -> int:
+    from .pipeline import segment_volume
+
+    thresholds = args.thresholds
+    result = segment_volume(
+        args.affinities, args.affinities_dataset, args.out,
+        thresholds=thresholds, merge_function=args.merge_function,
+        block_shape=args.block_shape, context=args.context, scheduler=args.scheduler,
+        workers=args.workers, retries=args.retries, fragments_only=False,
+        progress=_progress("segment", args.quiet),
+    )
+    _print(f"wrote {args.out}: fragments ({result.n_fragments} ids) and "
+           f"{len(result.segmentation_datasets)} segmentations "
+           f"({', '.join(result.segmentation_datasets)}) in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .io import open_volume, read_volume
+    from .sweep import sweep
+
+    skeletons = _load_skeletons_arg(args.skeletons)
+    affs = read_volume(args.affinities, args.affinities_dataset)
+    fragments = None
+    if args.fragments:
+        fragments = read_volume(args.fragments, args.fragments_dataset).data
+    import xpress_fast
+
+    t0 = time.perf_counter()
+    if fragments is None:
+        fragments = xpress_fast.watershed(affs.data)
+    agg = xpress_fast.agglomerate(affs.data, list(args.thresholds), fragments=fragments,
+                                  merge_function=args.merge_function)
+    roi_begin, roi_shape = _roi_from_args(args, affs.voxel_size, affs.offset, affs.spatial_shape)
+    result = sweep(agg, skeletons, args.thresholds, voxel_size=affs.voxel_size, offset=affs.offset,
+                   roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring)
+    rows = result.rows()
+    if args.json:
+        _print(json.dumps(_jsonable(rows), indent=2))
+    else:
+        _print(f"{'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} {'erl+rand':>9} {'splits':>7} {'merges':>7}")
+        for r in rows:
+            _print(f"{r['threshold']:9.3f} {r['nerl']:8.4f} {r['xpress_rand']:8.4f} "
+                   f"{r['xpress_voi']:8.4f} {r['xpress_erl_rand']:9.4f} {r['split_count']:7d} "
+                   f"{r['merge_count']:7d}")
+        best = result.best()
+        _print(f"best threshold {best['threshold']:.3f}: xpress_erl_rand {best['xpress_erl_rand']:.4f} "
+               f"({time.perf_counter() - t0:.1f} s)")
+    if args.out:
+        from .report import write_scores
+
+        write_scores(rows, Path(args.out))
+    return 0
+
+
+def cmd_train(args) -> int:
+    try:
+        from . import unet
+    except ImportError as exc:
+        raise CliError(f"'train' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
+    from .io import read_volume, check_same_geometry
+
+    raw = read_volume(args.raw, args.raw_dataset)
+    labels = read_volume(args.labels, args.labels_dataset) if args.labels else None
+    skeletons = _load_skeletons_arg(args.skeletons) if args.skeletons else None
+    if labels is None and skeletons is None:
+        raise CliError("train needs --labels or --skeletons (or both)")
+    if labels is not None:
+        check_same_geometry([("raw", raw), ("labels", labels)])
+    model = unet.train(
+        raw.data, labels=None if labels is None else labels.data, skeletons=skeletons,
+        voxel_size=raw.voxel_size, offset=raw.offset, iterations=args.iterations,
+        checkpoint=args.out, seed=args.seed,
+    )
+    _print(f"wrote model {args.out}")
+    del model
+    return 0
+
+
+def cmd_predict(args) -> int:
+    try:
+        from . import unet
+    except ImportError as exc:
+        raise CliError(f"'predict' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
+    from .io import read_volume, write_volume
+
+    if not Path(args.model).is_file():
+        raise CliError(f"model file not found: {args.model!r}")
+    raw = read_volume(args.raw, args.raw_dataset)
+    model = unet.load_model(args.model)
+    affs = unet.predict(raw.data, model, dtype=np.uint8 if args.uint8 else np.float32)
+    write_volume(args.out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
+    _print(f"wrote {args.out}:{args.out_dataset} {affs.shape} {affs.dtype}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(Path(args.out), quick=args.quick, seed=args.seed, size=args.size,
+                       iterations=args.iterations, progress=_progress("demo", args.quiet),
+                       log=None if args.quiet else _print)
+    _print(f"demo done in {summary['seconds']:.0f} s; report in {summary['report']}")
+    best = summary["best"]
+    _print(f"best threshold {best['threshold']:.2f}: nERL {best['nerl']:.3f}, "
+           f"XPRESS ERL+Rand {best['xpress_erl_rand']:.3f} (all-one-label "
+           f"{summary['trivial']['one_label']:.3f}, one-label-per-voxel "
+           f"{summary['trivial']['per_voxel']:.3f})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="read option defaults from a JSON or TOML file (keys: long option names, "
+                        "top level or in a table named after the command); flags win")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the library's log on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _geometry(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--voxel-size", type=_triple, metavar="Z,Y,X",
+                   help="voxel size in nm (z,y,x); default: the dataset's 'resolution' attr")
+    p.add_argument("--offset", type=_triple, metavar="Z,Y,X",
+                   help="offset in nm (z,y,x); default: the dataset's 'offset' attr, else 0")
+
+
+def _roi(p: argparse.ArgumentParser, default_mode: str = "full") -> None:
+    p.add_argument("--mode", choices=("full", "validation", "test"), default=default_mode,
+                   help="the evaluation ROI: the whole array (full), or the challenge's validation "
+                        "or test ROI (METRICS.md) (default: %(default)s)")
+    p.add_argument("--roi-begin", type=_triple, metavar="Z,Y,X",
+                   help="a custom evaluation ROI's begin in nm (with --roi-shape; overrides --mode)")
+    p.add_argument("--roi-shape", type=_triple, metavar="Z,Y,X",
+                   help="a custom evaluation ROI's shape in nm (with --roi-begin)")
+    p.add_argument("--scoring", choices=("official", "corrected"), default="official",
+                   help="'official' reproduces the challenge's numbers including its quirks; "
+                        "'corrected' fixes quirks 1-3 of METRICS.md (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="xpress-fast",
+        description="Affinities -> watershed/agglomeration -> segmentation, scored against "
+                    "skeletons with the XPRESS challenge metrics (ERL/nERL, Rand, VOI). Volumes "
+                    "are HDF5 (.h5) or zarr (.zarr) datasets with 'resolution' and 'offset' attrs "
+                    "(nm, z y x).",
+        epilog="Start with: xpress-fast demo. Exit codes: 0 ok, 1 a check failed, 2 bad usage or "
+               "input.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="synthetic volume -> train -> predict -> segment -> sweep -> report",
+                       description="Run the whole pipeline on a generated synthetic XNH-like volume "
+                                   "(no downloads): train a tiny U-Net briefly, predict affinities, "
+                                   "segment, sweep thresholds, score, and write a report "
+                                   "(scores.json/.csv, scores.png, slices.png).")
+    _common(p)
+    p.add_argument("--out", default="xpress_fast_demo", metavar="DIR",
+                   help="output directory (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny volume and a few training steps (about a minute; for tests)")
+    p.add_argument("--size", type=int, metavar="N", help="volume edge in voxels (default: 64, quick: 40)")
+    p.add_argument("--iterations", type=int, metavar="N",
+                   help="training iterations (default: 300, quick: 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a U-Net for affinities",
+                       description="Train a 3D U-Net (xpress_fast.unet, needs PyTorch) on raw data "
+                                   "with voxel labels and/or skeletons; writes a checkpoint.")
+    _common(p)
+    p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
+    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--labels", metavar="PATH", help="voxel labels container")
+    p.add_argument("--labels-dataset", default="labels", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--skeletons", metavar="PATH", help="skeletons (.npz, the challenge format)")
+    p.add_argument("--iterations", type=int, default=1000, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write (.pt)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict affinities with a trained U-Net",
+                       description="Sliding-window prediction of affinities (C, Z, Y, X) for a raw "
+                                   "volume; written with the raw's resolution/offset.")
+    _common(p)
+    p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
+    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--model", required=True, metavar="PATH", help="checkpoint written by 'train'")
+    p.add_argument("--out", required=True, metavar="PATH", help="output container (.h5/.zarr)")
+    p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--uint8", action="store_true", help="store affinities as uint8 (4x smaller)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("segment", help="fragments + agglomeration at chosen thresholds, block-wise",
+                       description="Watershed fragments and one global agglomeration, computed "
+                                   "block-wise on dask (a killed run resumes from completed blocks); "
+                                   "writes 'fragments' and 'segmentation_<threshold>' datasets.")
+    _common(p)
+    p.add_argument("affinities", metavar="AFFS", help="affinities container (.h5/.zarr)")
+    p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
+                   help="default: %(default)s")
+    p.add_argument("--out", required=True, metavar="PATH.zarr",
+                   help="output zarr container (also holds the block completion records)")
+    p.add_argument("--thresholds", type=_thresholds, default=(0.5,), metavar="T1,T2,...",
+                   help="agglomeration thresholds in [0, 1] (waterz semantics; default: 0.5)")
+    p.add_argument("--merge-function", default="hist_quant_50",
+                   help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
+    p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
+                   help="block shape in voxels (default: 128,128,128; the whole volume if smaller)")
+    p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
+                   help="context voxels read around each block for the watershed "
+                        "(default: %(default)s)")
+    p.add_argument("--scheduler", default="threads", metavar="threads|processes|sync|ADDRESS",
+                   help="dask scheduler: the local threaded (default), process or synchronous one, "
+                        "or a dask.distributed scheduler address such as tcp://host:8786")
+    p.add_argument("--workers", type=int, default=None, help="local workers (default: all cores)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="retries of a failed block before the run fails (default: %(default)s)")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("sweep", help="XPRESS scores for every threshold from one agglomeration",
+                       description="Agglomerate once, read the fragment ids under the skeleton "
+                                   "nodes once, and score every threshold through the merge history "
+                                   "(no volume is relabelled per threshold).")
+    _common(p)
+    p.add_argument("affinities", metavar="AFFS", help="affinities container (.h5/.zarr)")
+    p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
+                   help="default: %(default)s")
+    p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
+    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
+                   help="default: %(default)s")
+    p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
+    p.add_argument("--thresholds", type=_thresholds, default=DEFAULT_THRESHOLDS, metavar="T1,T2,...",
+                   help="default: 0.05,0.10,...,0.95")
+    p.add_argument("--merge-function", default="hist_quant_50", help="default: %(default)s")
+    _roi(p)
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--out", metavar="DIR", help="also write scores.json and scores.csv here")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("evaluate", help="XPRESS scores of a segmentation against skeletons",
+                       description="Score a segmentation (HDF5/zarr dataset) against skeletons "
+                                   "(the challenge's .npz) with the XPRESS metrics.")
+    _common(p)
+    p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
+    p.add_argument("--dataset", default="submission", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
+    _geometry(p)
+    _roi(p)
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("submit", help="write the challenge's submission.h5 from a segmentation",
+                       description="Crop the test ROI from a segmentation, downsample it by striding "
+                                   "to 99 nm (3x from 33 nm), write dataset 'submission' (uint64) "
+                                   "atomically, then check the format.")
+    _common(p)
+    p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
+    p.add_argument("--dataset", default="segmentation", metavar="NAME", help="default: %(default)s")
+    _geometry(p)
+    p.add_argument("--out", default="submission.h5", metavar="PATH", help="default: %(default)s")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("check-submission", help="check a submission.h5's format",
+                       description="Check dataset 'submission': uint64, 334^3, resolution 99 nm, "
+                                   "offset at the test ROI's begin, not all background. "
+                                   "Exit code 1 when it fails.")
+    _common(p)
+    p.add_argument("submission", metavar="FILE", help="the submission.h5 to check")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.set_defaults(func=cmd_check_submission)
+    return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> Optional[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
+def _config_path(argv: Sequence[str]) -> Optional[str]:
+    """The value of ``--config`` in ``argv`` (``--config F`` or ``--config=F``), if any."""
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad usage/input)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    config = _config_path(argv)
+    if command is not None and config is not None:
+        sp = _subparser(parser, command)
+        if sp is not None:
+            try:
+                defaults = _load_config(config, command, sp)
+            except CliError as exc:
+                print(f"xpress-fast {command}: error: {exc}", file=sys.stderr)
+                return 2
+            sp.set_defaults(**defaults)
+            for action in sp._actions:  # options the file gives are no longer required flags
+                if action.dest in defaults:
+                    action.required = False
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    prog = f"xpress-fast {args.command}"
+    try:
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        msg = str(exc)
+        if isinstance(exc, KeyError):
+            msg = f"not found: {msg}"
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: error: {exc.strerror or exc}"
+              f"{f': {exc.filename!r}' if getattr(exc, 'filename', None) else ''}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

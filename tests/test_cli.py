@@ -1,0 +1,212 @@
+"""The command line: evaluate, check-submission, submit, config files, errors and exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpress_fast import io
+from xpress_fast.cli import build_parser, main
+from xpress_fast.metrics import xpress_scores
+from xpress_fast.rois import TEST_ROI
+from xpress_fast.skeletons import Skeletons, save_skeletons
+
+PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A small label volume with skeletons running through its objects."""
+    from xpress_fast.synthetic import make_volume
+
+    d = tmp_path_factory.mktemp("cli")
+    vol = make_volume((32, 32, 32), seed=3)
+    seg = d / "seg.h5"
+    io.write_volume(seg, "labels", vol.labels, voxel_size=vol.voxel_size, offset=vol.offset)
+    skel = d / "skeletons.npz"
+    save_skeletons(vol.skeletons, skel, fmt="arrays")
+    return {"dir": d, "seg": seg, "skel": skel, "vol": vol}
+
+
+def test_evaluate_json_matches_api(case, capsys):
+    rc = main(["evaluate", str(case["seg"]), "--dataset", "labels", "--skeletons", str(case["skel"]), "--json"])
+    assert rc == 0
+    got = json.loads(capsys.readouterr().out)
+    vol = case["vol"]
+    want = xpress_scores(vol.labels, vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset).as_dict()
+    assert got["n_neurons"] == want["n_neurons"] > 0
+    for k, v in want.items():
+        if isinstance(v, float) and np.isnan(v):
+            assert got[k] is None
+        else:
+            assert got[k] == pytest.approx(v, rel=1e-12), k
+    # the ground truth labels score (nearly) perfectly on ERL
+    assert got["nerl"] > 0.9
+
+
+def test_evaluate_text_and_corrected_mode(case, capsys):
+    rc = main(["evaluate", str(case["seg"]), "--dataset", "labels", "--skeletons", str(case["skel"]),
+               "--scoring", "corrected"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "corrected mode" in out and "xpress_erl_rand" in out
+
+
+def test_evaluate_custom_roi_and_overrides(case, capsys):
+    vol = case["vol"]
+    begin = tuple(float(o + 4 * v) for o, v in zip(vol.offset, vol.voxel_size))
+    shape = tuple(float(20 * v) for v in vol.voxel_size)
+    rc = main(["evaluate", str(case["seg"]), "--dataset", "labels", "--skeletons", str(case["skel"]), "--json",
+               "--roi-begin", ",".join(map(str, begin)), "--roi-shape", ",".join(map(str, shape))])
+    assert rc == 0
+    got = json.loads(capsys.readouterr().out)
+    want = xpress_scores(vol.labels, vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset,
+                         roi_begin=begin, roi_shape=shape)
+    assert got["n_neurons"] == want.n_neurons
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["evaluate", "{d}/none.h5", "--skeletons", "{skel}"], "no such HDF5 file"),
+        (["evaluate", "{seg}", "--dataset", "nope", "--skeletons", "{skel}"], "dataset 'nope' not found"),
+        (["evaluate", "{seg}", "--dataset", "labels", "--skeletons", "{d}/none.npz"], "skeletons file not found"),
+        (["evaluate", "{seg}", "--dataset", "labels", "--skeletons", "{seg}"], "not a valid skeleton file"),
+        (["evaluate", "{seg}", "--dataset", "labels", "--skeletons", "{skel}", "--mode", "test"], "ROI"),
+        (["evaluate", "{seg}", "--dataset", "labels", "--skeletons", "{skel}", "--roi-begin", "0,0,0"],
+         "--roi-begin and --roi-shape must be given together"),
+        (["submit", "{seg}", "--dataset", "labels", "--out", "{d}/s.h5"], "outside the volume"),
+        (["check-submission", "{seg}", "--config", "{d}/none.json"], "config file not found"),
+    ],
+)
+def test_user_errors_exit_2_with_message(case, capsys, argv, match):
+    argv = [a.format(d=case["dir"], seg=case["seg"], skel=case["skel"]) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xpress-fast {argv[0]}: error:")
+    assert match in err
+    assert "Traceback" not in err
+    assert not (case["dir"] / "s.h5").exists()
+
+
+def test_argparse_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "x.h5", "--skeletons", "s.npz", "--voxel-size", "1,2"])
+    assert e.value.code == 2
+    assert "three numbers" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(sub.choices) == {"demo", "train", "predict", "segment", "sweep", "evaluate", "submit",
+                                "check-submission"}
+    for name, sp in sub.choices.items():
+        assert sp.description, name
+        for action in sp._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def _full_seg(tmp_path):
+    """A 1200^3-at-33-nm-equivalent segmentation, stored as the 334^3 crop at 99 nm offset by the
+    ROI (what a user's segmentation of the test ROI at 99 nm looks like)."""
+    rng = np.random.default_rng(0)
+    seg = np.repeat(rng.integers(1, 1000, size=(334, 334, 1), dtype=np.uint64), 334, axis=2)
+    p = tmp_path / "seg99.h5"
+    io.write_volume(p, "segmentation", seg, voxel_size=(99, 99, 99), offset=TEST_ROI.begin, compression=None)
+    return p, seg
+
+
+def test_submit_then_check_then_evaluate_round_trip(tmp_path, capsys):
+    p, seg = _full_seg(tmp_path)
+    out = tmp_path / "submission.h5"
+    assert main(["submit", str(p), "--out", str(out)]) == 0
+    assert "format check: OK" in capsys.readouterr().out
+    assert main(["check-submission", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["shape"] == [334, 334, 334]
+    sub = io.open_volume(out, "submission")
+    assert sub.voxel_size == (99.0,) * 3 and sub.offset == tuple(map(float, TEST_ROI.begin))
+    np.testing.assert_array_equal(sub.data[::37], seg[::37])
+    # skeletons inside the test ROI: two straight lines along x in two different rows
+    b = np.asarray(TEST_ROI.begin, dtype=float)
+    pos = np.array([b + [99 * 10 + 5, 99 * 20 + 5, 99 * (10 + 4 * k) + 5] for k in range(6)]
+                   + [b + [99 * 30 + 5, 99 * 40 + 5, 99 * (10 + 4 * k) + 5] for k in range(6)])
+    edges = np.array([[k, k + 1] for k in range(5)] + [[6 + k, 7 + k] for k in range(5)])
+    skel = tmp_path / "sk.npz"
+    save_skeletons(Skeletons(pos, edges), skel, fmt="arrays")
+    assert main(["evaluate", str(out), "--skeletons", str(skel), "--mode", "test", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = xpress_scores(seg, Skeletons(pos, edges), voxel_size=(99,) * 3, offset=TEST_ROI.begin,
+                         roi_begin=TEST_ROI.begin, roi_shape=TEST_ROI.shape)
+    assert got["n_neurons"] == 2 and got["split_count"] == 0
+    assert got["nerl"] == pytest.approx(want.nerl)
+
+
+def test_check_submission_bad_file_exits_1(tmp_path, capsys):
+    p = tmp_path / "s.h5"
+    io.write_volume(p, "submission", np.ones((4, 4, 4), np.uint64), voxel_size=(99, 99, 99))
+    assert main(["check-submission", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and "shape must be (334, 334, 334)" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "toml"])
+def test_config_file_supplies_options_and_flags_win(case, tmp_path, capsys, fmt):
+    if fmt == "json":
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"evaluate": {"dataset": "labels", "skeletons": str(case["skel"]),
+                                                "scoring": "corrected", "json": True}}))
+    else:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[evaluate]\ndataset = "labels"\nskeletons = "{case["skel"]}"\n'
+                       'scoring = "corrected"\njson = true\n')
+    assert main(["evaluate", str(case["seg"]), "--config", str(cfg)]) == 0
+    d1 = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(case["seg"]), "--config", str(cfg), "--scoring", "official"]) == 0
+    d2 = json.loads(capsys.readouterr().out)
+    vol = case["vol"]
+    for mode, d in (("corrected", d1), ("official", d2)):
+        want = xpress_scores(vol.labels, vol.skeletons, voxel_size=vol.voxel_size, mode=mode)
+        assert d["n_neurons"] == want.n_neurons
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('{"evaluate": {"bogus": 1}}', "unknown option 'bogus'"),
+        ("{not json", "could not be parsed"),
+        ("[1, 2]", "must hold a table"),
+    ],
+)
+def test_bad_config_files(case, tmp_path, capsys, content, match):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(content)
+    assert main(["evaluate", str(case["seg"]), "--skeletons", str(case["skel"]), "--config", str(cfg)]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_python_dash_m_subprocess_smoke(case):
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "xpress_fast", "check-submission", str(case["seg"])],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and "no dataset 'submission'" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "xpress_fast", "--help"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "demo" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("xpress-fast") is None, reason="console script not installed")
+def test_installed_console_script():
+    r = subprocess.run(["xpress-fast", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "xpress-fast" in r.stdout
