@@ -129,12 +129,14 @@ def parse(merge_function):
     return "quantile", int(parts[2]), merge_function.endswith("_initmax")
 
 
-def ref_agglomerate(graph, merge_function, threshold):
+def ref_agglomerate(graph, merge_function, threshold, tol=0.0):
     """waterz's procedure until the lowest key is >= threshold.
 
     graph: dict (u, v) -> stats as from ref_region_graph. Returns (dict fragment -> root, tie)
     where tie says whether two queue entries with equal keys were ever both present when one was
-    taken (the order among them is then unspecified in waterz).
+    taken (the order among them is then unspecified in waterz), or a taken key was within
+    ``tol`` of another queued key or of the threshold (where float32 rounding, as in waterz,
+    could decide differently).
     """
     kind, q, init_max = parse(merge_function)
     parent = {}
@@ -156,9 +158,11 @@ def ref_agglomerate(graph, merge_function, threshold):
     tie = False
     while queue:
         top = min(queue)
+        if abs(top[0] - threshold) <= tol:
+            tie = True
         if top[0] >= threshold:
             break
-        if sum(1 for k, _ in queue if k == top[0]) > 1:
+        if sum(1 for k, _ in queue if abs(k - top[0]) <= tol) > 1:
             tie = True
         queue.remove(top)
         e = edges[top[1]]
