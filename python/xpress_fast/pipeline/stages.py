@@ -1,0 +1,389 @@
+"""Block-wise segmentation: fragments per block, per-block region graphs merged into one global
+graph, one global agglomeration, relabelling per block -- the lsd/daisy design, on dask.
+
+Layout of the output zarr container ``out``::
+
+    out/fragments                  uint64 (Z, Y, X), ids unique across blocks
+    out/segmentation_<t>           uint64 (Z, Y, X), one per threshold t (segment id = the
+                                   smallest fragment id it holds, as Agglomeration does)
+    out/.xpress_fast/run.json      the run's settings (a rerun with other settings is refused)
+    out/.xpress_fast/records/      one completion record per block and stage
+    out/.xpress_fast/graphs/       the per-block region graphs (.npz)
+    out/.xpress_fast/agglomeration.npz   the merge history and the per-threshold lookup tables
+
+Every volume is written as ``<name>.partial`` and renamed when all its blocks are done, so a
+dataset that exists under its final name is complete. A killed run, run again with the same
+settings, skips every block with a record.
+
+Exactness: given the same fragments, the block-wise region graph equals the whole volume's
+(each voxel edge is counted by exactly one block, statistics combine exactly), so the global
+agglomeration and the segmentations are *identical* to the in-memory
+``xpress_fast.agglomerate(affs, thresholds, fragments=fragments)``. Fragments made block-wise
+(watershed of each block with ``context`` voxels of margin, core kept) are not the whole-volume
+watershed: the flood is global (see :func:`xpress_fast.watershed`), and objects cut by block faces
+become several fragments that the agglomeration joins again through their high-affinity shared
+face. Pass ``fragments=`` to use fragments made elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .blocks import BlockLayout
+from .runner import CompletionRecords, StageReport, run_blocks
+
+log = logging.getLogger(__name__)
+
+WORK = ".xpress_fast"
+DEFAULT_BLOCK_SHAPE = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What :func:`segment_volume` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The zarr container.
+    thresholds : (T,) float64
+    segmentation_datasets : tuple of str
+        ``segmentation_<t>`` per threshold, in ``out``.
+    n_fragments : int
+    n_blocks : int
+    reports : tuple of StageReport
+        Per stage: blocks run, skipped (complete before), retries.
+    seconds : float
+    """
+
+    out: Path
+    thresholds: np.ndarray
+    segmentation_datasets: tuple
+    n_fragments: int
+    n_blocks: int
+    reports: tuple
+    seconds: float
+
+
+def segmentation_dataset(threshold: float) -> str:
+    """The dataset name of the segmentation at ``threshold``: ``segmentation_0.55``."""
+    return f"segmentation_{float(threshold):g}"
+
+
+def _open(path, dataset):
+    from ..io import open_volume
+
+    return open_volume(path, dataset)
+
+
+def _atomic_save_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _check_run_settings(work: Path, settings: dict) -> None:
+    path = work / "run.json"
+    if path.is_file():
+        with open(path) as fh:
+            old = json.load(fh)
+        if old != settings:
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ValueError(
+                f"{str(work.parent)!r} holds a run with other settings ({', '.join(changed)}); "
+                "use another output or delete it to start afresh"
+            )
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(path, settings)
+
+
+# ------------------------------------------------------------------------------------------------
+# the block functions (module level, so the process and distributed schedulers can pickle them)
+
+
+class _FragmentsBlock:
+    def __init__(self, affs_path, affs_dataset, out, shape, context, id_stride, watershed_options):
+        self.affs_path, self.affs_dataset, self.out = str(affs_path), affs_dataset, str(out)
+        self.shape, self.context, self.id_stride = shape, context, id_stride
+        self.watershed_options = dict(watershed_options)
+
+    def __call__(self, block) -> dict:
+        import zarr
+
+        from ..watershed import watershed
+
+        affs = _open(self.affs_path, self.affs_dataset).data
+        read, inner = block.with_context(self.context, self.shape)
+        a = np.asarray(affs[(slice(None),) + read])
+        frag = watershed(a, id_offset=block.index * self.id_stride, **self.watershed_options)
+        core = np.ascontiguousarray(frag[inner])
+        zarr.open_array(str(Path(self.out) / "fragments.partial"), mode="r+")[block.core] = core
+        ids = np.unique(core)
+        ids = ids[ids != 0]
+        return {"n_fragments": int(ids.size), "max_id": int(ids[-1]) if ids.size else 0}
+
+
+class _GraphBlock:
+    def __init__(self, affs_path, affs_dataset, fragments_path, fragments_dataset, work, histograms):
+        self.affs_path, self.affs_dataset = str(affs_path), affs_dataset
+        self.fragments_path, self.fragments_dataset = str(fragments_path), fragments_dataset
+        self.work, self.histograms = str(work), histograms
+
+    def __call__(self, block) -> dict:
+        from ..region_graph import region_graph
+
+        affs = _open(self.affs_path, self.affs_dataset).data
+        frags = _open(self.fragments_path, self.fragments_dataset).data
+        read, ctx = block.lower_overlap()
+        g = region_graph(np.asarray(frags[read]), np.asarray(affs[(slice(None),) + read]),
+                         context=ctx, histograms=self.histograms, threads=1)
+        arrays = {"edges": g.edges, "counts": g.counts, "sums": g.sums, "mins": g.mins, "maxs": g.maxs}
+        if g.has_histograms:
+            arrays.update(hist_offsets=g.hist_offsets, hist_bins=g.hist_bins, hist_counts=g.hist_counts)
+        _atomic_save_npz(Path(self.work) / "graphs" / f"{block.index}.npz", **arrays)
+        return {"n_edges": int(g.n_edges)}
+
+
+class _RelabelBlock:
+    """Write each threshold's segmentation of a block: its fragments through that LUT row."""
+
+    def __init__(self, fragments_path, fragments_dataset, out, work, names, rows):
+        self.fragments_path, self.fragments_dataset = str(fragments_path), fragments_dataset
+        self.out, self.work, self.names, self.rows = str(out), str(work), list(names), list(rows)
+
+    def __call__(self, block) -> dict:
+        import zarr
+
+        from .. import _segment
+
+        frags = _open(self.fragments_path, self.fragments_dataset).data
+        core = np.ascontiguousarray(np.asarray(frags[block.core]), dtype=np.uint64)
+        keys = np.load(Path(self.work) / "lut_keys.npy", mmap_mode="r")
+        values = np.load(Path(self.work) / "lut_values.npy", mmap_mode="r")
+        # only the LUT entries of this block's fragments are needed
+        ids = np.unique(core)
+        if len(keys):
+            pos = np.clip(np.searchsorted(keys, ids), 0, len(keys) - 1)
+            present = keys[pos] == ids
+        else:
+            pos, present = np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
+        sub_keys = np.ascontiguousarray(ids[present])
+        for row, name in zip(self.rows, self.names):
+            sub_values = np.ascontiguousarray(values[row][pos[present]], dtype=np.uint64)
+            seg = _segment.map_labels_uint64(core, sub_keys, sub_values)
+            zarr.open_array(str(Path(self.out) / f"{name}.partial"), mode="r+")[block.core] = seg
+        return {}
+
+
+def _load_graph(path: Path):
+    from ..region_graph import RegionGraph
+
+    with np.load(path) as z:
+        hist = ((z["hist_offsets"], z["hist_bins"], z["hist_counts"]) if "hist_offsets" in z.files
+                else (None, None, None))
+        return RegionGraph(z["edges"], z["counts"], z["sums"], z["mins"], z["maxs"], *hist)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def segment_volume(
+    affinities,
+    affinities_dataset: str,
+    out,
+    *,
+    thresholds: Sequence[float],
+    merge_function: str = "hist_quant_50",
+    fragments: Optional[tuple] = None,
+    block_shape=None,
+    context=(8, 8, 8),
+    watershed_options: Optional[Mapping] = None,
+    scheduler: str = "threads",
+    workers: Optional[int] = None,
+    retries: int = 2,
+    fragments_only: bool = False,
+    progress: Optional[Callable] = None,
+) -> SegmentResult:
+    """Segment an affinity volume block-wise: fragments, one global agglomeration, relabelling.
+
+    Parameters
+    ----------
+    affinities : str or Path
+        HDF5 or zarr container holding ``affinities_dataset``: ``(C, Z, Y, X)`` float32 in [0, 1]
+        or uint8, ``C >= 3`` (channels 0-2: ``v`` to ``v - e_z, - e_y, - e_x``).
+    out : str or Path
+        A zarr container (``.zarr``) for the results and the run's records.
+    thresholds : sequence of float
+        Strictly increasing in [0, 1] (waterz semantics); one ``segmentation_<t>`` each.
+    merge_function : str
+        See :data:`xpress_fast.MERGE_FUNCTIONS`.
+    fragments : (path, dataset), optional
+        Use these fragments (same spatial shape) instead of computing them.
+    block_shape : 3 ints, optional
+        Default 128³ (clipped to the volume).
+    context : 3 ints
+        Margin (voxels) read around each block for the watershed.
+    watershed_options : mapping, optional
+        Keyword arguments for :func:`xpress_fast.watershed` (not ``id_offset``).
+    scheduler : str
+        ``"threads"`` (default), ``"processes"``, ``"sync"``, or a ``dask.distributed``
+        scheduler address.
+    workers : int, optional
+        Local workers.
+    retries : int
+        Further attempts of a failed block before the stage fails.
+    fragments_only : bool
+        Stop after the fragments.
+    progress : callable, optional
+        ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
+
+    Returns
+    -------
+    SegmentResult
+
+    Raises
+    ------
+    ValueError
+        Bad input (geometry, thresholds, merge function), or ``out`` holds a run with other
+        settings.
+    BlockFailure
+        Blocks still failed after their retries; rerun to resume.
+    """
+    import zarr
+
+    from ..agglomerate import _parse_merge_function, agglomerate_graph
+    from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
+    from ..region_graph import RegionGraph
+    from .._validate import sorted_thresholds
+    from ..watershed import check_affinities
+
+    t_start = time.perf_counter()
+    ts = sorted_thresholds("thresholds", thresholds)
+    _parse_merge_function(merge_function)
+    out = Path(out)
+    if container_kind(out) != "zarr":
+        raise ValueError(f"out must be a zarr container (a path ending in .zarr); got {str(out)!r}")
+    affs_vol = _open(affinities, affinities_dataset)
+    if len(affs_vol.shape) != 4 or affs_vol.shape[0] < 3:
+        raise ValueError(f"affinities must be (C, Z, Y, X) with C >= 3; got shape {affs_vol.shape}")
+    check_affinities(np.asarray(affs_vol.data[:3, :1, :1, :1]))  # dtype check on a tiny corner
+    shape = affs_vol.spatial_shape
+    if fragments is not None:
+        frag_vol = _open(*fragments)
+        if len(frag_vol.shape) != 3:
+            raise ValueError(f"fragments must be (Z, Y, X); got shape {frag_vol.shape}")
+        check_same_geometry([("affinities", affs_vol), ("fragments", frag_vol)])
+    bs = tuple(min(b, s) for b, s in zip(block_shape or DEFAULT_BLOCK_SHAPE, shape))
+    layout = BlockLayout(shape, bs)
+    ctx = tuple(int(c) for c in context)
+    if len(ctx) != 3 or any(c < 0 for c in ctx):
+        raise ValueError(f"context must be three non-negative integers; got {context!r}")
+    wopts = dict(watershed_options or {})
+    if "id_offset" in wopts:
+        raise ValueError("watershed_options must not set id_offset (blocks get disjoint ids)")
+
+    work = out / WORK
+    settings = {
+        "affinities": [str(Path(affinities).resolve()), affinities_dataset],
+        "fragments": None if fragments is None else [str(Path(fragments[0]).resolve()), fragments[1]],
+        "shape": list(shape), "block_shape": list(bs), "context": list(ctx),
+        "merge_function": merge_function, "thresholds": [float(t) for t in ts],
+        "watershed_options": {k: v for k, v in sorted(wopts.items())},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    zarr.open_group(str(out), mode="a")
+    _check_run_settings(work, settings)
+    records = CompletionRecords(work / "records")
+    kw = dict(records=records, scheduler=scheduler, workers=workers, retries=retries, progress=progress)
+    reports: list = []
+    geo = dict(voxel_size=affs_vol.voxel_size, offset=affs_vol.offset)
+
+    # 1. fragments
+    if fragments is None:
+        frag_src = (out, "fragments")
+        if not (out / "fragments").is_dir():
+            read_voxels = int(np.prod([b + 2 * c for b, c in zip(bs, ctx)]))
+            create_zarr_array(out, "fragments.partial", shape=shape, dtype=np.uint64, chunks=bs, **geo)
+            fn = _FragmentsBlock(affinities, affinities_dataset, out, shape, ctx, read_voxels + 1, wopts)
+            reports.append(run_blocks("fragments", layout, fn, **kw))
+            publish_zarr_array(out, "fragments.partial", "fragments")
+        n_fragments = sum(records.load("fragments", b.index)["n_fragments"] for b in layout)
+    else:
+        frag_src = fragments
+        n_fragments = -1
+    if fragments_only:
+        return SegmentResult(out, ts, (), n_fragments, len(layout), tuple(reports),
+                             time.perf_counter() - t_start)
+
+    # 2. region graph per block, merged; 3. one global agglomeration
+    (work / "graphs").mkdir(parents=True, exist_ok=True)
+    if not (work / "agglomeration.npz").is_file():
+        histograms = merge_function.startswith("hist_quant")
+        fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms)
+        reports.append(run_blocks("graph", layout, fn, **kw))
+        graph = RegionGraph.concatenate([_load_graph(work / "graphs" / f"{b.index}.npz") for b in layout])
+        t0 = time.perf_counter()
+        agg = agglomerate_graph(graph, ts, merge_function=merge_function)
+        keys = agg.fragment_ids
+        values = np.stack([agg.lut(t)[1] for t in ts]) if len(keys) else np.zeros((len(ts), 0), np.uint64)
+        np.save(work / "lut_keys.npy", keys)
+        np.save(work / "lut_values.npy", values)
+        _atomic_save_npz(work / "agglomeration.npz", fragment_ids=agg.fragment_ids, u=agg._u, v=agg._v,
+                         scores=agg.scores, levels=agg.levels, thresholds=ts,
+                         merge_function=np.array(merge_function))
+        log.info("global agglomeration: %d fragments, %d edges, %d merges in %.1f s", len(keys),
+                 graph.n_edges, len(agg.scores), time.perf_counter() - t0)
+    if n_fragments < 0:
+        with np.load(work / "agglomeration.npz") as z:
+            n_fragments = int(len(z["fragment_ids"]))
+
+    # 4. relabel per block, every threshold
+    names = [segmentation_dataset(t) for t in ts]
+    todo = [n for n in names if not (out / n).is_dir()]
+    if todo:
+        for n in todo:
+            if not (out / f"{n}.partial").is_dir():
+                create_zarr_array(out, f"{n}.partial", shape=shape, dtype=np.uint64, chunks=bs,
+                                  attrs={"threshold": float(ts[names.index(n)]),
+                                         "merge_function": merge_function}, **geo)
+        fn = _RelabelBlock(frag_src[0], frag_src[1], out, work, todo, [names.index(n) for n in todo])
+        reports.append(run_blocks("relabel", layout, fn, **kw))
+        for n in todo:
+            publish_zarr_array(out, f"{n}.partial", n)
+    return SegmentResult(out, ts, tuple(names), n_fragments, len(layout), tuple(reports),
+                         time.perf_counter() - t_start)
+
+
+def load_agglomeration(out, *, fragments: bool = False):
+    """The global :class:`~xpress_fast.Agglomeration` of a block-wise run in ``out``.
+
+    Its ``fragments`` is None unless ``fragments`` (then the whole fragment volume is read);
+    pass the zarr dataset ``open_volume(out, "fragments").data`` to :func:`xpress_fast.sweep`
+    as ``fragments=`` to read only the voxels under skeleton nodes.
+    """
+    from ..agglomerate import Agglomeration
+    from ..io import read_volume
+
+    path = Path(out) / WORK / "agglomeration.npz"
+    if not path.is_file():
+        raise ValueError(f"{str(out)!r} holds no finished agglomeration (run segment first)")
+    with np.load(path) as z:
+        frag = read_volume(out, "fragments").data if fragments else None
+        return Agglomeration(frag, z["fragment_ids"], str(z["merge_function"]), z["thresholds"],
+                             z["u"], z["v"], z["scores"], z["levels"])
