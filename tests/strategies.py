@@ -14,6 +14,19 @@ from hypothesis import strategies as st
 
 from reference_metrics import COUNT_KEYS, SCORE_KEYS, graph_from_arrays
 
+# When a property test fails, hypothesis's pytest plugin imports hypothesis.extra._patching, which
+# pulls in a module that emits a DeprecationWarning (mypy_extensions.TypedDict); under the
+# project's filterwarnings = error that turns every hypothesis failure into a pytest INTERNALERROR
+# with no report. Import it once here, warnings silenced, so failures are reported normally.
+try:  # pragma: no cover - depends on the installed hypothesis
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        import hypothesis.extra._patching  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 OFFICIAL_CASES = "fixtures/official_cases.h5"
 
 
