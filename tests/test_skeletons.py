@@ -260,19 +260,56 @@ class _HostileEval:
         return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
 
 
-@pytest.mark.parametrize("kind", ["top", "inside_graph", "eval"])
+class _HostileNetworkx:
+    """A payload that only uses networkx itself: write_edgelist writes a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (nx.write_edgelist, (nx.Graph([(1, 2)]), str(self.marker)))
+
+
+def _dotted_name_pickle(marker):
+    # protocol-4 STACK_GLOBAL with a dotted name reaches through an allowed module's namespace
+    # (networkx.classes.graph imports networkx as nx) to networkx.write_edgelist
+    graph = pickle.dumps(nx.Graph([(1, 2)]), protocol=4)[2:-1]  # the Graph object, no PROTO/STOP
+    name = b"nx.write_edgelist"
+    module = b"networkx.classes.graph"
+    arg = str(marker).encode()
+    return (b"\x80\x04" + b"\x8c" + bytes([len(module)]) + module + b"\x8c" + bytes([len(name)]) + name
+            + b"\x93" + graph + b"\x8c" + bytes([len(arg)]) + arg + b"\x86R.")
+
+
+def test_dotted_name_payload_is_live(tmp_path):
+    marker = tmp_path / "pwned"
+    pickle.loads(_dotted_name_pickle(marker))
+    assert marker.exists()
+    marker2 = tmp_path / "pwned2"
+    pickle.loads(pickle.dumps(_HostileNetworkx(marker2)))
+    assert marker2.exists()
+
+
+@pytest.mark.parametrize("kind", ["top", "inside_graph", "eval", "networkx_function", "dotted_name"])
 def test_hostile_pickle_is_refused_and_nothing_runs(tmp_path, kind):
     marker = tmp_path / "pwned"
     if kind == "top":
         payload = _Hostile(marker)
     elif kind == "eval":
         payload = _HostileEval(marker)
+    elif kind == "networkx_function":
+        payload = _HostileNetworkx(marker)
+    elif kind == "dotted_name":
+        payload = None
     else:  # a legitimate-looking graph with a poisoned node attribute
         payload = _challenge_graph(np.random.default_rng(5))
         payload.nodes[next(iter(payload.nodes))]["position"] = _Hostile(marker)
     path = tmp_path / "evil.npz"
-    with open(path, "wb") as f:
-        pickle.dump(payload, f)
+    if kind == "dotted_name":
+        path.write_bytes(_dotted_name_pickle(marker))
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
     # the payload really works when unpickled naively (so the test can fail) -- checked elsewhere;
     # here: refused, with the file named, and the marker never created
     with pytest.raises(ValueError, match="evil.npz"):
