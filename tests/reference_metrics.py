@@ -286,6 +286,7 @@ def reference_rand_voi(seg, gt, ignore_labels=(0,)):
     convention). Returns dict:
     ``rand_split = Σ n_ij² / Σ a_i²`` (a = ground-truth marginals), ``rand_merge = Σ n_ij² / Σ b_j²``
     (b = segmentation marginals), ``voi_split = H(seg | gt)``, ``voi_merge = H(gt | seg)`` in bits,
+    ``nvi_* = voi_* / H(gt, seg)`` (NaN when that is 0), VOI NaN when no voxel is counted,
     and scikit-image's ``adapted_rand_error``/``adapted_rand_precision``/``adapted_rand_recall``
     computed exactly as ``skimage.metrics.adapted_rand_error(gt, seg)`` does (pair counts
     Σ x² − N; note skimage's "precision" divides by the *ground-truth* pair count and its "recall" by
@@ -305,12 +306,17 @@ def reference_rand_voi(seg, gt, ignore_labels=(0,)):
     precision = _div(p2, a2)
     recall = _div(p2, b2)
     fscore = _div(p2, 0.5 * a2 + 0.5 * b2)
+    # no counted voxel: VOI undefined (NaN), as scikit-image gives
+    voi_split = rv["voi_split"] if n else math.nan
+    voi_merge = rv["voi_merge"] if n else math.nan
     return {
         "n": n,
         "rand_split": rv["rand_split"],
         "rand_merge": rv["rand_merge"],
-        "voi_split": rv["voi_split"],
-        "voi_merge": rv["voi_merge"],
+        "voi_split": voi_split,
+        "voi_merge": voi_merge,
+        "nvi_split": _div(voi_split, rv["h_joint"]) if n else math.nan,
+        "nvi_merge": _div(voi_merge, rv["h_joint"]) if n else math.nan,
         "adapted_rand_error": 1.0 - fscore,
         "adapted_rand_precision": precision,
         "adapted_rand_recall": recall,
