@@ -136,8 +136,10 @@ def reference_node_data(segmentation, graph, *, voxel_size, offset, roi_begin=No
     vs = [_num(v) for v in voxel_size]
     off = [_num(v) for v in offset]
     begin = off if roi_begin is None else [_num(v) for v in roi_begin]
-    extent = [shape[i] * vs[i] for i in range(3)] if roi_shape is None else [_num(v) for v in roi_shape]
-    end = [begin[i] + extent[i] for i in range(3)]
+    if roi_shape is None:  # up to the end of the array
+        end = [off[i] + shape[i] * vs[i] for i in range(3)]
+    else:
+        end = [begin[i] + _num(roi_shape[i]) for i in range(3)]
 
     nodes = []
     voxel = {}

@@ -72,13 +72,13 @@ def test_official_fixtures_through_skeletons_object(official_cases):
 # ---------------------------------------------------------------------------------------------
 
 @given(case=cases())
-@settings(max_examples=80)
+@settings(max_examples=150)
 def test_random_cases_match_reference_official(case):
     check_against_reference(case, "official")
 
 
 @given(case=cases())
-@settings(max_examples=80)
+@settings(max_examples=150)
 def test_random_cases_match_reference_corrected(case):
     check_against_reference(case, "corrected")
 
@@ -313,6 +313,25 @@ def test_integer_positions_as_python_ints(case):
     as_int = dict(case, graph=g)
     for mode in MODES:
         check_against_reference(as_int, mode)
+
+
+@given(seed=st.integers(0, 2**32 - 1), begin_only=st.booleans())
+@settings(max_examples=20)
+def test_self_loops_and_roi_begin_without_shape(seed, begin_only):
+    # a self-loop edge (networkx allows them) is a zero-length correct edge; roi_begin alone
+    # means "from there to the end of the array"
+    rng = np.random.default_rng(seed)
+    case = random_case(rng, n_skeletons=4, roi=True)
+    g = case["graph"].copy()
+    nodes = list(g.nodes)
+    for i in rng.choice(len(nodes), size=min(3, len(nodes)), replace=False):
+        g.add_edge(nodes[i], nodes[i])
+    kwargs = dict(case["kwargs"])
+    if begin_only:
+        kwargs.pop("roi_shape")
+    other = dict(case, graph=g, kwargs=kwargs)
+    for mode in MODES:
+        check_against_reference(other, mode)
 
 
 def test_f_order_and_strided_segmentations_agree():
