@@ -1,0 +1,235 @@
+"""Training targets: affinities from voxel labels or from rasterised skeletons.
+
+Convention (the package's): channel ``c`` of an affinity volume links voxel ``v`` to
+``v + offsets[c]``; pairs whose partner lies outside the volume are masked out.
+
+* **Voxel labels** (``ignore_zero=False``): label 0 is background (myelin / extracellular space);
+  the affinity is 1 iff both voxels carry the same non-zero label. Every in-volume pair is
+  supervised unless an optional voxel ``labelled`` mask excludes one of its voxels.
+* **Skeleton labels** (``ignore_zero=True``): label 0 means *unknown*; only pairs whose voxels are
+  both labelled are supervised, with affinity 1 for the same id and 0 for different ids. The
+  long-range offsets then supply the negatives between neighbouring axons.
+
+Targets are computed with numpy (they are produced in the data loader, per crop).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .._validate import as_array, float_triple, label_array
+
+__all__ = [
+    "AffinityTargets", "affinities_from_labels", "grow_boundary", "rasterize_skeletons",
+    "check_skeletons_in_volume",
+]
+
+
+@dataclass(frozen=True)
+class AffinityTargets:
+    """``affinities`` (C, Z, Y, X) float32 in {0, 1} and ``mask`` (C, Z, Y, X) float32 in {0, 1}."""
+
+    affinities: np.ndarray
+    mask: np.ndarray
+
+
+def _check_offsets(offsets) -> np.ndarray:
+    arr = np.asarray(offsets)
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"offsets must be a non-empty (C, 3) integer array; got {offsets!r}")
+    return arr.astype(np.int64)
+
+
+def _pair_slices(shape: Sequence[int], off: Sequence[int]):
+    """Slices ``(src, dst)`` so that ``a[src]`` holds voxels v and ``a[dst]`` their partners v + off."""
+    src, dst = [], []
+    for s, o in zip(shape, off):
+        if abs(o) >= s:
+            return None
+        if o >= 0:
+            src.append(slice(0, s - o))
+            dst.append(slice(o, s))
+        else:
+            src.append(slice(-o, s))
+            dst.append(slice(0, s + o))
+    return tuple(src), tuple(dst)
+
+
+def affinities_from_labels(
+    labels,
+    offsets: Sequence[Sequence[int]],
+    *,
+    ignore_zero: bool = False,
+    labelled=None,
+) -> AffinityTargets:
+    """Affinity targets and their mask from a label volume.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) integer array
+    offsets : (C, 3) ints
+    ignore_zero : bool
+        False: 0 is background (affinity 0 to everything). True: 0 is unlabelled (pairs masked).
+    labelled : (Z, Y, X) bool array, optional
+        Voxels whose label is known; a pair is supervised only if both voxels are.
+
+    Returns
+    -------
+    AffinityTargets
+    """
+    lab = label_array("labels", labels)
+    offs = _check_offsets(offsets)
+    known = None
+    if labelled is not None:
+        known = as_array("labelled", labelled)
+        if known.shape != lab.shape:
+            raise ValueError(f"labelled must have the shape of labels {lab.shape}; got {known.shape}")
+        known = known.astype(bool)
+    if ignore_zero:
+        known = (lab != 0) if known is None else (known & (lab != 0))
+    C = offs.shape[0]
+    affs = np.zeros((C,) + lab.shape, dtype=np.float32)
+    mask = np.zeros((C,) + lab.shape, dtype=np.float32)
+    for c, off in enumerate(offs):
+        sl = _pair_slices(lab.shape, off)
+        if sl is None:
+            continue
+        src, dst = sl
+        a, b = lab[src], lab[dst]
+        affs[c][src] = (a == b) & (a != 0)
+        if known is None:
+            mask[c][src] = 1.0
+        else:
+            mask[c][src] = known[src] & known[dst]
+    return AffinityTargets(affs, mask)
+
+
+def grow_boundary(labels, steps: int = 1) -> np.ndarray:
+    """Erode every object by ``steps`` voxels wherever it touches a different label (or 0).
+
+    Returns a new uint64 array; voxels whose (2 steps + 1)^3 neighbourhood holds more than one label
+    become 0 — thicker boundaries make the net err on the side of splits.
+    """
+    lab = label_array("labels", labels)
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative int; got {steps!r}")
+    if steps == 0:
+        return lab.copy()
+    size = 2 * int(steps) + 1
+    hi = ndimage.maximum_filter(lab, size=size, mode="nearest")
+    lo = ndimage.minimum_filter(lab, size=size, mode="nearest")
+    return np.where(hi == lo, lab, 0).astype(np.uint64)
+
+
+def _skeleton_ids(skeletons) -> np.ndarray:
+    if skeletons.ids is not None:
+        ids = np.asarray(skeletons.ids, dtype=np.int64)
+        if ids.size and ids.min() < 1:
+            # keep 0 free for "unlabelled"
+            ids = ids - ids.min() + 1
+        return ids
+    return np.asarray(skeletons.component_ids(), dtype=np.int64) + 1
+
+
+def rasterize_skeletons(
+    skeletons,
+    shape: Sequence[int],
+    *,
+    voxel_size,
+    offset=(0.0, 0.0, 0.0),
+    radius: float = 66.0,
+) -> np.ndarray:
+    """Rasterise skeletons as tubes of their own id.
+
+    A voxel (centre ``offset + index * voxel_size``, nm) gets skeleton id ``s`` iff its distance to
+    some edge segment (or isolated node) of ``s`` is at most ``radius`` nm. Voxels claimed by two
+    different skeletons are set to 0 (ambiguous, unsupervised). Ids are ``skeletons.ids`` (shifted
+    to start at 1 if they contain values < 1) or, without ids, connected component + 1.
+
+    Parameters
+    ----------
+    skeletons : xpress_fast.Skeletons or networkx.Graph
+    shape : (Z, Y, X) of the output
+    voxel_size, offset : three floats (nm, z y x)
+    radius : float, nm (default 66 nm = 2 voxels at 33 nm)
+
+    Returns
+    -------
+    (Z, Y, X) uint64, 0 = unlabelled
+    """
+    from ..skeletons import as_skeletons
+
+    sk = as_skeletons(skeletons)
+    try:
+        shp = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape must be three ints (z, y, x); got {shape!r}") from None
+    if len(shp) != 3 or any(s < 1 for s in shp):
+        raise ValueError(f"shape must be three positive ints (z, y, x); got {shape!r}")
+    vs = float_triple("voxel_size", voxel_size, positive=True)
+    off = float_triple("offset", offset)
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius must be a positive number of nm; got {radius!r}")
+    out = np.zeros(shp, dtype=np.uint64)
+    if sk.n_nodes == 0:
+        return out
+    conflict = np.zeros(shp, dtype=bool)
+    ids = _skeleton_ids(sk)
+    pos = (sk.positions - off) / vs  # voxel coordinates (float)
+    rv = radius / vs
+    # segments: edges, plus isolated nodes as zero-length segments
+    degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
+    iso = np.flatnonzero(degree == 0)
+    a_idx = np.concatenate([sk.edges[:, 0], iso])
+    b_idx = np.concatenate([sk.edges[:, 1], iso])
+    A, B = pos[a_idx], pos[b_idx]
+    lo = np.floor(np.minimum(A, B) - rv).astype(np.int64)
+    hi = np.ceil(np.maximum(A, B) + rv).astype(np.int64) + 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, shp)
+    keep = np.all(hi > lo, axis=1)
+    for k in np.flatnonzero(keep):
+        sid = ids[a_idx[k]]
+        grids = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo[k], hi[k])], indexing="ij")
+        p = np.stack([g.ravel() for g in grids], axis=1).astype(np.float64)  # voxel coords
+        a, b = A[k], B[k]
+        d = (b - a) * vs
+        pa = (p - a) * vs
+        dd = float(d @ d)
+        t = np.clip(pa @ d / dd, 0.0, 1.0) if dd > 0 else np.zeros(len(p))
+        r = pa - t[:, None] * d[None, :]
+        inside = np.einsum("ij,ij->i", r, r) <= radius * radius
+        if not inside.any():
+            continue
+        q = p[inside].astype(np.int64)
+        z, y, x = q[:, 0], q[:, 1], q[:, 2]
+        cur = out[z, y, x]
+        clash = (cur != 0) & (cur != sid)
+        conflict[z[clash], y[clash], x[clash]] = True
+        out[z, y, x] = sid
+    out[conflict] = 0
+    return out
+
+
+def check_skeletons_in_volume(skeletons, shape, *, voxel_size, offset, name: str = "skeletons") -> None:
+    """Raise if no skeleton node lies inside the volume ``shape`` at ``offset`` / ``voxel_size``."""
+    from ..skeletons import as_skeletons
+
+    sk = as_skeletons(skeletons, name)
+    vs = float_triple("voxel_size", voxel_size, positive=True)
+    off = float_triple("offset", offset)
+    if sk.n_nodes == 0:
+        raise ValueError(f"{name} must hold at least one node; got an empty skeleton set")
+    v = (sk.positions - off) / vs
+    inside = np.all((v >= -0.5) & (v < np.asarray(shape) - 0.5), axis=1)
+    if not inside.any():
+        lo, hi = sk.positions.min(0), sk.positions.max(0)
+        end = off + np.asarray(shape) * vs
+        raise ValueError(
+            f"{name} lie outside the volume: nodes span {lo.tolist()}..{hi.tolist()} nm, the volume "
+            f"{off.tolist()}..{end.tolist()} nm (z, y, x); check voxel_size/offset and the axis order"
+        )
+

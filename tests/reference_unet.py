@@ -1,0 +1,110 @@
+"""Slow, obviously-correct references for the U-Net's targets and losses (pure Python loops)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def ref_affinities(labels, offsets, *, ignore_zero=False, labelled=None):
+    """Loop over every voxel and offset: the definition in xpress_fast.unet.targets."""
+    labels = np.asarray(labels)
+    Z, Y, X = labels.shape
+    C = len(offsets)
+    affs = np.zeros((C, Z, Y, X), np.float32)
+    mask = np.zeros((C, Z, Y, X), np.float32)
+    for c, (dz, dy, dx) in enumerate(offsets):
+        for z, y, x in itertools.product(range(Z), range(Y), range(X)):
+            w = (z + dz, y + dy, x + dx)
+            if not (0 <= w[0] < Z and 0 <= w[1] < Y and 0 <= w[2] < X):
+                continue
+            a, b = int(labels[z, y, x]), int(labels[w])
+            known = True
+            if labelled is not None:
+                known = bool(labelled[z, y, x]) and bool(labelled[w])
+            if ignore_zero and (a == 0 or b == 0):
+                known = False
+            mask[c, z, y, x] = 1.0 if known else 0.0
+            affs[c, z, y, x] = 1.0 if (a == b and a != 0) else 0.0
+    return affs, mask
+
+
+def _point_segment_distance(p, a, b):
+    d = [bi - ai for ai, bi in zip(a, b)]
+    dd = sum(v * v for v in d)
+    t = 0.0
+    if dd > 0:
+        t = sum((pi - ai) * di for pi, ai, di in zip(p, a, d)) / dd
+        t = min(1.0, max(0.0, t))
+    q = [ai + t * di for ai, di in zip(a, d)]
+    return math.sqrt(sum((pi - qi) ** 2 for pi, qi in zip(p, q)))
+
+
+def ref_rasterize(positions, edges, ids, shape, voxel_size, offset, radius):
+    """Every voxel centre against every segment (edges, and isolated nodes), in nm."""
+    positions = np.asarray(positions, float)
+    edges = np.asarray(edges, int).reshape(-1, 2)
+    n = len(positions)
+    deg = [0] * n
+    segs = []
+    for u, v in edges:
+        deg[u] += 1
+        deg[v] += 1
+        segs.append((u, v))
+    segs += [(u, u) for u in range(n) if deg[u] == 0]
+    out = np.zeros(shape, np.uint64)
+    for idx in itertools.product(*[range(s) for s in shape]):
+        p = [offset[a] + idx[a] * voxel_size[a] for a in range(3)]
+        hit = set()
+        for u, v in segs:
+            if _point_segment_distance(p, positions[u], positions[v]) <= radius:
+                hit.add(int(ids[u]))
+        if len(hit) == 1:
+            out[idx] = hit.pop()
+    return out
+
+
+def ref_path_negative_loss(logits, target, mask, offsets):
+    """softplus(min link logit) over explicit straight paths, averaged over supervised negatives."""
+    logits = np.asarray(logits, np.float64)
+    B, C, Z, Y, X = logits.shape
+    offs = [tuple(int(v) for v in o) for o in offsets]
+    nn = {}
+    for c, o in enumerate(offs):
+        nz = [a for a in range(3) if o[a]]
+        if len(nz) == 1 and abs(o[nz[0]]) == 1 and nz[0] not in nn:
+            nn[nz[0]] = (c, o[nz[0]])
+    total, count = 0.0, 0
+    for c, o in enumerate(offs):
+        nz = [a for a in range(3) if o[a]]
+        if len(nz) != 1 or abs(o[nz[0]]) <= 1 or nz[0] not in nn:
+            continue
+        a = nz[0]
+        k, sign = abs(o[a]), (1 if o[a] > 0 else -1)
+        nc, nsign = nn[a]
+        for b, z, y, x in itertools.product(range(B), range(Z), range(Y), range(X)):
+            if mask[b, c, z, y, x] < 0.5 or target[b, c, z, y, x] > 0.5:
+                continue
+            v = [z, y, x]
+            # links between consecutive voxels on the path v -> v + sign*k*e_a
+            link_logits = []
+            ok = True
+            for j in range(k):
+                p = list(v)
+                p[a] += sign * j
+                q = list(p)
+                q[a] += sign
+                lo = min(p[a], q[a])  # the link joins lo and lo + 1
+                u = list(v)
+                u[a] = lo + 1 if nsign < 0 else lo
+                if not (0 <= u[a] < logits.shape[2 + a]):
+                    ok = False
+                    break
+                link_logits.append(logits[b, nc, u[0], u[1], u[2]])
+            if not ok:
+                continue
+            m = min(link_logits)
+            total += math.log1p(math.exp(-abs(m))) + max(m, 0.0)
+            count += 1
+    return total / max(count, 1)

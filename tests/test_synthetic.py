@@ -1,0 +1,123 @@
+"""The synthetic XNH-like volume generator (numpy/scipy only)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from xpress_fast.synthetic import SyntheticVolume, make_volume
+
+
+@pytest.fixture(scope="module")
+def vol() -> SyntheticVolume:
+    return make_volume((64, 64, 64), seed=0)
+
+
+def _ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two label volumes (every label, 0 included, is a cluster)."""
+    a = np.unique(a.ravel(), return_inverse=True)[1].astype(np.int64)
+    b = np.unique(b.ravel(), return_inverse=True)[1].astype(np.int64)
+    nij = np.unique(a * (b.max() + 1) + b, return_counts=True)[1].astype(float)
+
+    def c2(x):
+        return float((x * (x - 1) / 2).sum())
+
+    sij, sa, sb = c2(nij), c2(np.bincount(a).astype(float)), c2(np.bincount(b).astype(float))
+    total = a.size * (a.size - 1) / 2
+    expected = sa * sb / total
+    return (sij - expected) / (0.5 * (sa + sb) - expected)
+
+
+def test_types_shapes_and_geometry(vol):
+    assert vol.raw.shape == vol.labels.shape == (64, 64, 64)
+    assert vol.raw.dtype == np.uint8 and vol.labels.dtype == np.uint64
+    np.testing.assert_array_equal(vol.voxel_size, [33, 33, 33])
+    np.testing.assert_array_equal(vol.offset, [0, 0, 0])
+    ids = np.unique(vol.labels)
+    assert ids[0] == 0 and len(ids) > 10  # background plus many axons
+    assert 0.15 < (vol.labels > 0).mean() < 0.7  # packed, but with myelin and extracellular space
+    assert vol.raw.std() > 10  # not a flat image
+
+
+def test_deterministic_by_seed():
+    a = make_volume((24, 24, 24), seed=3)
+    b = make_volume((24, 24, 24), seed=3)
+    c = make_volume((24, 24, 24), seed=4)
+    np.testing.assert_array_equal(a.raw, b.raw)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.skeletons.positions, b.skeletons.positions)
+    assert not np.array_equal(a.labels, c.labels)
+
+
+def test_axon_radius_matches_white_matter(vol):
+    # median axoplasm cross-section radius along the main axis (z): a few hundred nm at 33 nm voxels
+    radii = []
+    for z in (16, 32, 48):
+        ids, areas = np.unique(vol.labels[z], return_counts=True)
+        radii += list(np.sqrt(areas[ids > 0] / np.pi) * 33.0)
+    assert 80 < np.median(radii) < 400
+
+
+def test_skeletons_lie_in_their_own_axon(vol):
+    sk = vol.skeletons
+    assert sk.n_nodes > 50 and sk.ids is not None
+    vox = np.rint((sk.positions - vol.offset) / vol.voxel_size).astype(int)
+    assert np.all((vox >= 0) & (vox < 64))
+    np.testing.assert_array_equal(vol.labels[tuple(vox.T)], sk.ids)
+    # edges join nodes of one axon, a few voxels apart
+    assert np.all(sk.ids[sk.edges[:, 0]] == sk.ids[sk.edges[:, 1]])
+    assert np.all(sk.edge_lengths() < 8 * 33.0)
+    # every axon with a sizeable label has a skeleton
+    ids, counts = np.unique(vol.labels, return_counts=True)
+    assert set(ids[(ids > 0) & (counts > 2000)]) <= set(np.unique(sk.ids))
+
+
+def test_offset_voxel_size_and_main_axis():
+    a = make_volume((40, 24, 24), seed=2, voxel_size=(40, 33, 33), offset=(100, 200, 300), main_axis=0)
+    vox = (a.skeletons.positions - [100, 200, 300]) / [40, 33, 33]
+    assert np.all(vox >= -0.5) and np.all(vox < np.array([40, 24, 24]) - 0.5)
+    b = make_volume((24, 24, 40), seed=2, main_axis=2)
+    # the axons run along x: label runs are long along x
+    assert (b.labels[:, :, 1:] == b.labels[:, :, :-1]).mean() > (b.labels[1:] == b.labels[:-1]).mean()
+
+
+def test_naive_thresholding_fails(vol):
+    # connected components of thresholded (optionally smoothed) raw, at every threshold
+    best = 0.0
+    for sigma in (0.0, 1.0):
+        r = ndimage.gaussian_filter(vol.raw.astype(np.float32), sigma) if sigma else vol.raw
+        for t in range(40, 220, 12):
+            cc, _ = ndimage.label(r > t)
+            best = max(best, _ari(cc, vol.labels))
+    assert best < 0.6
+
+
+def test_import_is_torch_free():
+    code = "import sys, xpress_fast.synthetic; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(shape=(4, 32, 32)), ValueError, "shape must be three integers >= 8"),
+        (dict(shape=(32, 32)), ValueError, "shape must be three integers"),
+        (dict(shape=None), TypeError, "shape must be three integers"),
+        (dict(voxel_size=(0, 1, 1)), ValueError, "voxel_size must be positive"),
+        (dict(main_axis=3), ValueError, "main_axis must be 0, 1 or 2"),
+        (dict(g_ratio=1.2), ValueError, "g_ratio must lie in"),
+        (dict(myelinated_fraction=-0.1), ValueError, "myelinated_fraction must lie in"),
+        (dict(radius_nm=-1.0), ValueError, "radius_nm must be > 0"),
+        (dict(gap_voxels=(2.0, 1.0)), ValueError, "gap_voxels must be"),
+        (dict(noise=-1.0), ValueError, "blur_sigma and noise must be >= 0"),
+        (dict(node_spacing=0), ValueError, "node_spacing must be > 0"),
+    ],
+)
+def test_errors(kwargs, exc, match):
+    kwargs = {"shape": (16, 16, 16), **kwargs}
+    shape = kwargs.pop("shape")
+    with pytest.raises(exc, match=match):
+        make_volume(shape, **kwargs)
