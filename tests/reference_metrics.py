@@ -11,7 +11,8 @@ check each step against the definition:
        their edges.
     2. skeleton ids: connected components (official: of the cropped graph; corrected: of the
        whole graph), numbered by their first node in graph order.
-    3. label-0 nodes get fresh labels ``max + 1, max + 2, ...`` in node order, one per voxel.
+    3. label-0 nodes get a fresh label per voxel (the official max + 1, max + 2, ...; here a tuple
+       that cannot collide with any integer label).
     Then ERL/nERL, split/merge counts, Rand/VOI on the voxels under nodes, and the XPRESS scores.
 
 ``reference_rand_voi(seg, gt, ignore_labels=(0,))``
@@ -165,18 +166,17 @@ def reference_node_data(segmentation, graph, *, voxel_size, offset, roi_begin=No
         skel = {n: full[n] for n in nodes}
     n_neurons = len(set(skel.values()))
 
-    max_label = max((int(v) for v in np.asarray(segmentation).ravel().tolist()), default=0)
-    fresh = {}
+    # Step 3. The official code writes max+1, max+2, ... into the 0-voxels; all that matters is
+    # that each 0-voxel becomes a segment of its own, distinct from every real label, so the
+    # fresh label here is the tuple ("label 0 at", voxel): it can never equal an int label, and
+    # the reference stays O(nodes) (no pass over the volume for its maximum).
     label = {}
     zero = {}
     for n in nodes:
         lab = int(segmentation[voxel[n]])
         zero[n] = lab == 0
         if lab == 0:
-            if voxel[n] not in fresh:
-                max_label += 1
-                fresh[voxel[n]] = max_label
-            lab = fresh[voxel[n]]
+            lab = ("label 0 at", voxel[n])
         label[n] = lab
     return {"nodes": nodes, "voxel": voxel, "skel": skel, "label": label, "zero": zero,
             "edges": edges, "n_neurons": n_neurons}
