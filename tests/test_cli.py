@@ -210,3 +210,95 @@ def test_python_dash_m_subprocess_smoke(case):
 def test_installed_console_script():
     r = subprocess.run(["xpress-fast", "--version"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "xpress-fast" in r.stdout
+
+
+# --- the chain: segment -> sweep -> evaluate, and train -> predict ----------------------------------
+
+
+def _noisy_affs(labels, seed=0, noise=0.4):
+    a = np.zeros((3,) + labels.shape, np.float32)
+    a[0, 1:] = (labels[1:] == labels[:-1]) & (labels[1:] > 0)
+    a[1, :, 1:] = (labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] > 0)
+    a[2, :, :, 1:] = (labels[:, :, 1:] == labels[:, :, :-1]) & (labels[:, :, 1:] > 0)
+    rng = np.random.default_rng(seed)
+    return np.clip((1 - noise) * a + noise * rng.random(a.shape, dtype=np.float32), 0, 1).astype(np.float32)
+
+
+def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
+    from xpress_fast.pipeline.demo import trivial_scores
+
+    vol = case["vol"]
+    affs = tmp_path / "affs.h5"
+    io.write_volume(affs, "affinities", _noisy_affs(vol.labels), voxel_size=vol.voxel_size, offset=vol.offset)
+    out = tmp_path / "seg.zarr"
+    argv = ["segment", str(affs), "--out", str(out), "--thresholds", "0.3,0.5,0.7", "--block-shape", "16,16,16",
+            "--min-seed-distance", "4", "-q"]
+    assert main(argv) == 0
+    assert "8 blocks" in capsys.readouterr().out
+    assert main(argv) == 0  # a finished run: everything resumed from records
+    assert "0 retries" in capsys.readouterr().out
+    assert main(["sweep", "--segmented", str(out), "--skeletons", str(case["skel"]), "--json",
+                 "--out", str(tmp_path / "rep")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["threshold"] for r in rows] == [0.3, 0.5, 0.7]
+    assert (tmp_path / "rep" / "scores.csv").read_text().count("\n") == 4
+    assert (tmp_path / "rep" / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    best = max(rows, key=lambda r: r["xpress_erl_rand"])
+    assert main(["evaluate", str(out), "--dataset", f"segmentation_{best['threshold']:g}", "--skeletons",
+                 str(case["skel"]), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["xpress_erl_rand"] == pytest.approx(best["xpress_erl_rand"])
+    trivial = trivial_scores(vol.skeletons, vol.labels.shape, voxel_size=vol.voxel_size, offset=vol.offset)
+    assert got["xpress_erl_rand"] > max(trivial.values()) + 0.2
+    # the in-memory sweep over the same affinities gives a table too
+    assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.5",
+                 "--min-seed-distance", "4"]) == 0
+    assert "best threshold 0.500" in capsys.readouterr().out
+
+
+def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):
+    vol = case["vol"]
+    affs = tmp_path / "affs.zarr"
+    io.write_volume(affs, "affinities", _noisy_affs(vol.labels), voxel_size=vol.voxel_size)
+    module = sys.modules["xpress_fast.watershed"]
+
+    def broken(*a, **k):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(module, "watershed", broken)
+    assert main(["segment", str(affs), "--out", str(tmp_path / "o.zarr"), "--block-shape", "16,32,32",
+                 "--retries", "1", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 2 blocks failed after their retries" in err and "run the same command again" in err
+
+
+def test_segment_sweep_user_errors(case, tmp_path, capsys):
+    assert main(["segment", str(case["seg"]), "--affinities-dataset", "labels", "--out", str(tmp_path / "o.zarr")]) == 2
+    assert "(C, Z, Y, X)" in capsys.readouterr().err
+    assert main(["sweep", "--skeletons", str(case["skel"])]) == 2
+    assert "sweep needs AFFS" in capsys.readouterr().err
+    assert main(["sweep", "--segmented", str(tmp_path / "none.zarr"), "--skeletons", str(case["skel"])]) == 2
+    assert "no finished agglomeration" in capsys.readouterr().err
+
+
+def test_train_then_predict(case, tmp_path, capsys):
+    pytest.importorskip("torch")
+    vol = case["vol"]
+    data = tmp_path / "data.h5"
+    io.write_volume(data, "raw", vol.raw, voxel_size=vol.voxel_size)
+    io.write_volume(data, "labels", vol.labels, voxel_size=vol.voxel_size)
+    assert main(["train", "--raw", str(data), "--labels", str(data), "--out", str(tmp_path / "model"),
+                 "--iterations", "2", "--preset", "tiny", "--device", "cpu", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out
+    ckpt = sorted((tmp_path / "model").glob("*.pt"))[-1]
+    for target in ("affs.zarr", "affs.h5"):
+        assert main(["predict", "--raw", str(data), "--model", str(ckpt), "--out", str(tmp_path / target),
+                     "--uint8", "--device", "cpu", "-q"]) == 0
+        v = io.read_volume(tmp_path / target, "affinities")
+        assert v.data.dtype == np.uint8 and v.data.shape[1:] == vol.raw.shape and v.data.shape[0] >= 3
+    assert main(["predict", "--raw", str(data), "--model", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path / "x.h5")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["train", "--raw", str(data), "--out", str(tmp_path / "m2")]) == 2
+    assert "needs --labels or --skeletons" in capsys.readouterr().err

@@ -258,17 +258,21 @@ def cmd_submit(args) -> int:
 def cmd_segment(args) -> int:
     from .pipeline import segment_volume
 
-    thresholds = args.thresholds
+    fragments = (args.fragments, args.fragments_dataset) if args.fragments else None
+    wopts = {"min_seed_distance": args.min_seed_distance}
     result = segment_volume(
         args.affinities, args.affinities_dataset, args.out,
-        thresholds=thresholds, merge_function=args.merge_function,
-        block_shape=args.block_shape, context=args.context, scheduler=args.scheduler,
-        workers=args.workers, retries=args.retries, fragments_only=False,
+        thresholds=args.thresholds, merge_function=args.merge_function, fragments=fragments,
+        block_shape=args.block_shape, context=args.context, watershed_options=wopts,
+        scheduler=args.scheduler, workers=args.workers, retries=args.retries,
         progress=_progress("segment", args.quiet),
     )
+    retried = sum(r.retries for r in result.reports)
+    skipped = sum(r.skipped for r in result.reports)
     _print(f"wrote {args.out}: fragments ({result.n_fragments} ids) and "
-           f"{len(result.segmentation_datasets)} segmentations "
-           f"({', '.join(result.segmentation_datasets)}) in {result.seconds:.1f} s")
+           f"{len(result.segmentation_datasets)} segmentations ({', '.join(result.segmentation_datasets)}); "
+           f"{result.n_blocks} blocks, {skipped} block-stages resumed from records, {retried} retries; "
+           f"{result.seconds:.1f} s")
     return 0
 
 
@@ -277,92 +281,122 @@ def cmd_sweep(args) -> int:
     from .sweep import sweep
 
     skeletons = _load_skeletons_arg(args.skeletons)
-    affs = read_volume(args.affinities, args.affinities_dataset)
-    fragments = None
-    if args.fragments:
-        fragments = read_volume(args.fragments, args.fragments_dataset).data
-    import xpress_fast
-
     t0 = time.perf_counter()
-    if fragments is None:
-        fragments = xpress_fast.watershed(affs.data)
-    agg = xpress_fast.agglomerate(affs.data, list(args.thresholds), fragments=fragments,
-                                  merge_function=args.merge_function)
-    roi_begin, roi_shape = _roi_from_args(args, affs.voxel_size, affs.offset, affs.spatial_shape)
-    result = sweep(agg, skeletons, args.thresholds, voxel_size=affs.voxel_size, offset=affs.offset,
-                   roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring)
-    rows = result.rows()
-    if args.json:
-        _print(json.dumps(_jsonable(rows), indent=2))
+    if args.segmented:
+        from .pipeline import load_agglomeration
+
+        agg = load_agglomeration(args.segmented)
+        frag_vol = open_volume(args.segmented, "fragments")
+        thresholds = args.thresholds
+        geometry = frag_vol
+        fragments = frag_vol.data
     else:
-        _print(f"{'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} {'erl+rand':>9} {'splits':>7} {'merges':>7}")
-        for r in rows:
-            _print(f"{r['threshold']:9.3f} {r['nerl']:8.4f} {r['xpress_rand']:8.4f} "
-                   f"{r['xpress_voi']:8.4f} {r['xpress_erl_rand']:9.4f} {r['split_count']:7d} "
-                   f"{r['merge_count']:7d}")
-        best = result.best()
-        _print(f"best threshold {best['threshold']:.3f}: xpress_erl_rand {best['xpress_erl_rand']:.4f} "
-               f"({time.perf_counter() - t0:.1f} s)")
+        if not args.affinities:
+            raise CliError("sweep needs AFFS (affinities) or --segmented OUT.zarr (a 'segment' run)")
+        import xpress_fast
+
+        affs = read_volume(args.affinities, args.affinities_dataset)
+        fragments = None
+        if args.fragments:
+            fragments = read_volume(args.fragments, args.fragments_dataset).data
+        agg = xpress_fast.agglomerate(
+            affs.data, list(args.thresholds or DEFAULT_THRESHOLDS), fragments=fragments, merge_function=args.merge_function,
+            watershed_options={"min_seed_distance": args.min_seed_distance},
+        )
+        thresholds, geometry, fragments = list(args.thresholds or DEFAULT_THRESHOLDS), affs, None
+    roi_begin, roi_shape = _roi_from_args(args, geometry.voxel_size, geometry.offset, geometry.spatial_shape)
+    result = sweep(agg, skeletons, thresholds, voxel_size=geometry.voxel_size, offset=geometry.offset,
+                   roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring, fragments=fragments)
+    rows = result.rows()
     if args.out:
-        from .report import write_scores
+        from .report import plot_scores, write_scores
 
         write_scores(rows, Path(args.out))
+        plot_scores(rows, Path(args.out) / "scores.png")
+    if args.json:
+        _print(json.dumps(_jsonable(rows), indent=2))
+        return 0
+    _print(f"{'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} {'erl+rand':>9} {'splits':>7} {'merges':>7}")
+    for r in rows:
+        _print(f"{r['threshold']:9.3f} {r['nerl']:8.4f} {r['xpress_rand']:8.4f} {r['xpress_voi']:8.4f} "
+               f"{r['xpress_erl_rand']:9.4f} {r['split_count']:7d} {r['merge_count']:7d}")
+    best = result.best()
+    _print(f"best threshold {best['threshold']:.3f}: xpress_erl_rand {best['xpress_erl_rand']:.4f} "
+           f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
-def cmd_train(args) -> int:
+def _import_unet(command: str):
     try:
         from . import unet
     except ImportError as exc:
-        raise CliError(f"'train' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
-    from .io import read_volume, check_same_geometry
+        raise CliError(f"'{command}' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
+    return unet
 
-    raw = read_volume(args.raw, args.raw_dataset)
-    labels = read_volume(args.labels, args.labels_dataset) if args.labels else None
+
+def cmd_train(args) -> int:
+    from .io import check_same_geometry, open_volume
+
+    unet = _import_unet("train")
+    raw = open_volume(args.raw, args.raw_dataset)
+    if len(raw.shape) != 3:
+        raise CliError(f"raw must be a 3-D volume; got shape {raw.shape}")
+    labels = open_volume(args.labels, args.labels_dataset) if args.labels else None
     skeletons = _load_skeletons_arg(args.skeletons) if args.skeletons else None
     if labels is None and skeletons is None:
         raise CliError("train needs --labels or --skeletons (or both)")
     if labels is not None:
         check_same_geometry([("raw", raw), ("labels", labels)])
-    model = unet.train(
-        raw.data, labels=None if labels is None else labels.data, skeletons=skeletons,
-        voxel_size=raw.voxel_size, offset=raw.offset, iterations=args.iterations,
-        checkpoint=args.out, seed=args.seed,
+    preset = unet.TrainConfig.tiny if args.preset == "tiny" else unet.TrainConfig
+    cfg = preset(steps=args.iterations, seed=args.seed)
+    result = unet.train(
+        raw.data[...], labels=None if labels is None else labels.data[...], skeletons=skeletons,
+        voxel_size=raw.voxel_size, offset=raw.offset, config=cfg, checkpoint_dir=args.out,
+        device=args.device, progress=not args.quiet,
     )
-    _print(f"wrote model {args.out}")
-    del model
+    _print(f"trained {result.step} steps (last loss {result.losses[-1]:.4f}); checkpoint {result.checkpoint}"
+           if result.losses else f"checkpoint {result.checkpoint}")
     return 0
 
 
 def cmd_predict(args) -> int:
-    try:
-        from . import unet
-    except ImportError as exc:
-        raise CliError(f"'predict' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
-    from .io import read_volume, write_volume
+    from .io import container_kind, create_zarr_array, open_volume, publish_zarr_array, write_volume
 
+    unet = _import_unet("predict")
     if not Path(args.model).is_file():
         raise CliError(f"model file not found: {args.model!r}")
-    raw = read_volume(args.raw, args.raw_dataset)
-    model = unet.load_model(args.model)
-    affs = unet.predict(raw.data, model, dtype=np.uint8 if args.uint8 else np.float32)
-    write_volume(args.out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
-    _print(f"wrote {args.out}:{args.out_dataset} {affs.shape} {affs.dtype}")
+    raw = open_volume(args.raw, args.raw_dataset)
+    if len(raw.shape) != 3:
+        raise CliError(f"raw must be a 3-D volume; got shape {raw.shape}")
+    model = unet.load_model(args.model, device=args.device)
+    dtype = "uint8" if args.uint8 else "float32"
+    out = Path(args.out)
+    channels = len(model.offsets)
+    if container_kind(out) == "zarr":  # block by block into a temporary dataset, renamed at the end
+        tmp = f"{args.out_dataset}.partial"
+        z = create_zarr_array(out, tmp, shape=(channels,) + raw.shape, dtype=dtype,
+                              chunks=(1, 64, 64, 64), voxel_size=raw.voxel_size, offset=raw.offset,
+                              overwrite=True)
+        unet.predict(raw.data, model, dtype=dtype, out=z, device=args.device, progress=not args.quiet)
+        publish_zarr_array(out, tmp, args.out_dataset)
+    else:
+        affs = unet.predict(raw.data, model, dtype=dtype, device=args.device, progress=not args.quiet)
+        write_volume(out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
+    _print(f"wrote {args.out}:{args.out_dataset} ({channels}, {', '.join(map(str, raw.shape))}) {dtype}")
     return 0
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .pipeline.demo import run_demo
 
     summary = run_demo(Path(args.out), quick=args.quick, seed=args.seed, size=args.size,
-                       iterations=args.iterations, progress=_progress("demo", args.quiet),
-                       log=None if args.quiet else _print)
-    _print(f"demo done in {summary['seconds']:.0f} s; report in {summary['report']}")
+                       iterations=args.iterations, progress=None if args.quiet else _progress("demo", False),
+                       log=_print)
     best = summary["best"]
-    _print(f"best threshold {best['threshold']:.2f}: nERL {best['nerl']:.3f}, "
-           f"XPRESS ERL+Rand {best['xpress_erl_rand']:.3f} (all-one-label "
-           f"{summary['trivial']['one_label']:.3f}, one-label-per-voxel "
-           f"{summary['trivial']['per_voxel']:.3f})")
+    _print(f"best threshold {best['threshold']:.2f}: nERL {best['nerl']:.3f}, XPRESS ERL+Rand "
+           f"{best['xpress_erl_rand']:.3f} (trivial: all one label {summary['trivial']['one_label']:.3f}, "
+           f"one label per voxel {summary['trivial']['per_voxel']:.3f})")
+    _print(f"demo done in {summary['seconds']:.0f} s; report in {summary['report']}")
     return 0
 
 
@@ -438,9 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="PATH", help="voxel labels container")
     p.add_argument("--labels-dataset", default="labels", metavar="NAME", help="default: %(default)s")
     p.add_argument("--skeletons", metavar="PATH", help="skeletons (.npz, the challenge format)")
-    p.add_argument("--iterations", type=int, default=1000, help="default: %(default)s")
+    p.add_argument("--iterations", type=int, default=2000, help="training steps (default: %(default)s)")
+    p.add_argument("--preset", choices=("tiny", "default"), default="default",
+                   help="network size: 'tiny' (CPU-friendly, 6 feature maps) or 'default' "
+                        "(default: %(default)s)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write (.pt)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="checkpoint directory (a run there is resumed from its latest checkpoint)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict affinities with a trained U-Net",
@@ -453,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PATH", help="output container (.h5/.zarr)")
     p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="default: %(default)s")
     p.add_argument("--uint8", action="store_true", help="store affinities as uint8 (4x smaller)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("segment", help="fragments + agglomeration at chosen thresholds, block-wise",
@@ -469,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agglomeration thresholds in [0, 1] (waterz semantics; default: 0.5)")
     p.add_argument("--merge-function", default="hist_quant_50",
                    help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
+    p.add_argument("--fragments", metavar="PATH", help="use these fragments instead of the watershed")
+    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--min-seed-distance", type=int, default=10,
+                   help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
     p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
                    help="block shape in voxels (default: 128,128,128; the whole volume if smaller)")
     p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
@@ -487,19 +531,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "nodes once, and score every threshold through the merge history "
                                    "(no volume is relabelled per threshold).")
     _common(p)
-    p.add_argument("affinities", metavar="AFFS", help="affinities container (.h5/.zarr)")
+    p.add_argument("affinities", metavar="AFFS", nargs="?",
+                   help="affinities container (.h5/.zarr), agglomerated in memory; or use --segmented")
+    p.add_argument("--segmented", metavar="OUT.zarr",
+                   help="sweep the agglomeration of a finished 'segment' run instead (reads only the "
+                        "fragment ids under the skeleton nodes)")
     p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
                    help="default: %(default)s")
+    p.add_argument("--min-seed-distance", type=int, default=10,
+                   help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
                    help="default: %(default)s")
     p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
-    p.add_argument("--thresholds", type=_thresholds, default=DEFAULT_THRESHOLDS, metavar="T1,T2,...",
-                   help="default: 0.05,0.10,...,0.95")
+    p.add_argument("--thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
+                   help="default: 0.05,0.10,...,0.95 (with --segmented: the run's thresholds)")
     p.add_argument("--merge-function", default="hist_quant_50", help="default: %(default)s")
     _roi(p)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
-    p.add_argument("--out", metavar="DIR", help="also write scores.json and scores.csv here")
+    p.add_argument("--out", metavar="DIR", help="also write scores.json, scores.csv and scores.png here")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="XPRESS scores of a segmentation against skeletons",
@@ -583,6 +633,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        from .pipeline.runner import BlockFailure
+
+        if not isinstance(exc, BlockFailure):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
     except (CliError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         msg = str(exc)
         if isinstance(exc, KeyError):

@@ -125,7 +125,9 @@ def sweep(
     """
     from .metrics import SkeletonIndex
 
-    frag = agglomeration.fragments if fragments is None else fragments
+    if not callable(getattr(agglomeration, "map", None)):
+        raise TypeError(f"agglomeration must be an Agglomeration; got {type(agglomeration).__name__}")
+    frag = getattr(agglomeration, "fragments", None) if fragments is None else fragments
     if frag is None or not hasattr(frag, "shape"):
         raise TypeError("agglomeration must carry its fragments (or pass fragments=); got none")
     shape = tuple(int(s) for s in frag.shape)
