@@ -109,6 +109,31 @@ def test_shuffled_node_order_matches_reference(seed):
         check_against_reference(shuffled, mode, context=f"seed {seed} ")
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_larger_cases_match_reference(seed):
+    # 20x25x30 voxels, 40 skeletons of up to 60 nodes, up to 60 labels: big hash tables, long
+    # merge lists, many shared voxels
+    rng = np.random.default_rng(1000 + seed)
+    case = random_case(rng, shape=(20, 25, 30), n_skeletons=40, nodes_per=(1, 60),
+                       n_labels=int(rng.integers(2, 60)), zero_fraction=[0.0, 0.05, 0.3, 0.1][seed],
+                       roi=bool(seed % 2), dtype=LABEL_DTYPES[2 * seed + 1], big_labels=seed == 3, step=1.0)
+    for mode in MODES:
+        check_against_reference(case, mode, context=f"seed {seed} ")
+
+
+def test_as_dict_is_plain_python():
+    import json
+
+    case, _ = HAND["zero", "official"]
+    d = xpress_scores(case["segmentation"], case["graph"], **case["kwargs"]).as_dict()
+    assert set(d) == set(SCORE_KEYS)
+    for key in COUNT_KEYS:
+        assert type(d[key]) is int, key
+    for key in set(SCORE_KEYS) - set(COUNT_KEYS):
+        assert type(d[key]) is float, key
+    assert json.loads(json.dumps(d)) == d
+
+
 # ---------------------------------------------------------------------------------------------
 # hand-computed cases (expected values derived in the comments; the reference must agree too)
 # ---------------------------------------------------------------------------------------------
