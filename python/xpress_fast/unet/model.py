@@ -223,6 +223,23 @@ class UNet3D(nn.Module):
         out = self.output_shape(inp)
         return tuple((i - o) // 2 for i, o in zip(inp, out))
 
+    @property
+    def receptive_radius(self) -> tuple[int, int, int]:
+        """Voxels on each side that can influence an output voxel (an upper bound, per axis).
+
+        Same-padding tiles that overlap by at least this much reproduce one-shot prediction.
+        """
+        half = self.num_convs * (self.kernel_size // 2)
+        res = []
+        for a in range(3):
+            scale, r = 1, 0
+            for f in self.downsample_factors:
+                r += 2 * half * scale + 2 * (f[a] - 1) * scale  # down + up block, pool + transposed conv
+                scale *= f[a]
+            r += half * scale
+            res.append(r)
+        return tuple(res)
+
     # ---------------------------------------------------------------- forward
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid affinities (for numerically stable losses)."""

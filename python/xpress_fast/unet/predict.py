@@ -8,10 +8,11 @@ border). Blocks are written one by one, so the output may be a zarr array larger
 
 * valid padding: the volume is mirror-padded by the context, and tiled prediction equals one-shot
   prediction on the padded volume exactly;
-* same padding: windows are clipped to the volume (never padded beyond it), so a volume that fits
-  in one window is predicted exactly as ``model(raw)``; elsewhere tiles differ from one-shot only
-  through the zero padding inside the network at window borders, which ``overlap`` keeps away from
-  the kept centres.
+* same padding: windows start on the network's pooling grid and are clipped to the volume (never
+  padded beyond it), so a volume that fits in one window is predicted exactly as ``model(raw)``,
+  and with ``overlap >= model.receptive_radius`` every block equals one-shot prediction; smaller
+  overlaps differ only through the zero padding at window borders, kept away from the kept
+  centres by ``overlap``.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ def predict(
         clipped to the volume).
     overlap : int or three ints, optional
         Same padding only: context added on each side of a block (default a quarter of the block,
-        at least 8). Valid padding always uses the network's context.
+        at least 8). With ``overlap >= model.receptive_radius`` the result equals one-shot
+        prediction of the whole volume. Valid padding always uses the network's context.
     batch_size : int
         Windows per forward pass.
     device : torch device or str, optional
@@ -156,30 +158,44 @@ def predict(
             if any(o < 0 for o in ov):
                 raise ValueError(f"overlap must be >= 0; got {overlap!r}")
         block = tuple(min(b, s) for b, s in zip(block, shape))
-        win = tuple(min(s, -(-(b + 2 * o) // f) * f) for b, o, s, f in zip(block, ov, shape, factor))
+
+    def window(b0, b1):
+        """Input window [lo, hi) and the slice of its output that is the block [b0, b1)."""
+        if model.padding == "valid":
+            lo = tuple(b - c for b, c in zip(b0, ctx))
+            hi = tuple(l + w for l, w in zip(lo, win))
+            keep = tuple(slice(0, e - b) for b, e in zip(b0, b1))  # output starts at lo + ctx = b0
+        else:
+            # starts on the pooling grid, ends at the volume's end or ``overlap`` past the block
+            lo = tuple(max(0, (b - o) // f * f) for b, o, f in zip(b0, ov, factor))
+            hi = tuple(min(s, e + o) for e, o, s in zip(b1, ov, shape))
+            keep = tuple(slice(b - l, e - l) for b, e, l in zip(b0, b1, lo))
+        return lo, hi, keep
 
     starts = [list(range(0, s, b)) for s, b in zip(shape, block)]
-    blocks = list(itertools.product(*starts))
+    blocks = []
+    for b0 in itertools.product(*starts):
+        b1 = tuple(min(s, b + k) for b, k, s in zip(b0, block, shape))
+        blocks.append((b0, b1) + window(b0, b1))
+    # batch windows of equal shape together (same padding: border windows are smaller)
+    blocks.sort(key=lambda t: tuple(h - l for l, h in zip(t[2], t[3])))
+    batches, cur = [], []
+    for item in blocks:
+        shp = tuple(h - l for l, h in zip(item[2], item[3]))
+        if cur and (len(cur) == int(batch_size) or shp != tuple(h - l for l, h in zip(cur[0][2], cur[0][3]))):
+            batches.append(cur)
+            cur = []
+        cur.append(item)
+    if cur:
+        batches.append(cur)
+
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(blocks), disable=not progress, desc="predict")
     try:
         with torch.inference_mode():
-            for i in range(0, len(blocks), int(batch_size)):
-                chunk = blocks[i : i + int(batch_size)]
-                windows, places = [], []
-                for b0 in chunk:
-                    b1 = tuple(min(s, b + k) for b, k, s in zip(b0, block, shape))
-                    if model.padding == "valid":
-                        lo = tuple(b - c for b, c in zip(b0, ctx))
-                        hi = tuple(l + w for l, w in zip(lo, win))
-                        keep = tuple(slice(c, c + (e - b)) for c, b, e in zip(ctx, b0, b1))
-                    else:
-                        lo = tuple(int(np.clip(b - (w - k) // 2, 0, s - w)) for b, w, k, s in zip(b0, win, block, shape))
-                        hi = tuple(l + w for l, w in zip(lo, win))
-                        keep = tuple(slice(b - l, e - l) for b, e, l in zip(b0, b1, lo))
-                    windows.append(normalize_raw(_read_window(raw, lo, hi)))
-                    places.append((b0, b1, keep))
+            for chunk in batches:
+                windows = [normalize_raw(_read_window(raw, lo, hi)) for _, _, lo, hi, _ in chunk]
                 x = torch.from_numpy(np.stack(windows)[:, None]).to(dev)
                 if not torch.isfinite(x).all():
                     raise ValueError("raw must not contain NaN or infinite values")
@@ -188,7 +204,7 @@ def predict(
                 with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=cuda and amp):
                     y = model(x)
                 y = y.float().cpu().numpy()
-                for j, (b0, b1, keep) in enumerate(places):
+                for j, (b0, b1, _, _, keep) in enumerate(chunk):
                     part = y[j][(slice(None),) + keep]
                     if out_dtype == np.uint8:
                         part = np.rint(part * 255.0).astype(np.uint8)
