@@ -77,6 +77,35 @@ std::int64_t filter(carray<Aff> affs, carray<std::uint64_t> labels, float level)
   return filter_fragments(aptr, s, lptr, level);
 }
 
+carray<std::uint8_t> maxima(carray<std::uint8_t> inside, std::int64_t size, int threads) {
+  const auto ib = inside.request();
+  if (ib.ndim != 3) throw std::invalid_argument("inside must be 3-dimensional");
+  const Shape3 s{ib.shape[0], ib.shape[1], ib.shape[2]};
+  if (size < 1) throw std::invalid_argument("size must be positive");
+  carray<std::uint8_t> out({s.z, s.y, s.x});
+  auto* optr = out.mutable_data();
+  const auto* iptr = static_cast<const std::uint8_t*>(ib.ptr);
+  {
+    py::gil_scoped_release nogil;
+    distance_maxima(iptr, s, size, optr, threads);
+  }
+  return out;
+}
+
+carray<float> squared_edt(carray<std::uint8_t> inside, int threads) {
+  const auto ib = inside.request();
+  if (ib.ndim != 3) throw std::invalid_argument("inside must be 3-dimensional");
+  const Shape3 s{ib.shape[0], ib.shape[1], ib.shape[2]};
+  carray<float> out({s.z, s.y, s.x});
+  auto* optr = out.mutable_data();
+  const auto* iptr = static_cast<const std::uint8_t*>(ib.ptr);
+  {
+    py::gil_scoped_release nogil;
+    squared_distance_transform(iptr, s, optr, threads);
+  }
+  return out;
+}
+
 template <typename T>
 carray<T> to_numpy(const std::vector<T>& v) {
   carray<T> out(static_cast<py::ssize_t>(v.size()));
@@ -210,13 +239,32 @@ carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<s
   const std::int64_t n = static_cast<std::int64_t>(in.size()), m = static_cast<std::int64_t>(keys.size());
   {
     py::gil_scoped_release nogil;
-    const std::int64_t half = n / 2;
+    // a dense table when the ids are small enough (at most 128 MiB, or a byte per voxel)
+    std::vector<std::uint64_t> dense;
+    const std::uint64_t max_key = m ? kp[m - 1] : 0;
+    const bool use_dense = m > 0 && (max_key < (std::uint64_t(1) << 24) || max_key < static_cast<std::uint64_t>(n / 8));
+    if (use_dense) {
+      dense.resize(static_cast<std::size_t>(max_key) + 1);
+      for (std::uint64_t i = 0; i <= max_key; ++i) dense[i] = i;
+      for (std::int64_t j = 0; j < m; ++j) dense[kp[j]] = vp[j];
+    }
+    auto work = [&](std::int64_t begin, std::int64_t end) {
+      if (use_dense) {
+        const std::uint64_t* d = dense.data();
+        for (std::int64_t i = begin; i < end; ++i) {
+          const std::uint64_t x = static_cast<std::uint64_t>(ip[i]);
+          op[i] = x <= max_key ? d[x] : x;
+        }
+      } else {
+        map_labels(ip + begin, end - begin, kp, vp, m, op + begin);
+      }
+    };
     if (n > (1 << 20)) {
-      std::thread t([&] { map_labels(ip, half, kp, vp, m, op); });
-      map_labels(ip + half, n - half, kp, vp, m, op + half);
+      std::thread t(work, std::int64_t(0), n / 2);
+      work(n / 2, n);
       t.join();
     } else {
-      map_labels(ip, n, kp, vp, m, op);
+      work(0, n);
     }
   }
   return out;
@@ -232,6 +280,8 @@ PYBIND11_MODULE(_segment, m) {
   m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
   m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));
   m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
+  m.def("distance_maxima", &maxima, py::arg("inside"), py::arg("size"), py::arg("threads"));
+  m.def("squared_edt", &squared_edt, py::arg("inside"), py::arg("threads"));
   m.def("region_graph_float32", &graph<float>, py::arg("fragments"), py::arg("affs"), py::arg("cz"), py::arg("cy"),
         py::arg("cx"), py::arg("histogram"), py::arg("threads"));
   m.def("region_graph_uint8", &graph<std::uint8_t>, py::arg("fragments"), py::arg("affs"), py::arg("cz"),

@@ -1,6 +1,6 @@
 """Slow, obviously-correct Python references for the segmentation kernels (tests only).
 
-- ``ref_watershed``: a priority flood with ``heapq`` over (-level, push counter).
+- ``ref_watershed``: a priority flood with ``heapq`` over (-level, -push counter): last in, first out.
 - ``ref_region_graph``: a loop over every voxel edge into a dict.
 - ``ref_agglomerate``: waterz's iterative region merging written out with a plain union-find and
   dicts, run from scratch for each threshold; it also reports whether equal keys were ever
@@ -61,7 +61,7 @@ def ref_watershed(affs, seeds, mask=None):
                 continue
             if labels[w] != 0 or not inside[w]:
                 continue
-            heapq.heappush(heap, (-edge_affinity(levels, v, w), counter, w, v))
+            heapq.heappush(heap, (-edge_affinity(levels, v, w), -counter, w, v))
             counter += 1
 
     for v in np.ndindex(shape):

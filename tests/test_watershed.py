@@ -99,7 +99,7 @@ def test_automatic_seeds_are_distance_transform_maxima():
     seeds = distance_transform_seeds(affs, threshold=0.5, min_seed_distance=5)
     inside = affs[:3].astype(np.float32).mean(axis=0) / 255 > 0.5
     dist = ndimage.distance_transform_edt(inside)
-    maxima = (ndimage.maximum_filter(dist, size=5, mode="nearest") == dist) & inside
+    maxima = (ndimage.maximum_filter(dist, size=5) == dist) & inside
     expected, n = ndimage.label(maxima)
     assert n > 1
     np.testing.assert_array_equal(seeds, expected)
@@ -175,3 +175,18 @@ def test_watershed_accepts_fortran_order_and_extra_channels():
     seeds[0, 0, 0], seeds[3, 4, 5] = 1, 2
     expected = xf.watershed(affs[:3], seeds=seeds)
     np.testing.assert_array_equal(xf.watershed(np.asfortranarray(affs), seeds=np.asfortranarray(seeds)), expected)
+
+
+@given(st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9)), st.integers(0, 2**32 - 1),
+       st.floats(0.05, 0.95), st.integers(1, 6), st.integers(1, 3))
+def test_distance_maxima_match_scipy(shape, seed, fill, size, threads):
+    from xpress_fast import _segment
+
+    rng = np.random.default_rng(seed)
+    inside = (rng.random(shape) < fill).astype(np.uint8)
+    inside.ravel()[rng.integers(inside.size)] = 0  # at least one outside voxel
+    d2 = _segment.squared_edt(inside, threads)
+    dist = ndimage.distance_transform_edt(inside)
+    np.testing.assert_array_equal(d2, (dist**2).round().astype(np.float32))
+    maxima = (ndimage.maximum_filter(dist, size=size) == dist) & (inside != 0)
+    np.testing.assert_array_equal(_segment.distance_maxima(inside, size, threads).view(bool), maxima)
