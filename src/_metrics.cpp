@@ -37,12 +37,13 @@ py::array_t<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> 
   return to_numpy(comp);
 }
 
-py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t> voxel,
+py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t> voxel, std::int64_t n_voxels,
                                carray<std::int64_t> skeleton, std::int64_t n_skeletons, carray<std::int64_t> edges,
                                carray<double> edge_length, bool skip_first_skeleton, bool zero_is_unsegmented) {
   xf::SkeletonScoreInput in;
   in.labels = labels.data();
   in.voxel = voxel.data();
+  in.n_voxels = n_voxels;
   in.skeleton = skeleton.data();
   in.n_nodes = labels.shape(0);
   in.n_skeletons = n_skeletons;
@@ -140,7 +141,8 @@ py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_
 PYBIND11_MODULE(_metrics, m) {
   m.doc() = "xpress_fast evaluation kernels (private; use xpress_fast.erl / xpress_scores / rand_voi)";
   m.def("components", &components, py::arg("n_nodes"), py::arg("edges"));
-  m.def("score_skeleton_labels", &score_skeleton_labels, py::arg("labels"), py::arg("voxel"), py::arg("skeleton"),
+  m.def("score_skeleton_labels", &score_skeleton_labels, py::arg("labels"), py::arg("voxel"), py::arg("n_voxels"),
+        py::arg("skeleton"),
         py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"), py::arg("skip_first_skeleton"),
         py::arg("zero_is_unsegmented"));
   m.def("merge_locations", &merge_locations, py::arg("node_segment"), py::arg("skeleton"), py::arg("positions"),

@@ -6,6 +6,7 @@ def components(n_nodes: int, edges: npt.NDArray[np.int64]) -> npt.NDArray[np.int
 def score_skeleton_labels(
     labels: npt.NDArray[np.uint64],
     voxel: npt.NDArray[np.int64],
+    n_voxels: int,
     skeleton: npt.NDArray[np.int64],
     n_skeletons: int,
     edges: npt.NDArray[np.int64],

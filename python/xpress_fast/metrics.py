@@ -181,6 +181,10 @@ class SkeletonIndex:
         self.node_voxels = voxels
         self.node_voxels.flags.writeable = False
         self.voxel_index = np.ravel_multi_index(tuple(voxels.T), self.shape).astype(np.int64)
+        # dense voxel ids: nodes sharing a voxel share its label (and its fresh label-0 segment)
+        unique_voxels, voxel_group = np.unique(self.voxel_index, return_inverse=True)
+        self.voxel_group = voxel_group.astype(np.int64).ravel()
+        self.n_voxels = int(unique_voxels.size)
 
         # 2. Skeleton identities: components of the cropped graph (official) or of the whole
         #    graph (corrected: a neuron leaving and re-entering the ROI stays one neuron).
@@ -214,7 +218,10 @@ class SkeletonIndex:
         check_ndim("segmentation", seg, 3, "z, y, x")
         if seg.shape != self.shape:
             raise ValueError(f"segmentation must have shape {self.shape} (as the index was built for); got {seg.shape}")
-        labels = seg[tuple(self.node_voxels.T)]
+        if seg.flags.c_contiguous:
+            labels = np.take(seg.reshape(-1), self.voxel_index)  # a view: reads N voxels only
+        else:
+            labels = seg[tuple(self.node_voxels.T)]
         if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
             raise ValueError(f"segmentation must not hold negative labels; found {labels.min()} under a skeleton node")
         return labels.astype(np.uint64)
@@ -234,7 +241,7 @@ class SkeletonIndex:
             raise ValueError(f"labels must not be negative; got {lab.min()}")
         official = self.mode == "official"
         raw = _metrics.score_skeleton_labels(
-            np.ascontiguousarray(lab, dtype=np.uint64), self.voxel_index, self.node_skeleton,
+            np.ascontiguousarray(lab, dtype=np.uint64), self.voxel_group, self.n_voxels, self.node_skeleton,
             max(self.n_neurons, 1), self.edges, self.edge_length, official, not official,
         )
         raw["labels"] = lab
@@ -364,19 +371,15 @@ def rand_voi(segmentation, ground_truth, *, ignore_labels=(0,), n_threads: Optio
     gt = _dense_labels("ground_truth", ground_truth)
     if seg.shape != gt.shape:
         raise ValueError(f"segmentation and ground_truth must have the same shape; got {seg.shape} and {gt.shape}")
-    ignore = np.asarray(list(ignore_labels), dtype=np.int64) if ignore_labels is not None else np.zeros(0, np.int64)
-    if ignore.ndim != 1:
-        raise ValueError(f"ignore_labels must be a sequence of labels; got {ignore_labels!r}")
-    # One dtype for both volumes: views where they agree, otherwise the wider one.
-    itemsize = max(seg.dtype.itemsize, gt.dtype.itemsize)
+    ignore_values = _ignore_list(ignore_labels)
+    # One dtype for both volumes: views where their widths agree, otherwise the wider one.
+    target = _UNSIGNED[max(seg.dtype.itemsize, gt.dtype.itemsize)]
     if seg.dtype.itemsize == gt.dtype.itemsize:
-        target = _UNSIGNED[itemsize]
         seg_u, gt_u = seg.view(target), gt.view(target)
     else:
-        target = _UNSIGNED[itemsize]
         seg_u, gt_u = seg.astype(target), gt.astype(target)
     info = np.iinfo(target)
-    ignore = ignore[(ignore >= 0) & (ignore <= min(info.max, np.iinfo(np.int64).max))].astype(target)
+    ignore = np.array([x for x in ignore_values if 0 <= x <= info.max], dtype=target)
     kernel = getattr(_metrics, f"rand_voi_sums_{np.dtype(target).name}")
     s = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore,
                int(n_threads or 0))
@@ -386,13 +389,32 @@ def rand_voi(segmentation, ground_truth, *, ignore_labels=(0,), n_threads: Optio
     # skimage's naming: "precision" normalises by ground-truth pairs, "recall" by segment pairs
     precision = _div(s["sum_n2"] - n, s["sum_a2"] - n)
     recall = _div(s["sum_n2"] - n, s["sum_b2"] - n)
-    are = 1.0 - _div(2 * precision * recall, precision + recall)
+    # the F-score of precision and recall, written so that it is defined (0) when no pair of
+    # distinct voxels shares both labels: 2PR/(P+R) = 2 sum_n2' / (sum_a2' + sum_b2')
+    are = 1.0 - _div(2 * (s["sum_n2"] - n), (s["sum_a2"] - n) + (s["sum_b2"] - n))
     return RandVoi(
         rand_split=_div(s["sum_n2"], s["sum_a2"]), rand_merge=_div(s["sum_n2"], s["sum_b2"]),
         voi_split=voi_split, voi_merge=voi_merge, nvi_split=_div(voi_split, s["h_joint"]),
         nvi_merge=_div(voi_merge, s["h_joint"]), adapted_rand_error=are, adapted_rand_precision=precision,
         adapted_rand_recall=recall, n_voxels=int(n),
     )
+
+
+def _ignore_list(ignore_labels) -> list:
+    if ignore_labels is None:
+        return []
+    try:
+        values = list(ignore_labels)
+    except TypeError:
+        raise TypeError(f"ignore_labels must be a sequence of integer labels; got {ignore_labels!r}") from None
+    out = []
+    for x in values:
+        if np.ndim(x) != 0:
+            raise ValueError(f"ignore_labels must be a flat sequence of labels; got {ignore_labels!r}")
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"ignore_labels must hold integer labels; got {x!r} in {ignore_labels!r}")
+        out.append(int(x))
+    return out
 
 
 def _dense_labels(name: str, value) -> np.ndarray:

@@ -13,56 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "xpress_fast/entropy.hpp"
+#include "xpress_fast/pair_counter.hpp"
+
 namespace xpress_fast {
-
-// Hash map from a pair of uint64 labels to a count; linear probing, power-of-two capacity.
-class PairCounter {
- public:
-  PairCounter() { rehash(1024); }
-
-  void add(std::uint64_t a, std::uint64_t b, std::uint64_t count) {
-    if (4 * (size_ + 1) > 3 * capacity()) rehash(2 * capacity());
-    size_t i = slot(a, b);
-    while (used_[i] && (keys_[2 * i] != a || keys_[2 * i + 1] != b)) i = (i + 1) & (capacity() - 1);
-    if (!used_[i]) {
-      used_[i] = 1;
-      keys_[2 * i] = a;
-      keys_[2 * i + 1] = b;
-      ++size_;
-    }
-    counts_[i] += count;
-  }
-
-  template <typename F>
-  void for_each(F&& f) const {
-    for (size_t i = 0; i < capacity(); ++i)
-      if (used_[i]) f(keys_[2 * i], keys_[2 * i + 1], counts_[i]);
-  }
-
- private:
-  size_t capacity() const { return used_.size(); }
-  size_t slot(std::uint64_t a, std::uint64_t b) const {
-    std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull + (a << 6) + (a >> 2));
-    h ^= h >> 31;
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 29;
-    return static_cast<size_t>(h) & (capacity() - 1);
-  }
-  void rehash(size_t new_capacity) {
-    std::vector<std::uint64_t> keys(std::move(keys_)), counts(std::move(counts_));
-    std::vector<std::uint8_t> used(std::move(used_));
-    keys_.assign(2 * new_capacity, 0);
-    counts_.assign(new_capacity, 0);
-    used_.assign(new_capacity, 0);
-    size_ = 0;
-    for (size_t i = 0; i < used.size(); ++i)
-      if (used[i]) add(keys[2 * i], keys[2 * i + 1], counts[i]);
-  }
-
-  std::vector<std::uint64_t> keys_, counts_;
-  std::vector<std::uint8_t> used_;
-  size_t size_ = 0;
-};
 
 struct RandVoiSums {
   std::uint64_t n = 0;                          // counted voxels
@@ -114,19 +68,9 @@ RandVoiSums rand_voi_sums(const T* test, const T* truth, std::int64_t n_voxels, 
   RandVoiSums out;
   for (double c : nij) out.n += static_cast<std::uint64_t>(c);
   const double total = static_cast<double>(out.n);
-  auto entropy = [&](const std::vector<double>& counts, double& sum_sq) {
-    double s = 0;
-    for (double c : counts) {
-      sum_sq += c * c;
-      s += c * std::log2(c);
-    }
-    if (total <= 0) return 0.0;
-    const double h = std::log2(total) - s / total;
-    return h < 0 ? 0.0 : h;
-  };
-  out.h_joint = entropy(nij, out.sum_n2);
-  out.h_truth = entropy(ai, out.sum_a2);
-  out.h_test = entropy(bj, out.sum_b2);
+  out.h_joint = detail::entropy_bits(nij, total, out.sum_n2);
+  out.h_truth = detail::entropy_bits(ai, total, out.sum_a2);
+  out.h_test = detail::entropy_bits(bj, total, out.sum_b2);
   return out;
 }
 

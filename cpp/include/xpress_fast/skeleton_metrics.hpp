@@ -1,12 +1,12 @@
 // Scores of a segmentation against skeletons, from the segment label under each skeleton node.
 //
 // This is the per-node / per-edge core of the XPRESS evaluator (METRICS.md). Everything it
-// needs from the volume is one label per node, so it runs in O(N log N) of the node count,
+// needs from the volume is one label per node, so it runs in O(N + E) (hash tables, no sort),
 // never touches the volume, and can be called once per threshold of a sweep.
 //
 // Inputs (M nodes inside the ROI, E edges between them):
 //   labels[i]   segment label under node i (0 = unlabelled)
-//   voxel[i]    linear index of node i's voxel (nodes sharing a voxel share its label)
+//   voxel[i]    dense id 0..V-1 of node i's voxel (nodes sharing a voxel share its label)
 //   skeleton[i] skeleton index 0..S-1 of node i
 //   edges       (E, 2) node indices, edge_length[e] in nm
 //
@@ -33,11 +33,15 @@
 #include <utility>
 #include <vector>
 
+#include "xpress_fast/entropy.hpp"
+#include "xpress_fast/pair_counter.hpp"
+
 namespace xpress_fast {
 
 struct SkeletonScoreInput {
   const std::uint64_t* labels = nullptr;
-  const std::int64_t* voxel = nullptr;
+  const std::int64_t* voxel = nullptr;  // dense voxel id per node, 0..n_voxels-1
+  std::int64_t n_voxels = 0;
   const std::int64_t* skeleton = nullptr;
   std::int64_t n_nodes = 0;
   std::int64_t n_skeletons = 0;
@@ -64,74 +68,57 @@ struct SkeletonScores {
   double h_truth = 0.0, h_test = 0.0, h_joint = 0.0;  // bits
 };
 
-namespace detail {
-
-// -sum p log2 p over counts c / total, computed as log2(total) - sum c log2 c / total.
-inline double entropy_bits(const std::vector<double>& counts, double total) {
-  if (total <= 0) return 0.0;
-  double s = 0.0;
-  for (double c : counts)
-    if (c > 0) s += c * std::log2(c);
-  const double h = std::log2(total) - s / total;
-  return h < 0 ? 0.0 : h;
-}
-
-// Runs of equal values in a sorted vector: calls f(value, count) for each run.
-template <typename T, typename F>
-void for_each_run(const std::vector<T>& sorted, F&& f) {
-  size_t i = 0;
-  while (i < sorted.size()) {
-    size_t j = i + 1;
-    while (j < sorted.size() && sorted[j] == sorted[i]) ++j;
-    f(sorted[i], static_cast<double>(j - i));
-    i = j;
-  }
-}
-
-}  // namespace detail
-
 inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
   const std::int64_t n = in.n_nodes;
   const std::int64_t n_skel = in.n_skeletons;
   SkeletonScores out;
   out.skeleton_length.assign(static_cast<size_t>(n_skel), 0.0);
   out.skeleton_erl.assign(static_cast<size_t>(n_skel), 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
+  for (std::int64_t i = 0; i < n; ++i) {
     if (in.skeleton[i] < 0 || in.skeleton[i] >= n_skel)
       throw std::invalid_argument("skeleton index outside 0..n_skeletons-1");
+    if (in.voxel[i] < 0 || in.voxel[i] >= in.n_voxels)
+      throw std::invalid_argument("voxel id outside 0..n_voxels-1");
+  }
 
-  // 1. Dense segment ids. Label-0 nodes are keyed by their voxel (a fresh segment per voxel).
-  struct Key {
-    std::uint64_t is_fresh, value;
-    std::int64_t node;
-  };
-  std::vector<Key> keys(static_cast<size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    const bool fresh = in.labels[i] == 0;
-    keys[i] = {fresh ? 1u : 0u, fresh ? static_cast<std::uint64_t>(in.voxel[i]) : in.labels[i], i};
-  }
-  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
-    return a.is_fresh != b.is_fresh ? a.is_fresh < b.is_fresh : a.value < b.value;
-  });
+  // 1. Dense segment ids in node order. A label-0 voxel is a fresh segment of its own.
   out.node_segment.assign(static_cast<size_t>(n), -1);
+  std::vector<std::int64_t>& seg = out.node_segment;
   std::vector<std::uint8_t> segment_fresh;
-  std::int64_t n_seg = 0;
-  for (size_t k = 0; k < keys.size(); ++k) {
-    if (k == 0 || keys[k].is_fresh != keys[k - 1].is_fresh || keys[k].value != keys[k - 1].value) {
-      ++n_seg;
-      segment_fresh.push_back(static_cast<std::uint8_t>(keys[k].is_fresh));
+  std::vector<std::int64_t> fresh_of_voxel(static_cast<size_t>(in.n_voxels), -1);
+  // Consecutive nodes along a skeleton mostly share a label: remember the last lookup.
+  PairCounter segment_of_label;
+  std::uint64_t last_label = 0;
+  std::int64_t last_segment = -1;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (in.labels[i] == 0) {
+      std::int64_t& id = fresh_of_voxel[in.voxel[i]];
+      if (id < 0) {
+        id = static_cast<std::int64_t>(segment_fresh.size());
+        segment_fresh.push_back(1);
+      }
+      seg[i] = id;
+    } else if (in.labels[i] == last_label && last_segment >= 0) {
+      seg[i] = last_segment;
+    } else {
+      bool inserted;
+      std::uint64_t& id = segment_of_label.value(in.labels[i], 0, inserted);
+      if (inserted) {
+        id = segment_fresh.size();
+        segment_fresh.push_back(0);
+      }
+      seg[i] = last_segment = static_cast<std::int64_t>(id);
+      last_label = in.labels[i];
     }
-    out.node_segment[keys[k].node] = n_seg - 1;
   }
-  const std::vector<std::int64_t>& seg = out.node_segment;
+  const std::int64_t n_seg = static_cast<std::int64_t>(segment_fresh.size());
 
   // 2. Skeletons per segment -> merged segments and the merge count.
-  std::vector<std::int64_t> seg_skel(static_cast<size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) seg_skel[i] = seg[i] * n_skel + in.skeleton[i];
-  std::sort(seg_skel.begin(), seg_skel.end());
-  seg_skel.erase(std::unique(seg_skel.begin(), seg_skel.end()), seg_skel.end());
+  PairCounter incidence;
+  for (std::int64_t i = 0; i < n; ++i)
+    if (i == 0 || seg[i] != seg[i - 1] || in.skeleton[i] != in.skeleton[i - 1]) incidence.add(seg[i], in.skeleton[i], 1);
   std::vector<std::int64_t> skeletons_on(static_cast<size_t>(n_seg), 0);
-  for (std::int64_t key : seg_skel) ++skeletons_on[key / n_skel];
+  incidence.for_each([&](std::uint64_t g, std::uint64_t, std::uint64_t) { ++skeletons_on[g]; });
   out.segment_merged.assign(static_cast<size_t>(n_seg), 0);
   for (std::int64_t g = 0; g < n_seg; ++g) {
     if (in.zero_is_unsegmented && segment_fresh[g]) continue;
@@ -174,34 +161,36 @@ inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
     out.skeleton_erl[s] = out.skeleton_length[s] > 0 ? out.skeleton_erl[s] / out.skeleton_length[s] : 0.0;
 
   // 4. Rand / VOI over distinct node voxels; the last node of a voxel sets its truth.
-  std::vector<std::pair<std::int64_t, std::int64_t>> by_voxel(static_cast<size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) by_voxel[i] = {in.voxel[i], i};
-  std::sort(by_voxel.begin(), by_voxel.end());
-  std::vector<std::int64_t> pair_keys, truth_keys, test_keys;
-  for (size_t k = 0; k < by_voxel.size(); ++k) {
-    if (k + 1 < by_voxel.size() && by_voxel[k + 1].first == by_voxel[k].first) continue;
-    const std::int64_t node = by_voxel[k].second;  // the last node writing this voxel
+  std::vector<std::int64_t> last_node(static_cast<size_t>(in.n_voxels), -1);
+  for (std::int64_t i = 0; i < n; ++i) last_node[in.voxel[i]] = i;
+  PairCounter table;
+  std::vector<double> truth_count(static_cast<size_t>(n_skel), 0.0), test_count(static_cast<size_t>(n_seg), 0.0);
+  // In node order, so that runs of equal (truth, segment) pairs are counted before hashing.
+  std::int64_t run_truth = -1, run_segment = -1;
+  std::uint64_t run = 0;
+  for (std::int64_t node = 0; node < n; ++node) {
+    if (last_node[in.voxel[node]] != node) continue;
     const std::int64_t truth = in.skeleton[node];
     if (in.skip_first_skeleton && truth == 0) continue;
-    pair_keys.push_back(truth * n_seg + seg[node]);
-    truth_keys.push_back(truth);
-    test_keys.push_back(seg[node]);
+    if (truth != run_truth || seg[node] != run_segment) {
+      if (run) table.add(run_truth, run_segment, run);
+      run_truth = truth;
+      run_segment = seg[node];
+      run = 0;
+    }
+    ++run;
+    truth_count[truth] += 1;
+    test_count[seg[node]] += 1;
+    ++out.n_voxels;
   }
-  out.n_voxels = static_cast<std::int64_t>(pair_keys.size());
-  std::sort(pair_keys.begin(), pair_keys.end());
-  std::sort(truth_keys.begin(), truth_keys.end());
-  std::sort(test_keys.begin(), test_keys.end());
-  std::vector<double> nij, ai, bj;
-  detail::for_each_run(pair_keys, [&](std::int64_t, double c) { nij.push_back(c); });
-  detail::for_each_run(truth_keys, [&](std::int64_t, double c) { ai.push_back(c); });
-  detail::for_each_run(test_keys, [&](std::int64_t, double c) { bj.push_back(c); });
-  for (double c : nij) out.sum_n2 += c * c;
-  for (double c : ai) out.sum_a2 += c * c;
-  for (double c : bj) out.sum_b2 += c * c;
+  if (run) table.add(run_truth, run_segment, run);
+  std::vector<double> nij;
+  nij.reserve(table.size());
+  table.for_each([&](std::uint64_t, std::uint64_t, std::uint64_t c) { nij.push_back(static_cast<double>(c)); });
   const double total = static_cast<double>(out.n_voxels);
-  out.h_joint = detail::entropy_bits(nij, total);
-  out.h_truth = detail::entropy_bits(ai, total);
-  out.h_test = detail::entropy_bits(bj, total);
+  out.h_joint = detail::entropy_bits(nij, total, out.sum_n2);
+  out.h_truth = detail::entropy_bits(truth_count, total, out.sum_a2);
+  out.h_test = detail::entropy_bits(test_count, total, out.sum_b2);
   return out;
 }
 

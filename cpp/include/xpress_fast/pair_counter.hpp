@@ -1,0 +1,76 @@
+// Counting pairs of uint64 keys: an open-addressing hash map (linear probing, power-of-two
+// capacity, load <= 3/4). Contingency tables and (segment, skeleton) incidences are built with
+// it in O(n), where a sort would cost O(n log n) and std::unordered_map a node per entry.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace xpress_fast {
+
+class PairCounter {
+ public:
+  // `expected` distinct keys fit without rehashing.
+  explicit PairCounter(size_t expected = 0) {
+    size_t capacity = 16;
+    while (3 * capacity < 4 * expected) capacity *= 2;
+    rehash(capacity);
+  }
+
+  // The value stored under (a, b), created as 0 if absent; `inserted` says which. The
+  // reference stays valid until the next insertion.
+  std::uint64_t& value(std::uint64_t a, std::uint64_t b, bool& inserted) {
+    if (4 * (size_ + 1) > 3 * capacity()) rehash(2 * capacity());
+    size_t i = slot(a, b);
+    while (used_[i] && (keys_[2 * i] != a || keys_[2 * i + 1] != b)) i = (i + 1) & (capacity() - 1);
+    inserted = !used_[i];
+    if (inserted) {
+      used_[i] = 1;
+      keys_[2 * i] = a;
+      keys_[2 * i + 1] = b;
+      ++size_;
+    }
+    return counts_[i];
+  }
+
+  void add(std::uint64_t a, std::uint64_t b, std::uint64_t count) {
+    bool inserted;
+    value(a, b, inserted) += count;
+  }
+
+  size_t size() const { return size_; }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    for (size_t i = 0; i < capacity(); ++i)
+      if (used_[i]) f(keys_[2 * i], keys_[2 * i + 1], counts_[i]);
+  }
+
+ private:
+  size_t capacity() const { return used_.size(); }
+  size_t slot(std::uint64_t a, std::uint64_t b) const {
+    std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull + (a << 6) + (a >> 2));
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    return static_cast<size_t>(h) & (capacity() - 1);
+  }
+  void rehash(size_t new_capacity) {
+    std::vector<std::uint64_t> keys(std::move(keys_)), counts(std::move(counts_));
+    std::vector<std::uint8_t> used(std::move(used_));
+    keys_.assign(2 * new_capacity, 0);
+    counts_.assign(new_capacity, 0);
+    used_.assign(new_capacity, 0);
+    size_ = 0;
+    for (size_t i = 0; i < used.size(); ++i)
+      if (used[i]) add(keys[2 * i], keys[2 * i + 1], counts[i]);
+  }
+
+  std::vector<std::uint64_t> keys_, counts_;
+  std::vector<std::uint8_t> used_;
+  size_t size_ = 0;
+};
+
+}  // namespace xpress_fast
