@@ -98,7 +98,7 @@ class TrainConfig:
         base = dict(
             num_fmaps=6, fmap_inc_factor=2, downsample_factors=((2, 2, 2), (2, 2, 2)),
             offsets=tuple(default_offsets((3, 9))), crop_shape=(24, 24, 24),
-            batch_size=1, steps=600, lr=3e-3, checkpoint_every=200, log_every=50,
+            norm="batch", batch_size=1, steps=600, lr=3e-3, checkpoint_every=200, log_every=50,
         )
         base.update(overrides)
         return cls(**base)
@@ -348,7 +348,8 @@ def train(
         Voxels whose label is known.
     config : TrainConfig, optional (default ``TrainConfig()``)
     model : UNet3D, optional
-        Start from this model (it must match ``config``'s model fields); default a new one.
+        Start from this model (e.g. :func:`load_model` of a checkpoint, to fine-tune); it must match
+        ``config``'s model fields, and without ``config`` it defines them. Default a new model.
     checkpoint_dir : path, optional
         Where checkpoints go; with ``resume`` the latest one there is continued from.
     device : torch device or str, optional
@@ -363,6 +364,12 @@ def train(
     -------
     TrainResult
     """
+    if config is None and isinstance(model, UNet3D):
+        # fine-tuning a given model: its architecture defines the config's model fields
+        mc = model.config
+        config = TrainConfig(**{k: mc[k] for k in _MODEL_KEYS})
+        config.downsample_factors = tuple(tuple(f) for f in mc["downsample_factors"])
+        config.offsets = tuple(tuple(o) for o in mc["offsets"])
     cfg = config if config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(cfg).__name__}")
