@@ -232,3 +232,24 @@ def test_bad_input(volume, tmp_path, kwargs, exc, match):
     kwargs.setdefault("thresholds", [0.5])
     with pytest.raises(exc, match=match):
         segment_volume(affs, dataset, out, **kwargs)
+
+
+def test_write_thresholds_subset_and_none(volume, tmp_path):
+    d = volume["dir"]
+    out = tmp_path / "o.zarr"
+    kw = dict(thresholds=THRESHOLDS, block_shape=(18, 20, 22), fragments=(d / "frags.h5", "fragments"))
+    res = segment_volume(d / "affs.zarr", "affs", out, write_thresholds=[], **kw)
+    assert res.segmentation_datasets == ()
+    assert not any(io.dataset_exists(out, segmentation_dataset(t)) for t in THRESHOLDS)
+    agg = load_agglomeration(out)
+    want = xpress_fast.agglomerate(volume["affs"], THRESHOLDS, fragments=volume["fragments"])
+    for t in THRESHOLDS:  # every threshold is available from the saved merge history
+        np.testing.assert_array_equal(agg.map(volume["fragments"], t), want.segmentation(t))
+    res = segment_volume(d / "affs.zarr", "affs", out, write_thresholds=[0.5], **kw)
+    assert res.segmentation_datasets == ("segmentation_0.5",)
+    np.testing.assert_array_equal(io.read_volume(out, "segmentation_0.5").data, want.segmentation(0.5))
+    res = segment_volume(d / "affs.zarr", "affs", out, **kw)  # the others, resumed from the saved graph
+    assert [r.stage for r in res.reports] == [next(r.stage for r in res.reports)] and len(res.reports) == 1
+    np.testing.assert_array_equal(io.read_volume(out, "segmentation_0.2").data, want.segmentation(0.2))
+    with pytest.raises(ValueError, match=r"write_thresholds must be among thresholds .* got segmentation_0.3"):
+        segment_volume(d / "affs.zarr", "affs", out, write_thresholds=[0.3], **kw)

@@ -265,7 +265,7 @@ def cmd_segment(args) -> int:
         thresholds=args.thresholds, merge_function=args.merge_function, fragments=fragments,
         block_shape=args.block_shape, context=args.context, watershed_options=wopts,
         scheduler=args.scheduler, workers=args.workers, retries=args.retries,
-        progress=_progress("segment", args.quiet),
+        write_thresholds=args.write_thresholds, progress=_progress("segment", args.quiet),
     )
     retried = sum(r.retries for r in result.reports)
     skipped = sum(r.skipped for r in result.reports)
@@ -509,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agglomeration thresholds in [0, 1] (waterz semantics; default: 0.5)")
     p.add_argument("--merge-function", default="hist_quant_50",
                    help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
+    p.add_argument("--write-thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
+                   help="write segmentation volumes only for these of --thresholds (default: all); "
+                        "the merge history for every threshold is saved either way (see sweep --segmented)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments instead of the watershed")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="default: %(default)s")
     p.add_argument("--min-seed-distance", type=int, default=10,

@@ -26,6 +26,7 @@ face. Pass ``fragments=`` to use fragments made elsewhere.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -218,6 +219,7 @@ def segment_volume(
     workers: Optional[int] = None,
     retries: int = 2,
     fragments_only: bool = False,
+    write_thresholds: Optional[Sequence[float]] = None,
     progress: Optional[Callable] = None,
 ) -> SegmentResult:
     """Segment an affinity volume block-wise: fragments, one global agglomeration, relabelling.
@@ -250,6 +252,11 @@ def segment_volume(
         Further attempts of a failed block before the stage fails.
     fragments_only : bool
         Stop after the fragments.
+    write_thresholds : sequence of float, optional
+        The thresholds whose segmentation volumes are written (each one of ``thresholds``);
+        default all. ``[]`` writes none: the agglomeration (merge history and every threshold's
+        lookup table) is still saved, and :func:`load_agglomeration` + :func:`xpress_fast.sweep`
+        score every threshold from the fragments without any volume per threshold.
     progress : callable, optional
         ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
 
@@ -294,6 +301,14 @@ def segment_volume(
     ctx = tuple(int(c) for c in context)
     if len(ctx) != 3 or any(c < 0 for c in ctx):
         raise ValueError(f"context must be three non-negative integers; got {context!r}")
+    all_names = [segmentation_dataset(t) for t in ts]
+    write_names = set(all_names)
+    if write_thresholds is not None:
+        write_names = {segmentation_dataset(t) for t in np.atleast_1d(np.asarray(write_thresholds, float))}
+        unknown = sorted(write_names - set(all_names))
+        if unknown:
+            raise ValueError(f"write_thresholds must be among thresholds {[float(t) for t in ts]}; "
+                             f"got {', '.join(unknown)}")
     wopts = dict(watershed_options or {})
     if "id_offset" in wopts:
         raise ValueError("watershed_options must not set id_offset (blocks get disjoint ids)")
@@ -353,21 +368,22 @@ def segment_volume(
         with np.load(work / "agglomeration.npz") as z:
             n_fragments = int(len(z["fragment_ids"]))
 
-    # 4. relabel per block, every threshold
-    names = [segmentation_dataset(t) for t in ts]
-    todo = [n for n in names if not (out / n).is_dir()]
+    # 4. relabel per block, every threshold asked for
+    todo = [(row, n) for row, n in enumerate(all_names) if n in write_names and not (out / n).is_dir()]
     if todo:
-        for n in todo:
+        for row, n in todo:
             if not (out / f"{n}.partial").is_dir():
                 create_zarr_array(out, f"{n}.partial", shape=shape, dtype=np.uint64, chunks=bs,
-                                  attrs={"threshold": float(ts[names.index(n)]),
-                                         "merge_function": merge_function}, **geo)
-        fn = _RelabelBlock(frag_src[0], frag_src[1], out, work, todo, [names.index(n) for n in todo])
-        reports.append(run_blocks("relabel", layout, fn, **kw))
-        for n in todo:
+                                  attrs={"threshold": float(ts[row]), "merge_function": merge_function}, **geo)
+        todo_names = [n for _, n in todo]
+        fn = _RelabelBlock(frag_src[0], frag_src[1], out, work, todo_names, [row for row, _ in todo])
+        # records per set of datasets, so a rerun asking for other thresholds starts that set afresh
+        stage = "relabel-" + hashlib.sha1(",".join(todo_names).encode()).hexdigest()[:10]
+        reports.append(run_blocks(stage, layout, fn, **kw))
+        for n in todo_names:
             publish_zarr_array(out, f"{n}.partial", n)
-    return SegmentResult(out, ts, tuple(names), n_fragments, len(layout), tuple(reports),
-                         time.perf_counter() - t_start)
+    return SegmentResult(out, ts, tuple(n for n in all_names if n in write_names), n_fragments, len(layout),
+                         tuple(reports), time.perf_counter() - t_start)
 
 
 def load_agglomeration(out, *, fragments: bool = False):
