@@ -17,8 +17,8 @@ Data: synthetic affinities (Voronoi cells of ~20 voxels, boundary affinities low
 sizes, float32; and, if present, affinities computed from the real labels of
 ``../shared/data/neuroproof_sample2.h5`` with the same noise model.
 
-Reported per method: wall time, Mvoxel/s, peak RSS above the process's RSS after loading the
-affinities (``ru_maxrss``), that peak relative to the affinity array, and per threshold VOI
+Reported per method: wall time, Mvoxel/s, peak RSS (VmHWM, reset after loading the
+affinities) in total and above the RSS at that point, the latter relative to the affinity array, and per threshold VOI
 (split, merge, bits) and adapted Rand error against the ground truth (``xpress_fast.rand_voi``).
 
     python benchmarks/bench_agglomerate.py --sizes 128 256 384 [--methods ours waterz baseline]
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -135,6 +134,14 @@ def run_baseline(affs):
     yield from waterz.agglomerate(affs, THRESHOLDS, fragments=fragments, scoring_function=HIST_QUANT_50)
 
 
+def _vm(field: str) -> int:
+    """A VmXXX line of /proc/self/status, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def child(method: str, data: str, outdir: str) -> None:
     sys.path.insert(0, str(ROOT / "python"))
     import mahotas  # noqa: F401  (imports before the baseline measurement)
@@ -145,7 +152,10 @@ def child(method: str, data: str, outdir: str) -> None:
     import xpress_fast.agglomerate  # noqa: F401
 
     affs = np.load(data)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # peak RSS of this computation alone: reset the high-water mark (Linux clear_refs 5); note
+    # that ru_maxrss would carry over the parent's RSS across fork + exec
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _vm("VmRSS")
     devnull = os.open(os.devnull, os.O_WRONLY)  # waterz prints to stdout from C++
     saved = os.dup(1)
     os.dup2(devnull, 1)
@@ -158,7 +168,7 @@ def child(method: str, data: str, outdir: str) -> None:
         start = time.perf_counter()
     seconds += time.perf_counter() - start
     os.dup2(saved, 1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _vm("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_extra": peak - base, "peak": peak, "affs_bytes": affs.nbytes}))
 
 

@@ -1,6 +1,6 @@
 """Slow, obviously-correct Python references for the segmentation kernels (tests only).
 
-- ``ref_watershed``: a priority flood with ``heapq`` over (-level, -push counter): last in, first out.
+- ``ref_watershed``: Kruskal's seeded maximum spanning forest, edges sorted in one list.
 - ``ref_region_graph``: a loop over every voxel edge into a dict.
 - ``ref_agglomerate``: waterz's iterative region merging written out with a plain union-find and
   dicts, run from scratch for each threshold; it also reports whether equal keys were ever
@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
@@ -45,35 +44,51 @@ def edge_affinity(arr, v, w):
 
 
 def ref_watershed(affs, seeds, mask=None):
+    """Seeded maximum spanning forest: Kruskal over the voxel edges, strongest first.
+
+    Edge order: (-level, raster index of the owning voxel, channel); two components merge unless
+    both hold different seeds.
+    """
     levels = flood_levels(affs)
     labels = np.array(seeds, dtype=np.uint64)
     shape = labels.shape
-    if mask is not None:
-        labels[np.asarray(mask) == 0] = 0
     inside = np.ones(shape, bool) if mask is None else np.asarray(mask) != 0
-    heap, counter = [], 0
+    labels[~inside] = 0
+    flat = labels.ravel()
+    n = flat.size
+    parent = list(range(n))
 
-    def offer(v):
-        nonlocal counter
-        for dz, dy, dx in STEPS:
-            w = (v[0] + dz, v[1] + dy, v[2] + dx)
-            if not all(0 <= w[i] < shape[i] for i in range(3)):
-                continue
-            if labels[w] != 0 or not inside[w]:
-                continue
-            heapq.heappush(heap, (-edge_affinity(levels, v, w), -counter, w, v))
-            counter += 1
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
 
+    edges = []
     for v in np.ndindex(shape):
-        if labels[v] != 0:
-            offer(v)
-    while heap:
-        _, _, w, v = heapq.heappop(heap)
-        if labels[w] != 0:
+        if not inside[v]:
             continue
-        labels[w] = labels[v]
-        offer(w)
-    return labels
+        for c in range(3):
+            if v[c] == 0:
+                continue
+            w = list(v)
+            w[c] -= 1
+            w = tuple(w)
+            if inside[w]:
+                edges.append((-int(levels[(c,) + v]), np.ravel_multi_index(v, shape), c,
+                              np.ravel_multi_index(w, shape)))
+    seed_of = {i: int(flat[i]) for i in range(n)}
+    for _, a, _, b in sorted(edges):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        sa, sb = seed_of[ra], seed_of[rb]
+        if sa and sb and sa != sb:
+            continue
+        parent[rb] = ra
+        seed_of[ra] = sa or sb
+    out = np.array([seed_of[find(i)] for i in range(n)], dtype=np.uint64).reshape(shape)
+    out[~inside] = 0
+    return out
 
 
 def ref_region_graph(fragments, affs, context=(0, 0, 0)):

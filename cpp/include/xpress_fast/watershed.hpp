@@ -86,6 +86,17 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
     return x;
   };
 
+  auto join = [&](std::int64_t v, int c) {
+    Index a = find(static_cast<Index>(v)), b = find(static_cast<Index>(v - step[c]));
+    if (a == b) return;
+    const Label la = labels[a], lb = labels[b];
+    if (la != 0 && lb != 0 && la != lb) return;  // two different seeds stay apart
+    if (rank[a] < rank[b]) std::swap(a, b);
+    parent[b] = a;
+    if (rank[a] == rank[b]) ++rank[a];
+    labels[a] = la != 0 ? la : lb;
+  };
+
   // bands of consecutive levels, high to low, each holding at most max(n / 4, one level) edges
   const std::int64_t band_limit = std::max<std::int64_t>(n / 4, 1);
   std::vector<std::uint64_t> edges;
@@ -95,7 +106,12 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
     int lo = hi;
     std::int64_t total = count[hi];
     while (lo > 0 && total + count[lo - 1] <= band_limit) total += count[--lo];
-    if (total > 0) {
+    if (total > 0 && lo == hi) {
+      // a single level (possibly more than the band limit): its raster order is the pass order
+      for_edges([&](std::int64_t v, int c, int level) {
+        if (level == hi) join(v, c);
+      });
+    } else if (total > 0) {
       // counting sort of the band's edges by level (descending), raster order within a level
       start[hi + 1] = 0;
       for (int l = hi; l >= lo; --l) start[l] = start[l + 1] + count[l];
@@ -106,20 +122,9 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
       for (int l = hi; l >= lo; --l) fill[l] = start[l + 1];
       for_edges([&](std::int64_t v, int c, int level) {
         if (level < lo || level > hi) return;
-        edges[fill[level]++] = static_cast<std::uint64_t>(v) * 3 + static_cast<std::uint64_t>(c);
+        edges[fill[level]++] = (static_cast<std::uint64_t>(v) << 2) | static_cast<std::uint64_t>(c);
       });
-      for (const std::uint64_t e : edges) {
-        const std::int64_t v = static_cast<std::int64_t>(e / 3);
-        const int c = static_cast<int>(e - static_cast<std::uint64_t>(v) * 3);
-        Index a = find(static_cast<Index>(v)), b = find(static_cast<Index>(v - step[c]));
-        if (a == b) continue;
-        const Label la = labels[a], lb = labels[b];
-        if (la != 0 && lb != 0 && la != lb) continue;  // two different seeds stay apart
-        if (rank[a] < rank[b]) std::swap(a, b);
-        parent[b] = a;
-        if (rank[a] == rank[b]) ++rank[a];
-        labels[a] = la != 0 ? la : lb;
-      }
+      for (const std::uint64_t e : edges) join(static_cast<std::int64_t>(e >> 2), static_cast<int>(e & 3));
     }
     hi = lo - 1;
   }
