@@ -107,3 +107,15 @@ def test_sweep_bad_input(case):
 
 def test_public_name_is_callable():
     assert callable(xpress_fast.sweep)
+
+
+def test_any_object_with_map_gives_the_same_scores(case):
+    from types import SimpleNamespace
+
+    vol, agg = case
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    plain = SimpleNamespace(map=agg.map, fragments=agg.fragments)  # no lut / fragment_ids: the slow path
+    a = sweep(agg, vol.skeletons, THRESHOLDS, **geo)
+    b = sweep(plain, vol.skeletons, THRESHOLDS, **geo)
+    for x, y in zip(a.scores, b.scores):
+        assert x.as_dict() == pytest.approx(y.as_dict(), nan_ok=True)

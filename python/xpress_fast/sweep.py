@@ -84,6 +84,35 @@ def node_fragment_ids(fragments, node_voxels: np.ndarray) -> np.ndarray:
     return out
 
 
+class _NodeLookup:
+    """Segment ids of a fixed set of fragment ids at any threshold.
+
+    With an :class:`~xpress_fast.Agglomeration`, the position of each node's fragment in the
+    agglomeration's sorted ``fragment_ids`` is found once; each threshold then costs one LUT
+    (``Agglomeration.lut``) and a gather of the nodes' entries. Other objects with a ``map``
+    method are asked through ``map``. Fragments outside the graph (and 0) keep their id.
+    """
+
+    def __init__(self, agglomeration, ids: np.ndarray):
+        self.agg, self.ids = agglomeration, ids
+        keys = getattr(agglomeration, "fragment_ids", None)
+        self.fast = keys is not None and callable(getattr(agglomeration, "lut", None))
+        if self.fast:
+            keys = np.asarray(keys, dtype=np.uint64)
+            pos = np.searchsorted(keys, ids)
+            self.pos = np.minimum(pos, max(len(keys) - 1, 0))
+            self.found = (keys[self.pos] == ids) if len(keys) else np.zeros(ids.shape, bool)
+
+    def labels(self, threshold: float) -> np.ndarray:
+        if self.fast:
+            _, segments = self.agg.lut(threshold)
+            out = self.ids.copy()
+            out[self.found] = np.asarray(segments, dtype=np.uint64)[self.pos[self.found]]
+        else:
+            out = np.asarray(self.agg.map(self.ids, threshold), dtype=np.uint64)
+        return np.where(self.ids == 0, np.uint64(0), out)  # background stays background
+
+
 def sweep(
     agglomeration,
     skeletons,
@@ -152,12 +181,11 @@ def sweep(
     ts = sorted_thresholds("thresholds", thresholds)
 
     ids = node_fragment_ids(frag, index.node_voxels)  # the one read of the volume
+    lookup = _NodeLookup(agglomeration, ids)
     bar = progress(total=len(ts)) if progress is not None else None
     scores = []
     for t in ts:
-        labels = np.asarray(agglomeration.map(ids, float(t)), dtype=np.uint64)
-        labels = np.where(ids == 0, np.uint64(0), labels)  # background stays background
-        scores.append(index.score_node_labels(labels))
+        scores.append(index.score_node_labels(lookup.labels(float(t))))
         if bar is not None:
             bar.update(1)
     if bar is not None:
