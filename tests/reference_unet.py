@@ -108,3 +108,35 @@ def ref_path_negative_loss(logits, target, mask, offsets):
             total += math.log1p(math.exp(-abs(m))) + max(m, 0.0)
             count += 1
     return total / max(count, 1)
+
+
+def ref_gap_groups(labels, offsets):
+    """Sets of flat (C, Z, Y, X) link indices, one per gap between consecutive labelled voxels of
+    different ids on an axis-aligned line (loops over every line)."""
+    labels = np.asarray(labels)
+    shape = labels.shape
+    C = len(offsets)
+    result = []
+    for a in range(3):
+        chans = [c for c, o in enumerate(offsets) if abs(o[a]) == 1 and sum(1 for v in o if v) == 1]
+        if not chans:
+            continue
+        c = chans[0]
+        nsign = offsets[c][a]
+        others = [ax for ax in range(3) if ax != a]
+        for i in range(shape[others[0]]):
+            for j in range(shape[others[1]]):
+                def at(t):
+                    idx = [0, 0, 0]
+                    idx[a], idx[others[0]], idx[others[1]] = t, i, j
+                    return tuple(idx)
+                labelled = [t for t in range(shape[a]) if labels[at(t)] != 0]
+                for p, q in zip(labelled[:-1], labelled[1:]):
+                    if labels[at(p)] == labels[at(q)]:
+                        continue
+                    group = set()
+                    for t in range(p, q):  # link joins t and t + 1
+                        u = t + 1 if nsign < 0 else t
+                        group.add(int(np.ravel_multi_index((c,) + at(u), (C,) + shape)))
+                    result.append(frozenset(group))
+    return result

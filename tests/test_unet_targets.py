@@ -190,3 +190,41 @@ def test_path_negative_loss_targets_weakest_link():
     path_negative_loss(logits, target, mask, offsets).backward()
     g = logits.grad[0, 0, :, 0, 0]
     assert g[2] > 0 and g[0] == 0 and g[1] == 0 and g[3] == 0
+
+
+sparse_st = hnp.arrays(
+    np.uint8, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=6),
+    elements=st.sampled_from([0, 0, 0, 1, 2, 3]),
+)
+
+
+@settings(max_examples=40)
+@given(labels=sparse_st, forward=st.booleans())
+def test_gap_negatives_equal_reference(labels, forward):
+    from reference_unet import ref_gap_groups
+
+    from xpress_fast.unet import gap_negatives
+
+    offsets = [(1, 0, 0), (0, 1, 0), (0, 0, 1)] if forward else default_offsets((3,))
+    links, groups = gap_negatives(labels, offsets)
+    got = sorted(frozenset(links[groups == g].tolist()) for g in np.unique(groups))
+    want = sorted(ref_gap_groups(labels, [tuple(o) for o in offsets]))
+    assert got == want
+    assert np.all(np.diff(groups) >= 0)
+
+
+def test_gap_negative_loss_pushes_weakest_link():
+    from xpress_fast.unet import gap_negative_loss, gap_negatives
+
+    lab = np.zeros((1, 1, 6), np.uint8)
+    lab[0, 0, 0], lab[0, 0, 5] = 1, 2  # links along x stored at x = 1..5 (backward channel)
+    links, groups = gap_negatives(lab, default_offsets(()))
+    assert len(np.unique(groups)) == 1 and len(links) == 5
+    logits = torch.zeros(1, 3, 1, 1, 6, dtype=torch.float64)
+    logits[0, 2, 0, 0] = torch.tensor([-9.0, 3.0, 1.0, -2.0, 4.0, 0.5])
+    logits.requires_grad_(True)
+    loss = gap_negative_loss(logits, [torch.from_numpy(links)], [torch.from_numpy(groups)])
+    assert loss.item() == pytest.approx(np.log1p(np.exp(-2.0)))
+    loss.backward()
+    g = logits.grad[0, 2, 0, 0]
+    assert g[3] > 0 and torch.count_nonzero(g) == 1  # x = 0 is not between the two voxels

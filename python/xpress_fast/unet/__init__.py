@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from .augment import AugmentConfig, augment
 from .data import TrainingVolume, normalize_raw, open_training_volume
-from .losses import affinity_loss, balanced_weights, path_negative_loss
+from .losses import affinity_loss, balanced_weights, gap_negative_loss, path_negative_loss
 from .model import DEFAULT_OFFSETS, UNet3D, default_offsets
 from .predict import predict
-from .targets import AffinityTargets, affinities_from_labels, grow_boundary, rasterize_skeletons
+from .targets import (
+    AffinityTargets, affinities_from_labels, gap_negatives, grow_boundary, rasterize_skeletons,
+)
 from .train import TrainConfig, TrainResult, choose_device, load_model, save_checkpoint, train
 
 __all__ = [
     "AffinityTargets", "AugmentConfig", "DEFAULT_OFFSETS", "TrainConfig", "TrainResult", "TrainingVolume",
     "UNet3D", "affinities_from_labels", "affinity_loss", "augment", "balanced_weights", "choose_device",
-    "default_offsets", "grow_boundary", "load_model", "normalize_raw", "open_training_volume",
-    "path_negative_loss", "predict", "rasterize_skeletons", "save_checkpoint", "train",
+    "default_offsets", "gap_negative_loss", "gap_negatives", "grow_boundary", "load_model", "normalize_raw",
+    "open_training_volume", "path_negative_loss", "predict", "rasterize_skeletons", "save_checkpoint", "train",
 ]

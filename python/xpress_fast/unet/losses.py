@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["affinity_loss", "balanced_weights", "path_negative_loss"]
+__all__ = ["affinity_loss", "balanced_weights", "gap_negative_loss", "path_negative_loss"]
 
 
 def balanced_weights(target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -140,3 +140,24 @@ def path_negative_loss(
         total = total + (F.softplus(pooled[tuple(sl_p)]) * neg).sum()
         count = count + neg.sum()
     return total / count.clamp_min(1.0)
+
+
+def gap_negative_loss(logits: torch.Tensor, links: Sequence[torch.Tensor], groups: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy pushing the weakest link of every gap between two skeletons to 0.
+
+    ``links[b]`` / ``groups[b]`` come from :func:`xpress_fast.unet.targets.gap_negatives` for sample
+    ``b`` (flat indices into that sample's ``(C, Z, Y, X)`` logits and their group numbers); the
+    minimum logit of each group is taken and ``softplus`` of it averaged over all groups.
+    """
+    total = logits.new_zeros((), dtype=torch.float32)
+    count = 0
+    for b, (idx, grp) in enumerate(zip(links, groups)):
+        if idx.numel() == 0:
+            continue
+        vals = logits[b].reshape(-1).float()[idx]
+        n = int(grp.max()) + 1
+        mins = torch.full((n,), float("inf"), device=vals.device, dtype=vals.dtype)
+        mins = mins.scatter_reduce(0, grp, vals, reduce="amin", include_self=True)
+        total = total + F.softplus(mins).sum()
+        count += n
+    return total / max(count, 1)

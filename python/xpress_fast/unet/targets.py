@@ -24,7 +24,7 @@ from .._validate import as_array, float_triple, label_array
 
 __all__ = [
     "AffinityTargets", "affinities_from_labels", "grow_boundary", "rasterize_skeletons",
-    "check_skeletons_in_volume",
+    "check_skeletons_in_volume", "gap_negatives",
 ]
 
 
@@ -233,3 +233,67 @@ def check_skeletons_in_volume(skeletons, shape, *, voxel_size, offset, name: str
             f"{off.tolist()}..{end.tolist()} nm (z, y, x); check voxel_size/offset and the axis order"
         )
 
+
+
+def gap_negatives(labels, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """Links that must contain a boundary, from sparse (skeleton) labels.
+
+    Along every axis-aligned line of ``labels`` (0 = unlabelled), two consecutive labelled voxels
+    ``p < q`` with different ids are separated by at least one boundary, so at least one of the
+    nearest-neighbour links between them has affinity 0. Each such gap becomes a group of links.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) integer array, 0 = unlabelled
+    offsets : (C, 3) ints; the nearest-neighbour channels ``±e_a`` among them are used (an axis
+        without one contributes nothing)
+
+    Returns
+    -------
+    links : (G,) int64
+        Flat indices into a ``(C, Z, Y, X)`` affinity array of the links in the groups.
+    groups : (G,) int64
+        Group number of each link (0, 1, ...; sorted).
+    """
+    lab = label_array("labels", labels)
+    offs = _check_offsets(offsets)
+    shape = lab.shape
+    links, groups = [], []
+    n_groups = 0
+    for a in range(3):
+        chans = [c for c, o in enumerate(offs) if abs(o[a]) == 1 and np.count_nonzero(o) == 1]
+        if not chans:
+            continue
+        c = chans[0]
+        nsign = int(offs[c][a])
+        moved = np.moveaxis(lab, a, -1)
+        S = moved.shape[-1]
+        flat = moved.reshape(-1)
+        pos = np.flatnonzero(flat)
+        if pos.size < 2:
+            continue
+        p, q = pos[:-1], pos[1:]
+        same_line = (p // S) == (q // S)
+        differ = flat[p] != flat[q]
+        sel = same_line & differ
+        p, q = p[sel], q[sel]
+        if p.size == 0:
+            continue
+        # links joining (t, t + 1) for t in [p, q) are stored at t + 1 (backward nn) or t (forward)
+        lengths = q - p
+        gid = np.repeat(np.arange(p.size), lengths)
+        start = np.repeat(p, lengths)
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        t = start + within + (1 if nsign < 0 else 0)
+        line, coord = np.divmod(t, S)
+        other = np.unravel_index(line, moved.shape[:-1])
+        idx = [None, None, None]
+        rest = [ax for ax in range(3) if ax != a]
+        idx[a] = coord
+        idx[rest[0]], idx[rest[1]] = other
+        links.append(np.ravel_multi_index((np.full(t.shape, c),) + tuple(idx), (len(offs),) + shape))
+        groups.append(gid + n_groups)
+        n_groups += p.size
+    if not links:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(links).astype(np.int64), np.concatenate(groups).astype(np.int64)

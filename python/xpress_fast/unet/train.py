@@ -12,7 +12,9 @@ Recipes (see :class:`TrainConfig`):
 * skeletons only: each skeleton rasterised as a tube of radius ``skeleton_radius`` nm and its own
   id; only pairs of labelled voxels are supervised (same id 1, different ids 0, the long-range
   offsets supplying negatives between neighbouring axons), plus :func:`path_negative_loss` which
-  hands those negatives down to the nearest-neighbour channels;
+  hands those negatives down to the nearest-neighbour channels, and :func:`gap_negative_loss`:
+  between two consecutive skeleton voxels of different ids on any axis-aligned line, the weakest
+  nearest-neighbour link is pushed to 0 (a boundary must lie between two different axons);
 * mixed: volumes with labels and volumes with skeletons (or both on one volume) in one run; each
   supervision source adds its own weighted loss term.
 """
@@ -32,9 +34,9 @@ import torch
 
 from .augment import AugmentConfig, augment
 from .data import TrainingVolume, normalize_raw
-from .losses import affinity_loss, path_negative_loss
+from .losses import affinity_loss, gap_negative_loss, path_negative_loss
 from .model import DEFAULT_OFFSETS, UNet3D, default_offsets
-from .targets import affinities_from_labels, grow_boundary, rasterize_skeletons
+from .targets import affinities_from_labels, gap_negatives, grow_boundary, rasterize_skeletons
 
 __all__ = ["TrainConfig", "TrainResult", "train", "load_model", "save_checkpoint", "choose_device"]
 
@@ -73,6 +75,7 @@ class TrainConfig:
     label_weight: float = 1.0
     skeleton_weight: float = 1.0
     path_weight: float = 1.0
+    gap_weight: float = 1.0
     # optimisation
     steps: int = 2000
     lr: float = 5e-4
@@ -213,9 +216,15 @@ def _prune_checkpoints(directory, keep: int) -> None:
 
 
 def _same_model_config(a: dict, b: dict) -> bool:
-    def norm(d):
-        return {k: (repr(v) if not isinstance(v, (list, tuple)) else repr([list(x) if isinstance(x, (list, tuple)) else x for x in v]))
-                for k, v in d.items()}
+    """Equal up to tuple/list spelling (checkpoints store lists)."""
+
+    def norm(v):
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        return v
+
     return norm(a) == norm(b)
 
 
@@ -286,12 +295,19 @@ class _Sampler:
         if "skeletons" in labs:
             t = affinities_from_labels(labs["skeletons"], self.offsets, ignore_zero=True)
             sample["skel_affs"], sample["skel_mask"] = t.affinities[crop], t.mask[crop]
+            if cfg.gap_weight:
+                links, groups = gap_negatives(labs["skeletons"][crop[1:]], self.offsets)
+                sample["gap_links"], sample["gap_groups"] = links, groups
         return sample
 
 
 def _collate(samples: list[dict]) -> dict:
-    keys = set.intersection(*[set(s) for s in samples])
+    keys = set.intersection(*[set(s) for s in samples]) - {"gap_links", "gap_groups"}
     out = {}
+    if any("gap_links" in s for s in samples):
+        empty = np.zeros(0, np.int64)
+        out["gap_links"] = [torch.from_numpy(s.get("gap_links", empty)) for s in samples]
+        out["gap_groups"] = [torch.from_numpy(s.get("gap_groups", empty)) for s in samples]
     for k in keys:
         out[k] = torch.from_numpy(np.stack([s[k] for s in samples]))
     # a batch mixing sources: fill the missing ones with zero masks
@@ -429,7 +445,8 @@ def train(
     try:
         while step < cfg.steps:
             samples = [sampler.sample(np.random.default_rng([cfg.seed, step, i])) for i in range(cfg.batch_size)]
-            batch = {k: v.to(dev, non_blocking=True) for k, v in _collate(samples).items()}
+            batch = {k: ([t.to(dev) for t in v] if isinstance(v, list) else v.to(dev, non_blocking=True))
+                     for k, v in _collate(samples).items()}
             x = batch["raw"]
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -445,6 +462,8 @@ def train(
                 if cfg.path_weight:
                     loss = loss + cfg.path_weight * path_negative_loss(
                         logits, batch["skel_affs"], batch["skel_mask"], cfg.offsets)
+            if cfg.gap_weight and "gap_links" in batch:
+                loss = loss + cfg.gap_weight * gap_negative_loss(logits, batch["gap_links"], batch["gap_groups"])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
