@@ -129,7 +129,19 @@ def child(args) -> None:
     stages = {r.stage: r.seconds for r in res.reports}
     print(json.dumps({"seconds": total, "stages": stages, "n_fragments": res.n_fragments,
                       "n_blocks": res.n_blocks,
-                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+                      "peak_rss_gb": _peak_rss_gb()}))
+
+
+def _peak_rss_gb() -> float:
+    """Peak resident memory of this process: VmHWM (fresh after exec; ru_maxrss is not)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def main() -> int:

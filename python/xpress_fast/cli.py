@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
+import traceback
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def _load_skeletons_arg(path: str):
     return load_skeletons(path)
 
 
-def _roi_from_args(args, voxel_size, offset, shape):
+def _roi_from_args(args):
     """(roi_begin, roi_shape) in nm from --mode / --roi-begin / --roi-shape, or (None, None)."""
     from .rois import TEST_ROI, VALIDATION_ROI
 
@@ -209,7 +209,7 @@ def cmd_evaluate(args) -> int:
     if vol.data.ndim != 3:
         raise CliError(f"dataset {args.dataset!r} must be a 3-D label volume; got shape {vol.data.shape}")
     skeletons = _load_skeletons_arg(args.skeletons)
-    roi_begin, roi_shape = _roi_from_args(args, vol.voxel_size, vol.offset, vol.data.shape)
+    roi_begin, roi_shape = _roi_from_args(args)
     scores = xpress_scores(
         vol.data, skeletons, voxel_size=vol.voxel_size, offset=vol.offset,
         roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring,
@@ -304,7 +304,7 @@ def cmd_sweep(args) -> int:
             watershed_options={"min_seed_distance": args.min_seed_distance},
         )
         thresholds, geometry, fragments = list(args.thresholds or DEFAULT_THRESHOLDS), affs, None
-    roi_begin, roi_shape = _roi_from_args(args, geometry.voxel_size, geometry.offset, geometry.spatial_shape)
+    roi_begin, roi_shape = _roi_from_args(args)
     result = sweep(agg, skeletons, thresholds, voxel_size=geometry.voxel_size, offset=geometry.offset,
                    roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring, fragments=fragments)
     rows = result.rows()
@@ -408,7 +408,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="read option defaults from a JSON or TOML file (keys: long option names, "
                         "top level or in a table named after the command); flags win")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the library's log on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the library's log, and the traceback of an error, on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -644,12 +645,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except (CliError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        if args.verbose:
+            traceback.print_exc()
         msg = str(exc)
         if isinstance(exc, KeyError):
             msg = f"not found: {msg}"
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"{prog}: error: {exc.strerror or exc}"
               f"{f': {exc.filename!r}' if getattr(exc, 'filename', None) else ''}", file=sys.stderr)
         return 2

@@ -78,7 +78,7 @@ def container_kind(path) -> str:
     )
 
 
-def _geometry_from_attrs(attrs, ndim_spatial: int, where: str, voxel_size=None, offset=None):
+def _geometry_from_attrs(attrs, where: str, voxel_size=None, offset=None):
     def get(key, given, default):
         if given is not None:
             return given
@@ -169,7 +169,7 @@ def open_volume(path, dataset: str, *, voxel_size=None, offset=None) -> Volume:
     where = f"dataset {dataset!r} of {str(path)!r}"
     if len(arr.shape) not in (3, 4):
         raise ValueError(f"{where} must be 3-D (z, y, x) or 4-D (c, z, y, x); got shape {arr.shape}")
-    vs, off = _geometry_from_attrs(dict(arr.attrs), 3, where, voxel_size, offset)
+    vs, off = _geometry_from_attrs(dict(arr.attrs), where, voxel_size, offset)
     return Volume(arr, vs, off)
 
 

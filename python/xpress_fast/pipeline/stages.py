@@ -39,7 +39,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from .blocks import BlockLayout
-from .runner import CompletionRecords, StageReport, run_blocks
+from .runner import CompletionRecords, run_blocks
 
 log = logging.getLogger(__name__)
 
