@@ -302,3 +302,23 @@ def test_train_then_predict(case, tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
     assert main(["train", "--raw", str(data), "--out", str(tmp_path / "m2")]) == 2
     assert "needs --labels or --skeletons" in capsys.readouterr().err
+
+
+def test_unwritable_or_full_output_exit_2_nothing_left(case, tmp_path, capsys, monkeypatch):
+    vol = case["vol"]
+    affs = tmp_path / "affs.h5"
+    io.write_volume(affs, "affinities", _noisy_affs(vol.labels), voxel_size=vol.voxel_size)
+    assert main(["segment", str(affs), "--out", str(tmp_path / "no" / "such" / "dir" / "o.h5")]) == 2
+    assert "out must be a zarr container" in capsys.readouterr().err
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    rep = tmp_path / "rep"
+    monkeypatch.setattr(os, "replace", full)
+    assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.5", "--out", str(rep),
+                 "--min-seed-distance", "4"]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert list(rep.iterdir()) == []  # no temporary or half-written file left

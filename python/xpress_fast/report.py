@@ -24,6 +24,16 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Move a finished temporary file into place; on failure remove it (nothing half-written)."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
 def _clean(v):
     if isinstance(v, (np.generic,)):
         v = v.item()
@@ -44,7 +54,7 @@ def write_scores(rows: Sequence[dict], directory) -> tuple:
     tmp = _atomic_path(jpath)
     with open(tmp, "w") as fh:
         json.dump(rows, fh, indent=1)
-    os.replace(tmp, jpath)
+    _publish(tmp, jpath)
     tmp = _atomic_path(cpath)
     with open(tmp, "w", newline="") as fh:
         keys = list(rows[0]) if rows else []
@@ -52,7 +62,7 @@ def write_scores(rows: Sequence[dict], directory) -> tuple:
         w.writeheader()
         for r in rows:
             w.writerow({k: "" if r[k] is None else r[k] for k in keys})
-    os.replace(tmp, cpath)
+    _publish(tmp, cpath)
     return jpath, cpath
 
 
@@ -88,7 +98,7 @@ def plot_scores(rows: Sequence[dict], path, *, title: str = "", baselines: Optio
     tmp = _atomic_path(path)
     fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
+    _publish(tmp, path)
     return path
 
 
@@ -129,5 +139,5 @@ def plot_slices(raw: np.ndarray, segmentation: np.ndarray, path, *, n: int = 3, 
     tmp = _atomic_path(path)
     fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
+    _publish(tmp, path)
     return path
