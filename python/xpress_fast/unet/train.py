@@ -95,8 +95,10 @@ class TrainConfig:
         """A small, fast preset for CPUs: 6 feature maps, two 2x2x2 downsamplings, 24^3 crops,
         offsets up to 9 voxels (9 channels), 600 steps.
 
-        Trains in about a minute on one or two CPU cores to useful affinities on
-        :func:`xpress_fast.synthetic.make_volume` data.
+        Trains in 1-2 minutes on a CPU core (0.1-0.2 s per step with ``torch.set_num_threads(1)``;
+        more threads help only on an idle machine) to useful affinities on
+        :func:`xpress_fast.synthetic.make_volume` data: nearest-neighbour AUC ~0.93 on a held-out
+        volume after 600 steps from voxel labels.
         """
         base = dict(
             num_fmaps=6, fmap_inc_factor=2, downsample_factors=((2, 2, 2), (2, 2, 2)),
