@@ -469,16 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with voxel labels and/or skeletons; writes a checkpoint.")
     _common(p)
     p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
-    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="the dataset inside the raw container (default: %(default)s)")
     p.add_argument("--labels", metavar="PATH", help="voxel labels container")
-    p.add_argument("--labels-dataset", default="labels", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--labels-dataset", default="labels", metavar="NAME", help="the dataset inside the labels container (default: %(default)s)")
     p.add_argument("--skeletons", metavar="PATH", help="skeletons (.npz, the challenge format)")
     p.add_argument("--iterations", type=int, default=2000, help="training steps (default: %(default)s)")
     p.add_argument("--preset", choices=("tiny", "default"), default="default",
                    help="network size: 'tiny' (CPU-friendly, 6 feature maps) or 'default' "
                         "(default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="checkpoint directory (a run there is resumed from its latest checkpoint)")
     p.set_defaults(func=cmd_train)
@@ -488,10 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "volume; written with the raw's resolution/offset.")
     _common(p)
     p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
-    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="the dataset inside the raw container (default: %(default)s)")
     p.add_argument("--model", required=True, metavar="PATH", help="checkpoint written by 'train'")
     p.add_argument("--out", required=True, metavar="PATH", help="output container (.h5/.zarr)")
-    p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="the dataset inside the output container (default: %(default)s)")
     p.add_argument("--uint8", action="store_true", help="store affinities as uint8 (4x smaller)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     p.set_defaults(func=cmd_predict)
@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("affinities", metavar="AFFS", help="affinities container (.h5/.zarr)")
     p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
-                   help="default: %(default)s")
+                   help="the dataset inside the affinities container (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="PATH.zarr",
                    help="output zarr container (also holds the block completion records)")
     p.add_argument("--thresholds", type=_thresholds, default=(0.5,), metavar="T1,T2,...",
@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write segmentation volumes only for these of --thresholds (default: all); "
                         "the merge history for every threshold is saved either way (see sweep --segmented)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments instead of the watershed")
-    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="the dataset inside the fragments container (default: %(default)s)")
     p.add_argument("--min-seed-distance", type=int, default=10,
                    help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
     p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
@@ -541,16 +541,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweep the agglomeration of a finished 'segment' run instead (reads only the "
                         "fragment ids under the skeleton nodes)")
     p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
-                   help="default: %(default)s")
+                   help="the dataset inside the affinities container (default: %(default)s)")
     p.add_argument("--min-seed-distance", type=int, default=10,
                    help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
-                   help="default: %(default)s")
+                   help="the dataset inside the fragments container (default: %(default)s)")
     p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
     p.add_argument("--thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
-                   help="default: 0.05,0.10,...,0.95 (with --segmented: the run's thresholds)")
-    p.add_argument("--merge-function", default="hist_quant_50", help="default: %(default)s")
+                   help="agglomeration thresholds in [0, 1] (default: 0.05,0.10,...,0.95; with "
+                        "--segmented: the run's thresholds)")
+    p.add_argument("--merge-function", default="hist_quant_50",
+                   help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
     _roi(p)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--out", metavar="DIR", help="also write scores.json, scores.csv and scores.png here")
@@ -561,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the challenge's .npz) with the XPRESS metrics.")
     _common(p)
     p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
-    p.add_argument("--dataset", default="submission", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--dataset", default="submission", metavar="NAME",
+                   help="the segmentation dataset inside SEG (default: %(default)s)")
     p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
     _geometry(p)
     _roi(p)
@@ -574,9 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "atomically, then check the format.")
     _common(p)
     p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
-    p.add_argument("--dataset", default="segmentation", metavar="NAME", help="default: %(default)s")
+    p.add_argument("--dataset", default="segmentation", metavar="NAME",
+                   help="the segmentation dataset inside SEG (default: %(default)s)")
     _geometry(p)
-    p.add_argument("--out", default="submission.h5", metavar="PATH", help="default: %(default)s")
+    p.add_argument("--out", default="submission.h5", metavar="PATH", help="the submission file to write (default: %(default)s)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("check-submission", help="check a submission.h5's format",
