@@ -1,4 +1,4 @@
-"""Fragments from affinities: a seeded watershed on the affinity graph.
+"""Fragments from affinities: a seeded watershed on the affinity graph (see watershed.hpp).
 
 Affinities are ``(C, Z, Y, X)``, float32 in [0, 1] or uint8 (0..255 meaning 0..1), with the first
 three channels linking each voxel ``v`` to ``v - e_z``, ``v - e_y``, ``v - e_x`` (the waterz /
@@ -123,16 +123,19 @@ def watershed(
     -------
     fragments : (Z, Y, X) uint64
         Every voxel joins the seed it reaches over the path whose weakest affinity is strongest
-        (flood order: affinity quantised to 1/255, ties first come first served). 0 where masked
-        or unreachable.
+        (a seeded maximum spanning forest; affinities quantised to 1/255 for the order, ties in
+        raster order). 0 where masked or where no seed is reachable.
 
     Notes
     -----
-    The flood is global: a block processed alone can differ from the same block inside a larger
-    volume near its faces (a voxel may be reached from a seed outside the block). Processing a
-    block with a margin of context and keeping its core makes the core identical to the
-    in-memory result when, for every core voxel, its maximin path stays within the margin; there
-    is no finite margin that guarantees this in general.
+    The watershed is global: a block processed alone can differ from the same block inside a
+    larger volume near its faces (a voxel may be reached from a seed outside the block, and the
+    automatic seeds depend on distances across the faces). Processing a block with a margin of
+    context and keeping its core makes the core identical to the in-memory result when every
+    core voxel's maximin path and its seeds' distance-transform windows stay within the margin;
+    no finite margin guarantees this in general. Block-wise pipelines therefore make fragments
+    per block (``id_offset`` keeps ids unique), join them through the region graph (exact
+    block-wise, see :func:`xpress_fast.region_graph`) and agglomerate once globally.
     """
     affs = check_affinities(affs)
     shape = affs.shape[1:]
