@@ -21,8 +21,21 @@ def _one_thread():
 
 
 def _model(padding, seed=0, **kw):
+    """A random model whose output really depends on the input (He-initialised, unlike the
+    default init, under which a fresh tiny net is nearly constant in space)."""
     torch.manual_seed(seed)
-    return UNet3D(padding=padding, **{**TINY, **kw}).eval()
+    m = UNet3D(padding=padding, **{**TINY, **kw}).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                torch.nn.init.normal_(mod.bias, 0.0, 0.1)
+    return m
+
+
+def test_random_model_is_input_dependent():
+    y = _one_shot(_model("same"), _raw((20, 22, 18), seed=4))
+    assert y.std(axis=(1, 2, 3)).min() > 0.01
 
 
 def _raw(shape, seed=0):
