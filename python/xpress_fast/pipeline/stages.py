@@ -3,8 +3,9 @@ graph, one global agglomeration, relabelling per block -- the lsd/daisy design, 
 
 Layout of the output zarr container ``out``::
 
-    out/fragments                  uint64 (Z, Y, X), ids unique across blocks
-    out/segmentation_<t>           uint64 (Z, Y, X), one per threshold t (segment id = the
+    out/fragments                  uint32 or uint64 (Z, Y, X), ids unique across blocks (uint32
+                                   when every possible id fits, else uint64)
+    out/segmentation_<t>           same dtype (Z, Y, X), one per threshold t (segment id = the
                                    smallest fragment id it holds, as Agglomeration does)
     out/.xpress_fast/run.json      the run's settings (a rerun with other settings is refused)
     out/.xpress_fast/records/      one completion record per block and stage
@@ -134,7 +135,8 @@ class _FragmentsBlock:
         a = np.asarray(affs[(slice(None),) + read])
         frag = watershed(a, id_offset=block.index * self.id_stride, **self.watershed_options)
         core = np.ascontiguousarray(frag[inner])
-        zarr.open_array(str(Path(self.out) / "fragments.partial"), mode="r+")[block.core] = core
+        z = zarr.open_array(str(Path(self.out) / "fragments.partial"), mode="r+")
+        z[block.core] = core.astype(z.dtype, copy=False)
         ids = np.unique(core)
         ids = ids[ids != 0]
         return {"n_fragments": int(ids.size), "max_id": int(ids[-1]) if ids.size else 0}
@@ -188,7 +190,8 @@ class _RelabelBlock:
         for row, name in zip(self.rows, self.names):
             sub_values = np.ascontiguousarray(values[row][pos[present]], dtype=np.uint64)
             seg = _segment.map_labels_uint64(core, sub_keys, sub_values)
-            zarr.open_array(str(Path(self.out) / f"{name}.partial"), mode="r+")[block.core] = seg
+            z = zarr.open_array(str(Path(self.out) / f"{name}.partial"), mode="r+")
+            z[block.core] = seg.astype(z.dtype, copy=False)
         return {}
 
 
@@ -329,13 +332,20 @@ def segment_volume(
     reports: list = []
     geo = dict(voxel_size=affs_vol.voxel_size, offset=affs_vol.offset)
 
+    # ids are uint32 on disk when every possible id fits (half the I/O of uint64), else uint64
+    read_voxels = int(np.prod([b + 2 * c for b, c in zip(bs, ctx)]))
+    id_stride = read_voxels + 1
+    if fragments is None:
+        label_dtype = np.dtype(np.uint32) if len(layout) * id_stride < 2 ** 32 else np.dtype(np.uint64)
+    else:
+        label_dtype = np.dtype(np.uint64)
+
     # 1. fragments
     if fragments is None:
         frag_src = (out, "fragments")
         if not (out / "fragments").is_dir():
-            read_voxels = int(np.prod([b + 2 * c for b, c in zip(bs, ctx)]))
-            create_zarr_array(out, "fragments.partial", shape=shape, dtype=np.uint64, chunks=bs, **geo)
-            fn = _FragmentsBlock(affinities, affinities_dataset, out, shape, ctx, read_voxels + 1, wopts)
+            create_zarr_array(out, "fragments.partial", shape=shape, dtype=label_dtype, chunks=bs, **geo)
+            fn = _FragmentsBlock(affinities, affinities_dataset, out, shape, ctx, id_stride, wopts)
             reports.append(run_blocks("fragments", layout, fn, **kw))
             publish_zarr_array(out, "fragments.partial", "fragments")
         n_fragments = sum(records.load("fragments", b.index)["n_fragments"] for b in layout)
@@ -373,7 +383,7 @@ def segment_volume(
     if todo:
         for row, n in todo:
             if not (out / f"{n}.partial").is_dir():
-                create_zarr_array(out, f"{n}.partial", shape=shape, dtype=np.uint64, chunks=bs,
+                create_zarr_array(out, f"{n}.partial", shape=shape, dtype=label_dtype, chunks=bs,
                                   attrs={"threshold": float(ts[row]), "merge_function": merge_function}, **geo)
         todo_names = [n for _, n in todo]
         fn = _RelabelBlock(frag_src[0], frag_src[1], out, work, todo_names, [row for row, _ in todo])
