@@ -157,6 +157,12 @@ class UNet3D(nn.Module):
             self.upconv.append(nn.ConvTranspose3d(fm[i + 1], fm[i], kernel_size=f, stride=f))
             self.up.append(_ConvBlock(2 * fm[i], fm[i], num_convs, kernel_size, padding, norm))
         self.head = nn.Conv3d(fm[0], len(offs), 1)
+        # He initialisation for the ReLU layers (PyTorch's default init shrinks the signal through
+        # the net; He init trained the tiny preset measurably faster on synthetic data)
+        for mod in self.modules():
+            if isinstance(mod, (nn.Conv3d, nn.ConvTranspose3d)) and mod is not self.head:
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                nn.init.zeros_(mod.bias)
 
     @property
     def out_channels(self) -> int:
