@@ -124,7 +124,17 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
         if (level < lo || level > hi) return;
         edges[fill[level]++] = (static_cast<std::uint64_t>(v) << 2) | static_cast<std::uint64_t>(c);
       });
-      for (const std::uint64_t e : edges) join(static_cast<std::int64_t>(e >> 2), static_cast<int>(e & 3));
+      // edges of one level lie scattered over the volume: fetch ahead to overlap the cache misses
+      constexpr std::size_t ahead = 16;
+      for (std::size_t i = 0; i < edges.size(); ++i) {
+        if (i + ahead < edges.size()) {
+          const std::uint64_t f = edges[i + ahead];
+          const std::int64_t v = static_cast<std::int64_t>(f >> 2);
+          __builtin_prefetch(&parent[v]);
+          __builtin_prefetch(&parent[v - step[f & 3]]);
+        }
+        join(static_cast<std::int64_t>(edges[i] >> 2), static_cast<int>(edges[i] & 3));
+      }
     }
     hi = lo - 1;
   }
