@@ -1,0 +1,51 @@
+"""Segmentation kernels (private; use xpress_fast.watershed / region_graph / agglomerate)."""
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+def watershed_float32(
+    affs: npt.NDArray[np.float32], labels: npt.NDArray[np.uint64], mask: Optional[npt.NDArray[np.uint8]]
+) -> None: ...
+def watershed_uint8(
+    affs: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint64], mask: Optional[npt.NDArray[np.uint8]]
+) -> None: ...
+def inside_float32(affs: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.uint8]: ...
+def inside_uint8(affs: npt.NDArray[np.uint8], threshold: float) -> npt.NDArray[np.uint8]: ...
+def filter_float32(affs: npt.NDArray[np.float32], labels: npt.NDArray[np.uint64], level: float) -> int: ...
+def filter_uint8(affs: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint64], level: float) -> int: ...
+def distance_maxima(inside: npt.NDArray[np.uint8], size: int, threads: int) -> npt.NDArray[np.uint8]: ...
+def squared_edt(inside: npt.NDArray[np.uint8], threads: int) -> npt.NDArray[np.float32]: ...
+def region_graph_float32(
+    fragments: npt.NDArray[np.uint64], affs: npt.NDArray[np.float32], cz: int, cy: int, cx: int,
+    histogram: bool, threads: int,
+) -> dict: ...
+def region_graph_uint8(
+    fragments: npt.NDArray[np.uint64], affs: npt.NDArray[np.uint8], cz: int, cy: int, cx: int,
+    histogram: bool, threads: int,
+) -> dict: ...
+def agglomerate(
+    n_nodes: int,
+    u: npt.NDArray[np.int64],
+    v: npt.NDArray[np.int64],
+    count: npt.NDArray[np.uint64],
+    sum: npt.NDArray[np.float64],
+    min: npt.NDArray[np.float32],
+    max: npt.NDArray[np.float32],
+    hist_offsets: npt.NDArray[np.int64],
+    hist_bins: npt.NDArray[np.uint8],
+    hist_counts: npt.NDArray[np.uint64],
+    statistic: int,
+    quantile: int,
+    init_with_max: bool,
+    stop: float,
+) -> tuple: ...
+def merge_components(
+    n_nodes: int, u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.int64]: ...
+def map_labels_uint64(
+    labels: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint64]: ...
+def map_labels_uint32(
+    labels: npt.NDArray[np.uint32], keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint64]: ...
