@@ -15,7 +15,7 @@
 // floor(a * 255 + 0.5)), high to low; within a level, raster order of the owning voxel v, then
 // channel z, y, x. The sort is a counting sort over bands of levels, each band gathered by one
 // pass over the affinities, so the edge buffer holds at most max(N / 4, the largest level's
-// count) entries of 8 bytes, besides a 4-byte parent and a 1-byte rank per voxel.
+// count) entries of 8 bytes, besides a 4-byte parent, a 1-byte rank and 1 byte of flags per voxel.
 //
 // Voxels outside the mask stay 0 and edges touching them are ignored; voxels of components
 // without a seed stay 0.
@@ -73,7 +73,6 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
             if (has[c] && inside(v - step[c])) fn(v, c, affinity_level(affs[c * n + v]));
         }
   };
-  for_edges([&](std::int64_t, int, int level) { ++count[level]; });
 
   std::vector<Index> parent(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) parent[i] = static_cast<Index>(i);
@@ -97,6 +96,55 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
     labels[a] = la != 0 ? la : lb;
   };
 
+  // Pre-pass (Boruvka's first step, raster order, cache friendly): every voxel without a seed
+  // joins over its first incident edge in the Kruskal order. Kruskal accepts that edge anyway
+  // (the voxel is still alone and unseeded when it comes), and accepting it early changes no
+  // later decision: a component glued to such voxels carries no extra seed. On smooth
+  // affinities these trees are large, and the edges inside them are dropped below by a local
+  // test instead of being visited in affinity order (random access).
+  for (std::int64_t z = 0, v = 0; z < shape.z; ++z)
+    for (std::int64_t y = 0; y < shape.y; ++y)
+      for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
+        if (labels[v] != 0 || !inside(v)) continue;
+        // candidates in Kruskal order for equal levels: owner v (channels z, y, x), then the
+        // owners v + e_x, v + e_y, v + e_z
+        const bool own[3] = {z > 0, y > 0, x > 0};
+        const bool nb[3] = {z + 1 < shape.z, y + 1 < shape.y, x + 1 < shape.x};
+        int best_level = -1;
+        std::int64_t best_owner = 0;
+        int best_c = 0;
+        for (int c = 0; c < 3; ++c) {
+          if (!own[c] || !inside(v - step[c])) continue;
+          const int level = affinity_level(affs[c * n + v]);
+          if (level > best_level) {
+            best_level = level;
+            best_owner = v;
+            best_c = c;
+          }
+        }
+        for (int c = 2; c >= 0; --c) {
+          if (!nb[c] || !inside(v + step[c])) continue;
+          const int level = affinity_level(affs[c * n + v + step[c]]);
+          if (level > best_level) {
+            best_level = level;
+            best_owner = v + step[c];
+            best_c = c;
+          }
+        }
+        if (best_level >= 0) join(best_owner, best_c);
+      }
+  for (std::int64_t i = 0; i < n; ++i) parent[i] = find(static_cast<Index>(i));  // flatten
+  // edges whose voxels already share a component need not be visited (Kruskal would skip
+  // them); the test is frozen now (one bit per edge), as later path halving changes parents
+  std::vector<std::uint8_t> open_bits(static_cast<std::size_t>(n), 0);
+  for_edges([&](std::int64_t v, int c, int level) {
+    if (parent[v] != parent[v - step[c]]) {
+      open_bits[v] |= static_cast<std::uint8_t>(1 << c);
+      ++count[level];
+    }
+  });
+  auto open = [&](std::int64_t v, int c) { return (open_bits[v] >> c) & 1; };
+
   // bands of consecutive levels, high to low, each holding at most max(n / 4, one level) edges
   const std::int64_t band_limit = std::max<std::int64_t>(n / 4, 1);
   std::vector<std::uint64_t> edges;
@@ -109,7 +157,7 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
     if (total > 0 && lo == hi) {
       // a single level (possibly more than the band limit): its raster order is the pass order
       for_edges([&](std::int64_t v, int c, int level) {
-        if (level == hi) join(v, c);
+        if (level == hi && open(v, c)) join(v, c);
       });
     } else if (total > 0) {
       // counting sort of the band's edges by level (descending), raster order within a level
@@ -120,10 +168,15 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
       edges.resize(static_cast<std::size_t>(total));
       // levels hi..lo occupy [0, total): level l at [start[l+1], start[l])
       for (int l = hi; l >= lo; --l) fill[l] = start[l + 1];
+      // (fewer edges may be open now than were counted: each level fills a prefix of its range)
       for_edges([&](std::int64_t v, int c, int level) {
-        if (level < lo || level > hi) return;
+        if (level < lo || level > hi || !open(v, c)) return;
         edges[fill[level]++] = (static_cast<std::uint64_t>(v) << 2) | static_cast<std::uint64_t>(c);
       });
+      std::size_t used = 0;  // compact the filled prefixes, keeping the level order
+      for (int l = hi; l >= lo; --l)
+        for (std::int64_t i = start[l + 1]; i < fill[l]; ++i) edges[used++] = edges[i];
+      edges.resize(used);
       // edges of one level lie scattered over the volume: fetch ahead to overlap the cache misses
       constexpr std::size_t ahead = 16;
       for (std::size_t i = 0; i < edges.size(); ++i) {
