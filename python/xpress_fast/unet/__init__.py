@@ -7,7 +7,7 @@ Train from voxel labels, from skeletons alone, or from both; predict block-wise 
 
     vol = make_volume((96, 96, 96), seed=0)
     result = train(vol.raw, labels=vol.labels, config=TrainConfig.tiny(), checkpoint_dir="ckpt")
-    affs = predict(vol.raw, result.model)              # (12, 96, 96, 96) float32 in [0, 1]
+    affs = predict(vol.raw, result.model)              # (9, 96, 96, 96) float32 in [0, 1]
     model = load_model(result.checkpoint)              # later, from the checkpoint
 
 Channel ``c`` links voxel ``v`` to ``v + model.offsets[c]``; the first three channels are the
