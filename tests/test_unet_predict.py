@@ -139,7 +139,8 @@ def test_input_not_modified_and_h5_input(tmp_path):
         (np.zeros((8, 8, 8), np.uint8), dict(batch_size=0), ValueError, "batch_size must be >= 1"),
         (np.zeros((8, 8, 8), np.uint8), dict(block_shape=(0, 8, 8)), ValueError, "block_shape must be positive"),
         (np.zeros((8, 8, 8), np.uint8), dict(overlap=-1), ValueError, "overlap must be >= 0"),
-        (np.zeros((8, 8, 8), np.uint8), dict(out=np.zeros((12, 8, 8, 7), np.float32)), ValueError, "out must have shape"),
+        (np.zeros((8, 8, 8), np.uint8), dict(out=np.zeros((12, 8, 8, 7), np.float32)), ValueError,
+         "out must have shape"),
         (np.zeros((8, 8, 8), np.uint8), dict(out=np.zeros((12, 8, 8, 8), np.float64)), TypeError, "out.dtype must be"),
     ],
 )

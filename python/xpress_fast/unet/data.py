@@ -137,7 +137,8 @@ class TrainingVolume:
                 raise TypeError(f"labels must have an integer dtype; got {np.dtype(lab.dtype)}")
             if tuple(lab.shape) != tuple(self.raw.shape):
                 raise ValueError(
-                    f"labels and raw must have the same shape; got labels {tuple(lab.shape)}, raw {tuple(self.raw.shape)}"
+                    f"labels and raw must have the same shape; got labels {tuple(lab.shape)}, "
+                    f"raw {tuple(self.raw.shape)}"
                 )
         if self.labelled is not None and tuple(self.labelled.shape) != tuple(self.raw.shape):
             raise ValueError(

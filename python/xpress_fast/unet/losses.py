@@ -142,7 +142,9 @@ def path_negative_loss(
     return total / count.clamp_min(1.0)
 
 
-def gap_negative_loss(logits: torch.Tensor, links: Sequence[torch.Tensor], groups: Sequence[torch.Tensor]) -> torch.Tensor:
+def gap_negative_loss(
+    logits: torch.Tensor, links: Sequence[torch.Tensor], groups: Sequence[torch.Tensor]
+) -> torch.Tensor:
     """Cross-entropy pushing the weakest link of every gap between two skeletons to 0.
 
     ``links[b]`` / ``groups[b]`` come from :func:`xpress_fast.unet.targets.gap_negatives` for sample

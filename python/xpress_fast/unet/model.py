@@ -151,7 +151,8 @@ class UNet3D(nn.Module):
         self.up = nn.ModuleList()
         self.upconv = nn.ModuleList()
         for i in range(levels + 1):
-            self.down.append(_ConvBlock(in_channels if i == 0 else fm[i - 1], fm[i], num_convs, kernel_size, padding, norm))
+            cin = in_channels if i == 0 else fm[i - 1]
+            self.down.append(_ConvBlock(cin, fm[i], num_convs, kernel_size, padding, norm))
         for i in range(levels):
             f = factors[i]
             self.upconv.append(nn.ConvTranspose3d(fm[i + 1], fm[i], kernel_size=f, stride=f))
