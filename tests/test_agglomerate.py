@@ -233,3 +233,10 @@ def test_agglomerate_rejects_bad_affinities_and_graph_use():
         result.map(np.ones(3, np.float32), 0.5)
     with pytest.raises(ValueError, match="fragment_ids must not be negative"):
         result.map(np.array([-1]), 0.5)
+
+
+def test_volume_without_edges_maps_to_itself():
+    frags = np.full((2, 2, 2), 7, np.uint64)
+    result = xf.agglomerate(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=frags)
+    assert len(result.fragment_ids) == 0 and len(result.scores) == 0
+    np.testing.assert_array_equal(result.segmentation(0.5), frags)
