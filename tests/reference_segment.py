@@ -8,11 +8,7 @@
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-STEPS = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)]
 
 
 def affinity_values(affs: np.ndarray) -> np.ndarray:
@@ -34,13 +30,6 @@ def hist_bins(affs: np.ndarray) -> np.ndarray:
         return affs.astype(np.int64)
     a = affs.astype(np.float32)
     return np.clip(np.floor(a * np.float32(256)), 0, 255).astype(np.int64)
-
-
-def edge_affinity(arr, v, w):
-    """The value stored for the voxel edge {v, w} (neighbours): at the larger voxel, its axis."""
-    axis = next(i for i in range(3) if v[i] != w[i])
-    owner = v if v[axis] > w[axis] else w
-    return arr[(axis,) + tuple(owner)]
 
 
 def ref_watershed(affs, seeds, mask=None):
@@ -246,6 +235,3 @@ def is_connected(mask: np.ndarray) -> bool:
     _, n = ndimage.label(mask)
     return n == 1
 
-
-def close(a, b):
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)

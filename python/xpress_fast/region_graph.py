@@ -200,10 +200,4 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
     return graph
 
 
-def _as_graph(value) -> RegionGraph:
-    if not isinstance(value, RegionGraph):
-        raise TypeError(f"graph must be a RegionGraph; got {type(value).__name__}")
-    return value
-
-
 make_module_callable(__name__, region_graph)
