@@ -458,9 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="a tiny volume and a few training steps (about a minute; for tests)")
-    p.add_argument("--size", type=int, metavar="N", help="volume edge in voxels (default: 64, quick: 40)")
+    p.add_argument("--size", type=int, metavar="N", help="volume edge in voxels (default: 64, quick: 32)")
     p.add_argument("--iterations", type=int, metavar="N",
-                   help="training iterations (default: 300, quick: 30)")
+                   help="training iterations (default: 1500, quick: 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
 

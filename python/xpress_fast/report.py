@@ -85,10 +85,12 @@ def plot_scores(rows: Sequence[dict], path, *, title: str = "", baselines: Optio
     for key, label in PLOTTED:
         y = [np.nan if r.get(key) is None else r[key] for r in rows]
         ax.plot(t, y, marker="o", ms=3, label=label, lw=2.2 if key == "xpress_erl_rand" else 1.4)
-    for name, value in (baselines or {}).items():
+    for k, (name, value) in enumerate((baselines or {}).items()):
         if value is not None and math.isfinite(value):
             ax.axhline(value, ls="--", lw=0.8, color="grey")
-            ax.text(t[0], value, f" {name}", va="bottom", fontsize=7, color="grey")
+            # alternate left / right so close baselines keep readable labels
+            ax.text(t[0] if k % 2 == 0 else t[-1], value, f" {name} ", va="bottom", fontsize=7, color="grey",
+                    ha="left" if k % 2 == 0 else "right")
     ax.set_xlabel("agglomeration threshold")
     ax.set_ylabel("score")
     ax.set_title(title or "XPRESS scores per threshold")

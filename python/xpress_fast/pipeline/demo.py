@@ -44,7 +44,7 @@ def run_demo(
     """Run the demo into the directory ``out``; returns a summary dict (also ``summary.json``).
 
     ``quick``: a 32³ volume and 10 training steps (tens of seconds; for tests). Otherwise 64³
-    and 400 steps (a few minutes on two CPU cores). ``log`` receives one line per stage.
+    and 1500 steps (about two minutes on two CPU cores). ``log`` receives one line per stage.
     """
     from ..io import open_volume, write_volume
     from ..report import plot_scores, plot_slices, write_scores
@@ -63,7 +63,7 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size = int(size or (32 if quick else 64))
-    steps = int(iterations if iterations is not None else (10 if quick else 400))
+    steps = int(iterations if iterations is not None else (10 if quick else 1500))
     if size < 24:
         raise ValueError(f"size must be at least 24 voxels; got {size}")
     if steps < 0:
