@@ -6,8 +6,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import xpress_fast as xf
-from xpress_fast.agglomerate import MERGE_FUNCTIONS, Agglomeration, agglomerate_graph
-from xpress_fast.region_graph import RegionGraph
+from xpress_fast.agglomeration import MERGE_FUNCTIONS, Agglomeration, agglomerate_graph
+from xpress_fast.region_graphs import RegionGraph
 from reference_segment import ref_agglomerate, relabel, same_partition
 from test_region_graph import as_dict
 

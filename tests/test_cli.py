@@ -260,7 +260,7 @@ def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):
     vol = case["vol"]
     affs = tmp_path / "affs.zarr"
     io.write_volume(affs, "affinities", _noisy_affs(vol.labels), voxel_size=vol.voxel_size)
-    module = sys.modules["xpress_fast.watershed"]
+    module = sys.modules["xpress_fast.fragments"]
 
     def broken(*a, **k):
         raise MemoryError("simulated")

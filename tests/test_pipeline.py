@@ -110,7 +110,7 @@ def test_blockwise_fragments_unique_ids_and_agglomeration_identical(volume, tmp_
 
 def _flaky_watershed(monkeypatch, fail_blocks, failures_per_block, calls):
     """Make the watershed of some blocks (found by id_offset) fail a number of times."""
-    module = sys.modules["xpress_fast.watershed"]
+    module = sys.modules["xpress_fast.fragments"]
     real = module.watershed
     remaining = {}
 

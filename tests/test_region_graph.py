@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xpress_fast as xf
-from xpress_fast.region_graph import RegionGraph
+from xpress_fast.region_graphs import RegionGraph
 from reference_segment import ref_region_graph
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import xpress_fast
 from xpress_fast.metrics import SkeletonIndex
-from xpress_fast.sweep import node_fragment_ids, sweep
+from xpress_fast.sweeps import node_fragment_ids, sweep
 
 THRESHOLDS = [0.1, 0.3, 0.5, 0.7, 0.9]
 
@@ -61,7 +61,7 @@ def test_sweep_with_index_subset_of_thresholds_and_roi(case):
 def test_best_ignores_nan():
     from types import SimpleNamespace
 
-    from xpress_fast.sweep import SweepResult
+    from xpress_fast.sweeps import SweepResult
 
     def s(v):
         return SimpleNamespace(xpress_erl_rand=v, as_dict=lambda: {"xpress_erl_rand": v})

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import xpress_fast as xf
-from xpress_fast.watershed import distance_transform_seeds
+from xpress_fast.fragments import distance_transform_seeds
 from reference_segment import is_connected, ref_watershed
 
 

@@ -32,14 +32,15 @@ _EXPORTS = {
     "TEST_ROI": "rois",
     "Roi": "rois",
     # segmentation
-    "watershed": "watershed",
-    "region_graph": "region_graph",
-    "RegionGraph": "region_graph",
-    "agglomerate": "agglomerate",
-    "Agglomeration": "agglomerate",
-    "MERGE_FUNCTIONS": "agglomerate",
+    "watershed": "fragments",
+    "region_graph": "region_graphs",
+    "RegionGraph": "region_graphs",
+    "agglomerate": "agglomeration",
+    "Agglomeration": "agglomeration",
+    "MERGE_FUNCTIONS": "agglomeration",
     # threshold sweeps scored against skeletons
-    "sweep": "sweep",
+    "sweep": "sweeps",
+    "SweepResult": "sweeps",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -84,24 +84,3 @@ def sorted_thresholds(name: str, values: Sequence[float], low: float = 0.0, high
     if np.any(np.diff(arr) <= 0):
         raise ValueError(f"{name} must be strictly increasing; got {list(arr)!r}")
     return arr
-
-
-def make_module_callable(module_name: str, function) -> None:
-    """Let the module ``module_name`` be called as ``function``.
-
-    ``xpress_fast.watershed`` (and ``region_graph``, ``agglomerate``) name both a submodule and
-    the function it exports lazily. Once the submodule is imported (``import
-    xpress_fast.watershed``, or a sibling's ``from .watershed import ...``), Python binds the
-    package attribute to the module, hiding the function; a callable module keeps
-    ``xpress_fast.watershed(...)`` working either way.
-    """
-    import sys
-    import types
-
-    module = sys.modules[module_name]
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args, **kwargs):
-            return function(*args, **kwargs)
-
-    module.__class__ = _CallableModule

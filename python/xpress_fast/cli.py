@@ -278,7 +278,7 @@ def cmd_segment(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .io import open_volume, read_volume
-    from .sweep import sweep
+    from .sweeps import sweep
 
     skeletons = _load_skeletons_arg(args.skeletons)
     t0 = time.perf_counter()

@@ -49,7 +49,7 @@ def run_demo(
     from ..io import open_volume, write_volume
     from ..report import plot_scores, plot_slices, write_scores
     from ..skeletons import save_skeletons
-    from ..sweep import sweep
+    from ..sweeps import sweep
     from ..synthetic import make_volume
     from .stages import load_agglomeration, segment_volume
 

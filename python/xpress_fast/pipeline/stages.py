@@ -128,7 +128,7 @@ class _FragmentsBlock:
     def __call__(self, block) -> dict:
         import zarr
 
-        from ..watershed import watershed
+        from ..fragments import watershed
 
         affs = _open(self.affs_path, self.affs_dataset).data
         read, inner = block.with_context(self.context, self.shape)
@@ -149,7 +149,7 @@ class _GraphBlock:
         self.work, self.histograms = str(work), histograms
 
     def __call__(self, block) -> dict:
-        from ..region_graph import region_graph
+        from ..region_graphs import region_graph
 
         affs = _open(self.affs_path, self.affs_dataset).data
         frags = _open(self.fragments_path, self.fragments_dataset).data
@@ -196,7 +196,7 @@ class _RelabelBlock:
 
 
 def _load_graph(path: Path):
-    from ..region_graph import RegionGraph
+    from ..region_graphs import RegionGraph
 
     with np.load(path) as z:
         hist = ((z["hist_offsets"], z["hist_bins"], z["hist_counts"]) if "hist_offsets" in z.files
@@ -277,11 +277,11 @@ def segment_volume(
     """
     import zarr
 
-    from ..agglomerate import _parse_merge_function, agglomerate_graph
+    from ..agglomeration import _parse_merge_function, agglomerate_graph
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
-    from ..region_graph import RegionGraph
+    from ..region_graphs import RegionGraph
     from .._validate import sorted_thresholds
-    from ..watershed import check_affinities
+    from ..fragments import check_affinities
 
     t_start = time.perf_counter()
     ts = sorted_thresholds("thresholds", thresholds)
@@ -403,7 +403,7 @@ def load_agglomeration(out, *, fragments: bool = False):
     pass the zarr dataset ``open_volume(out, "fragments").data`` to :func:`xpress_fast.sweep`
     as ``fragments=`` to read only the voxels under skeleton nodes.
     """
-    from ..agglomerate import Agglomeration
+    from ..agglomeration import Agglomeration
     from ..io import read_volume
 
     path = Path(out) / WORK / "agglomeration.npz"

@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from ._validate import as_array, check_ndim, check_nonempty, make_module_callable
+from ._validate import as_array, check_ndim, check_nonempty
 
 __all__ = ["watershed", "check_affinities", "distance_transform_seeds"]
 
@@ -167,6 +167,3 @@ def watershed(
         removed = _kernel("filter", affs)(affs, labels, float(min_mean_affinity))
         logger.debug("removed %d fragments with mean affinity < %s", removed, min_mean_affinity)
     return labels
-
-
-make_module_callable(__name__, watershed)

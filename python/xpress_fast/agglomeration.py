@@ -13,9 +13,9 @@ from typing import Mapping
 
 import numpy as np
 
-from ._validate import as_array, check_choice, label_array, make_module_callable, sorted_thresholds
-from .region_graph import RegionGraph, region_graph
-from .watershed import check_affinities, watershed
+from ._validate import as_array, check_choice, label_array, sorted_thresholds
+from .region_graphs import RegionGraph, region_graph
+from .fragments import check_affinities, watershed
 
 __all__ = ["MERGE_FUNCTIONS", "Agglomeration", "agglomerate", "agglomerate_graph"]
 
@@ -224,6 +224,3 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist
         raise ValueError("a single threshold returns a segmentation, which needs fragments")
     result = agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
     return result.segmentation(ts[0]) if single else result
-
-
-make_module_callable(__name__, agglomerate)

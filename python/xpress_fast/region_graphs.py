@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validate import label_array, make_module_callable
-from .watershed import _kernel, check_affinities
+from ._validate import label_array
+from .fragments import _kernel, check_affinities
 
 __all__ = ["RegionGraph", "region_graph"]
 
@@ -198,6 +198,3 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
     graph = RegionGraph(edges, out["count"], out["sum"], out["min"], out["max"], *hist)
     logger.debug("region graph: %d edges", graph.n_edges)
     return graph
-
-
-make_module_callable(__name__, region_graph)

@@ -192,8 +192,3 @@ def sweep(
         bar.close()
     log.info("sweep: %d thresholds scored from %d node labels", len(ts), index.n_nodes)
     return SweepResult(ts, tuple(scores))
-
-
-from ._validate import make_module_callable  # noqa: E402
-
-make_module_callable(__name__, sweep)
