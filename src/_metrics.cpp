@@ -27,6 +27,15 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
   return out;
 }
 
+void put_sums(py::dict& d, const xf::ContingencySums& s) {
+  d["sum_n2"] = s.sum_n2;
+  d["sum_a2"] = s.sum_a2;
+  d["sum_b2"] = s.sum_b2;
+  d["h_joint"] = s.h_joint;
+  d["h_truth"] = s.h_truth;
+  d["h_test"] = s.h_test;
+}
+
 py::array_t<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> edges) {
   std::vector<std::int64_t> comp;
   const std::int64_t n_edges = edges.ndim() == 2 ? edges.shape(0) : 0;
@@ -72,12 +81,7 @@ py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t
   d["node_segment"] = to_numpy(s.node_segment);
   d["segment_merged"] = to_numpy(s.segment_merged);
   d["n_voxels"] = s.n_voxels;
-  d["sum_n2"] = s.sum_n2;
-  d["sum_a2"] = s.sum_a2;
-  d["sum_b2"] = s.sum_b2;
-  d["h_truth"] = s.h_truth;
-  d["h_test"] = s.h_test;
-  d["h_joint"] = s.h_joint;
+  put_sums(d, s.sums);
   return d;
 }
 
@@ -127,12 +131,7 @@ py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_
   }
   py::dict d;
   d["n"] = s.n;
-  d["sum_n2"] = s.sum_n2;
-  d["sum_a2"] = s.sum_a2;
-  d["sum_b2"] = s.sum_b2;
-  d["h_truth"] = s.h_truth;
-  d["h_test"] = s.h_test;
-  d["h_joint"] = s.h_joint;
+  put_sums(d, s.sums);
   return d;
 }
 

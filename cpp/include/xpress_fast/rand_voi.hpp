@@ -19,9 +19,8 @@
 namespace xpress_fast {
 
 struct RandVoiSums {
-  std::uint64_t n = 0;                          // counted voxels
-  double sum_n2 = 0, sum_a2 = 0, sum_b2 = 0;    // sums of squared table entries / marginals
-  double h_truth = 0, h_test = 0, h_joint = 0;  // entropies, bits
+  std::uint64_t n = 0;  // counted voxels
+  ContingencySums sums;
 };
 
 template <typename T>
@@ -68,9 +67,7 @@ RandVoiSums rand_voi_sums(const T* test, const T* truth, std::int64_t n_voxels, 
   RandVoiSums out;
   for (double c : nij) out.n += static_cast<std::uint64_t>(c);
   const double total = static_cast<double>(out.n);
-  out.h_joint = detail::entropy_bits(nij, total, out.sum_n2);
-  out.h_truth = detail::entropy_bits(ai, total, out.sum_a2);
-  out.h_test = detail::entropy_bits(bj, total, out.sum_b2);
+  out.sums = contingency_sums(nij, ai, bj, total);
   return out;
 }
 

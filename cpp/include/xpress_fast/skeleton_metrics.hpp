@@ -64,8 +64,7 @@ struct SkeletonScores {
   std::vector<std::uint8_t> segment_merged;
   // Rand / VOI over node voxels
   std::int64_t n_voxels = 0;
-  double sum_n2 = 0.0, sum_a2 = 0.0, sum_b2 = 0.0;
-  double h_truth = 0.0, h_test = 0.0, h_joint = 0.0;  // bits
+  ContingencySums sums;
 };
 
 inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
@@ -188,9 +187,7 @@ inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
   nij.reserve(table.size());
   table.for_each([&](std::uint64_t, std::uint64_t, std::uint64_t c) { nij.push_back(static_cast<double>(c)); });
   const double total = static_cast<double>(out.n_voxels);
-  out.h_joint = detail::entropy_bits(nij, total, out.sum_n2);
-  out.h_truth = detail::entropy_bits(truth_count, total, out.sum_a2);
-  out.h_test = detail::entropy_bits(test_count, total, out.sum_b2);
+  out.sums = contingency_sums(nij, truth_count, test_count, total);
   return out;
 }
 
