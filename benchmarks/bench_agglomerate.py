@@ -149,7 +149,7 @@ def child(method: str, data: str, outdir: str) -> None:
     import waterz  # noqa: F401
 
     import xpress_fast  # noqa: F401
-    import xpress_fast.agglomerate  # noqa: F401
+    import xpress_fast.agglomeration  # noqa: F401
 
     affs = np.load(data)
     # peak RSS of this computation alone: reset the high-water mark (Linux clear_refs 5); note
