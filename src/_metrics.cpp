@@ -85,6 +85,71 @@ py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t
   return d;
 }
 
+// The same for T label vectors at once (a threshold sweep): per-row scalars and per-skeleton
+// run lengths as arrays; the per-node / per-edge outputs (locations) are left to the single call.
+py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::int64_t> voxel, std::int64_t n_voxels,
+                                    carray<std::int64_t> skeleton, std::int64_t n_skeletons,
+                                    carray<std::int64_t> edges, carray<double> edge_length, bool skip_first_skeleton,
+                                    bool zero_is_unsegmented) {
+  if (labels.ndim() != 2) throw std::invalid_argument("labels must be (T, n_nodes)");
+  const py::ssize_t rows = labels.shape(0), n = labels.shape(1);
+  if (voxel.shape(0) != n || skeleton.shape(0) != n)
+    throw std::invalid_argument("labels, voxel and skeleton must have one entry per node");
+  const std::int64_t n_edges = edge_length.shape(0);
+  if (n_edges > 0 && (edges.ndim() != 2 || edges.shape(0) != n_edges || edges.shape(1) != 2))
+    throw std::invalid_argument("edges must be (E, 2) with one length per edge");
+  py::array_t<double> erl(rows), total(rows), n2(rows), a2(rows), b2(rows), hj(rows), ht(rows), hs(rows);
+  py::array_t<std::int64_t> splits(rows), merges(rows), voxels(rows);
+  py::array_t<double> skel_erl({rows, static_cast<py::ssize_t>(n_skeletons)});
+  py::array_t<double> skel_length(static_cast<py::ssize_t>(n_skeletons));
+  {
+    py::gil_scoped_release nogil;
+    for (py::ssize_t t = 0; t < rows; ++t) {
+      xf::SkeletonScoreInput in;
+      in.labels = labels.data() + t * n;
+      in.voxel = voxel.data();
+      in.n_voxels = n_voxels;
+      in.skeleton = skeleton.data();
+      in.n_nodes = n;
+      in.n_skeletons = n_skeletons;
+      in.edges = edges.data();
+      in.edge_length = edge_length.data();
+      in.n_edges = n_edges;
+      in.skip_first_skeleton = skip_first_skeleton;
+      in.zero_is_unsegmented = zero_is_unsegmented;
+      const xf::SkeletonScores s = xf::score_skeleton_labels(in);
+      erl.mutable_data()[t] = s.erl;
+      total.mutable_data()[t] = s.total_length;
+      splits.mutable_data()[t] = s.split_count;
+      merges.mutable_data()[t] = s.merge_count;
+      voxels.mutable_data()[t] = s.n_voxels;
+      n2.mutable_data()[t] = s.sums.sum_n2;
+      a2.mutable_data()[t] = s.sums.sum_a2;
+      b2.mutable_data()[t] = s.sums.sum_b2;
+      hj.mutable_data()[t] = s.sums.h_joint;
+      ht.mutable_data()[t] = s.sums.h_truth;
+      hs.mutable_data()[t] = s.sums.h_test;
+      std::copy(s.skeleton_erl.begin(), s.skeleton_erl.end(), skel_erl.mutable_data() + t * n_skeletons);
+      if (t == 0) std::copy(s.skeleton_length.begin(), s.skeleton_length.end(), skel_length.mutable_data());
+    }
+  }
+  py::dict d;
+  d["erl"] = erl;
+  d["total_length"] = total;
+  d["split_count"] = splits;
+  d["merge_count"] = merges;
+  d["n_voxels"] = voxels;
+  d["sum_n2"] = n2;
+  d["sum_a2"] = a2;
+  d["sum_b2"] = b2;
+  d["h_joint"] = hj;
+  d["h_truth"] = ht;
+  d["h_test"] = hs;
+  d["skeleton_erl"] = skel_erl;
+  d["skeleton_length"] = skel_length;
+  return d;
+}
+
 py::dict merge_locations(carray<std::int64_t> node_segment, carray<std::int64_t> skeleton, carray<double> positions,
                          carray<std::uint8_t> merged) {
   const std::int64_t n = node_segment.shape(0);
@@ -144,6 +209,9 @@ PYBIND11_MODULE(_metrics, m) {
         py::arg("skeleton"),
         py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"), py::arg("skip_first_skeleton"),
         py::arg("zero_is_unsegmented"));
+  m.def("score_skeleton_labels_many", &score_skeleton_labels_many, py::arg("labels"), py::arg("voxel"),
+        py::arg("n_voxels"), py::arg("skeleton"), py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"),
+        py::arg("skip_first_skeleton"), py::arg("zero_is_unsegmented"));
   m.def("merge_locations", &merge_locations, py::arg("node_segment"), py::arg("skeleton"), py::arg("positions"),
         py::arg("merged"));
   m.def("rand_voi_sums_uint8", &rand_voi_sums<std::uint8_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),

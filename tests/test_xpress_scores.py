@@ -596,3 +596,40 @@ def test_skeleton_index_bad_input():
         SkeletonIndex(g, voxel_size=(2, 2, 2), shape=(2, 3))
     with pytest.raises(ValueError, match="mode"):
         SkeletonIndex(g, voxel_size=(2, 2, 2), shape=seg.shape, mode="Official")
+
+
+@given(case=cases(), seed=st.integers(0, 2**16))
+@settings(max_examples=30)
+def test_score_node_labels_many_equals_one_by_one(case, seed):
+    """The batched kernel (one call for a whole sweep) gives each row's scores, per-skeleton run
+    lengths and locations exactly as scoring the rows one by one."""
+    seg = case["segmentation"]
+    rng = np.random.default_rng(seed)
+    for mode in MODES:
+        index = SkeletonIndex(case["graph"], shape=seg.shape, mode=mode, **case["kwargs"])
+        base = seg[tuple(np.asarray(index.node_voxels).T)].astype(np.uint64)
+        rows = np.stack([base, base // 2, rng.integers(0, 3, base.shape).astype(np.uint64)])
+        many = index.score_node_labels_many(rows)
+        assert len(many) == 3
+        for row, got in zip(rows, many):
+            want = index.score_node_labels(row)
+            assert_scores_match(got.as_dict(), want.as_dict(), rel=0)
+            np.testing.assert_array_equal(got.erl_result.skeleton_erl, want.erl_result.skeleton_erl)
+            np.testing.assert_array_equal(got.split_locations["node_ids"], want.split_locations["node_ids"])
+            np.testing.assert_array_equal(got.merge_locations["node_ids"], want.merge_locations["node_ids"])
+
+
+def test_score_node_labels_many_bad_shape():
+    index = SkeletonIndex(nx_graph_two_nodes(), shape=(2, 2, 2), voxel_size=(1, 1, 1))
+    with pytest.raises(ValueError, match=r"labels must have shape \(T, n_nodes\)"):
+        index.score_node_labels_many(np.ones(index.n_nodes, dtype=np.uint64))
+    with pytest.raises(ValueError, match=r"labels must have shape \(T, n_nodes\)"):
+        index.score_node_labels_many(np.ones((2, index.n_nodes + 1), dtype=np.uint64))
+
+
+def nx_graph_two_nodes():
+    g = nx.Graph()
+    g.add_node(1, position=(0.5, 0.5, 0.5))
+    g.add_node(2, position=(1.5, 0.5, 0.5))
+    g.add_edge(1, 2)
+    return g

@@ -14,6 +14,17 @@ def score_skeleton_labels(
     skip_first_skeleton: bool,
     zero_is_unsegmented: bool,
 ) -> dict: ...
+def score_skeleton_labels_many(
+    labels: npt.NDArray[np.uint64],
+    voxel: npt.NDArray[np.int64],
+    n_voxels: int,
+    skeleton: npt.NDArray[np.int64],
+    n_skeletons: int,
+    edges: npt.NDArray[np.int64],
+    edge_length: npt.NDArray[np.float64],
+    skip_first_skeleton: bool,
+    zero_is_unsegmented: bool,
+) -> dict: ...
 def merge_locations(
     node_segment: npt.NDArray[np.int64],
     skeleton: npt.NDArray[np.int64],

@@ -78,7 +78,7 @@ class XpressScores:
     def split_locations(self) -> dict:
         """Each split edge: ``node_ids`` (K, 2) of the original graph, ``positions`` (K, 2, 3) nm
         z y x, and ``skeleton`` (K,) the skeleton index of the edge."""
-        return self._index._split_locations(self._raw["split_edges"])
+        return self._index._split_locations(self._index._full_raw(self._raw)["split_edges"])
 
     @cached_property
     def merge_locations(self) -> dict:
@@ -86,7 +86,7 @@ class XpressScores:
         nodes on that segment: ``node_ids`` (K, 2), ``positions`` (K, 2, 3) nm z y x,
         ``skeletons`` (K, 2), ``label`` (K,) the segment label (0 for a label-0 voxel),
         ``distance`` (K,) nm."""
-        return self._index._merge_locations(self._raw)
+        return self._index._merge_locations(self._index._full_raw(self._raw))
 
 
 @dataclass(frozen=True)
@@ -232,20 +232,46 @@ class SkeletonIndex:
 
     def score_node_labels(self, labels) -> XpressScores:
         """Scores from the segment label under each node (``(n_nodes,)``, aligned with ``node_voxels``)."""
-        lab = as_array("labels", labels)
-        if lab.dtype == np.bool_ or lab.dtype.kind not in "iu":
-            raise TypeError(f"labels must be integers; got dtype {lab.dtype}")
-        if lab.shape != (self.n_nodes,):
-            raise ValueError(f"labels must have shape ({self.n_nodes},), one per node in the ROI; got {lab.shape}")
-        if lab.dtype.kind == "i" and lab.size and lab.min() < 0:
-            raise ValueError(f"labels must not be negative; got {lab.min()}")
-        official = self.mode == "official"
-        raw = _metrics.score_skeleton_labels(
-            np.ascontiguousarray(lab, dtype=np.uint64), self.voxel_group, self.n_voxels, self.node_skeleton,
-            max(self.n_neurons, 1), self.edges, self.edge_length, official, not official,
-        )
+        lab = self._node_labels("labels", labels, (self.n_nodes,))
+        raw = _metrics.score_skeleton_labels(lab, *self._kernel_args())
         raw["labels"] = lab
         return self._scores(raw)
+
+    def score_node_labels_many(self, labels) -> list:
+        """Scores of many label vectors at once, ``labels`` of shape ``(T, n_nodes)`` (e.g. one
+        row per threshold of a sweep): one kernel call, the same results as calling
+        :meth:`score_node_labels` on each row (locations are computed when asked for)."""
+        lab = self._node_labels("labels", labels, (None, self.n_nodes))
+        many = _metrics.score_skeleton_labels_many(lab, *self._kernel_args())
+        out = []
+        for t in range(lab.shape[0]):
+            raw = {key: (value if key == "skeleton_length" else value[t]) for key, value in many.items()}
+            raw["labels"] = lab[t]
+            out.append(self._scores(raw))
+        return out
+
+    def _node_labels(self, name: str, labels, shape: tuple) -> np.ndarray:
+        lab = as_array(name, labels)
+        if lab.dtype == np.bool_ or lab.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be integers; got dtype {lab.dtype}")
+        if lab.ndim != len(shape) or any(want is not None and got != want for got, want in zip(lab.shape, shape)):
+            what = "(n_nodes,)" if len(shape) == 1 else "(T, n_nodes)"
+            raise ValueError(f"{name} must have shape {what} = {tuple('T' if s is None else s for s in shape)}, "
+                             f"one per node in the ROI; got {lab.shape}")
+        if lab.dtype.kind == "i" and lab.size and lab.min() < 0:
+            raise ValueError(f"{name} must not be negative; got {lab.min()}")
+        return np.ascontiguousarray(lab, dtype=np.uint64)
+
+    def _kernel_args(self) -> tuple:
+        official = self.mode == "official"
+        return (self.voxel_group, self.n_voxels, self.node_skeleton, max(self.n_neurons, 1), self.edges,
+                self.edge_length, official, not official)
+
+    def _full_raw(self, raw: dict) -> dict:
+        """The per-edge / per-node outputs of a batched score, recomputed for its labels."""
+        if "split_edges" not in raw:
+            raw.update(_metrics.score_skeleton_labels(raw["labels"], *self._kernel_args()))
+        return raw
 
     def _scores(self, raw: dict) -> XpressScores:
         official = self.mode == "official"

@@ -183,12 +183,13 @@ def sweep(
     ids = node_fragment_ids(frag, index.node_voxels)  # the one read of the volume
     lookup = _NodeLookup(agglomeration, ids)
     bar = progress(total=len(ts)) if progress is not None else None
-    scores = []
+    rows = []
     for t in ts:
-        scores.append(index.score_node_labels(lookup.labels(float(t))))
+        rows.append(lookup.labels(float(t)))
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    scores = index.score_node_labels_many(np.stack(rows))  # one kernel call for every threshold
     log.info("sweep: %d thresholds scored from %d node labels", len(ts), index.n_nodes)
     return SweepResult(ts, tuple(scores))

@@ -1,8 +1,9 @@
 // Scores of a segmentation against skeletons, from the segment label under each skeleton node.
 //
 // This is the per-node / per-edge core of the XPRESS evaluator (METRICS.md). Everything it
-// needs from the volume is one label per node, so it runs in O(N + E) (hash tables, no sort),
-// never touches the volume, and can be called once per threshold of a sweep.
+// needs from the volume is one label per node, so it runs in O(N + E) (one hash table for the
+// labels; everything else by counting sort and stamps), never touches the volume, and can be
+// called once per threshold of a sweep.
 //
 // Inputs (M nodes inside the ROI, E edges between them):
 //   labels[i]   segment label under node i (0 = unlabelled)
@@ -86,7 +87,7 @@ inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
   std::vector<std::uint8_t> segment_fresh;
   std::vector<std::int64_t> fresh_of_voxel(static_cast<size_t>(in.n_voxels), -1);
   // Consecutive nodes along a skeleton mostly share a label: remember the last lookup.
-  PairCounter segment_of_label;
+  PairCounter segment_of_label(static_cast<size_t>(n));
   std::uint64_t last_label = 0;
   std::int64_t last_segment = -1;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -112,12 +113,23 @@ inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
   }
   const std::int64_t n_seg = static_cast<std::int64_t>(segment_fresh.size());
 
-  // 2. Skeletons per segment -> merged segments and the merge count.
-  PairCounter incidence;
-  for (std::int64_t i = 0; i < n; ++i)
-    if (i == 0 || seg[i] != seg[i - 1] || in.skeleton[i] != in.skeleton[i - 1]) incidence.add(seg[i], in.skeleton[i], 1);
-  std::vector<std::int64_t> skeletons_on(static_cast<size_t>(n_seg), 0);
-  incidence.for_each([&](std::uint64_t g, std::uint64_t, std::uint64_t) { ++skeletons_on[g]; });
+  // 2. Skeletons per segment -> merged segments and the merge count. Nodes visited skeleton by
+  //    skeleton (a counting sort), so a per-segment stamp counts each skeleton once.
+  std::vector<std::int64_t> by_skeleton(static_cast<size_t>(n)), first(static_cast<size_t>(n_skel) + 1, 0);
+  for (std::int64_t i = 0; i < n; ++i) ++first[in.skeleton[i] + 1];
+  for (std::int64_t s = 0; s < n_skel; ++s) first[s + 1] += first[s];
+  {
+    std::vector<std::int64_t> fill(first.begin(), first.end() - 1);
+    for (std::int64_t i = 0; i < n; ++i) by_skeleton[fill[in.skeleton[i]]++] = i;
+  }
+  std::vector<std::int64_t> skeletons_on(static_cast<size_t>(n_seg), 0), stamp(static_cast<size_t>(n_seg), -1);
+  for (std::int64_t i : by_skeleton) {
+    const std::int64_t g = seg[i];
+    if (stamp[g] != in.skeleton[i]) {
+      stamp[g] = in.skeleton[i];
+      ++skeletons_on[g];
+    }
+  }
   out.segment_merged.assign(static_cast<size_t>(n_seg), 0);
   for (std::int64_t g = 0; g < n_seg; ++g) {
     if (in.zero_is_unsegmented && segment_fresh[g]) continue;
@@ -159,33 +171,34 @@ inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
   for (std::int64_t s = 0; s < n_skel; ++s)
     out.skeleton_erl[s] = out.skeleton_length[s] > 0 ? out.skeleton_erl[s] / out.skeleton_length[s] : 0.0;
 
-  // 4. Rand / VOI over distinct node voxels; the last node of a voxel sets its truth.
+  // 4. Rand / VOI over distinct node voxels; the last node of a voxel sets its truth. Voxels
+  //    are visited truth by truth (the skeleton order above), n_ij counted per segment with
+  //    stamps and emitted when the truth changes.
   std::vector<std::int64_t> last_node(static_cast<size_t>(in.n_voxels), -1);
   for (std::int64_t i = 0; i < n; ++i) last_node[in.voxel[i]] = i;
-  PairCounter table;
   std::vector<double> truth_count(static_cast<size_t>(n_skel), 0.0), test_count(static_cast<size_t>(n_seg), 0.0);
-  // In node order, so that runs of equal (truth, segment) pairs are counted before hashing.
-  std::int64_t run_truth = -1, run_segment = -1;
-  std::uint64_t run = 0;
-  for (std::int64_t node = 0; node < n; ++node) {
-    if (last_node[in.voxel[node]] != node) continue;
-    const std::int64_t truth = in.skeleton[node];
-    if (in.skip_first_skeleton && truth == 0) continue;
-    if (truth != run_truth || seg[node] != run_segment) {
-      if (run) table.add(run_truth, run_segment, run);
-      run_truth = truth;
-      run_segment = seg[node];
-      run = 0;
+  std::vector<double> nij, cell(static_cast<size_t>(n_seg), 0.0);
+  std::vector<std::int64_t> touched;
+  std::fill(stamp.begin(), stamp.end(), -1);
+  for (std::int64_t s = 0; s < n_skel; ++s) {
+    if (in.skip_first_skeleton && s == 0) continue;
+    touched.clear();
+    for (std::int64_t k = first[s]; k < first[s + 1]; ++k) {
+      const std::int64_t node = by_skeleton[k];
+      if (last_node[in.voxel[node]] != node) continue;
+      const std::int64_t g = seg[node];
+      if (stamp[g] != s) {
+        stamp[g] = s;
+        cell[g] = 0.0;
+        touched.push_back(g);
+      }
+      cell[g] += 1;
+      truth_count[s] += 1;
+      test_count[g] += 1;
+      ++out.n_voxels;
     }
-    ++run;
-    truth_count[truth] += 1;
-    test_count[seg[node]] += 1;
-    ++out.n_voxels;
+    for (std::int64_t g : touched) nij.push_back(cell[g]);
   }
-  if (run) table.add(run_truth, run_segment, run);
-  std::vector<double> nij;
-  nij.reserve(table.size());
-  table.for_each([&](std::uint64_t, std::uint64_t, std::uint64_t c) { nij.push_back(static_cast<double>(c)); });
   const double total = static_cast<double>(out.n_voxels);
   out.sums = contingency_sums(nij, truth_count, test_count, total);
   return out;
