@@ -46,15 +46,19 @@ py::array_t<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> 
   return to_numpy(comp);
 }
 
-py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t> voxel, std::int64_t n_voxels,
-                               carray<std::int64_t> skeleton, std::int64_t n_skeletons, carray<std::int64_t> edges,
-                               carray<double> edge_length, bool skip_first_skeleton, bool zero_is_unsegmented) {
+// The kernel's input for the first row of `labels` (1-D: the only row; 2-D: row 0, rows are
+// n_nodes apart), after checking that the arrays agree.
+xf::SkeletonScoreInput skeleton_input(const carray<std::uint64_t>& labels, const carray<std::int64_t>& voxel,
+                                      std::int64_t n_voxels, const carray<std::int64_t>& skeleton,
+                                      std::int64_t n_skeletons, const carray<std::int64_t>& edges,
+                                      const carray<double>& edge_length, bool skip_first_skeleton,
+                                      bool zero_is_unsegmented) {
   xf::SkeletonScoreInput in;
   in.labels = labels.data();
   in.voxel = voxel.data();
   in.n_voxels = n_voxels;
   in.skeleton = skeleton.data();
-  in.n_nodes = labels.shape(0);
+  in.n_nodes = labels.shape(labels.ndim() - 1);
   in.n_skeletons = n_skeletons;
   in.edges = edges.data();
   in.edge_length = edge_length.data();
@@ -65,6 +69,15 @@ py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t
     throw std::invalid_argument("labels, voxel and skeleton must have one entry per node");
   if (in.n_edges > 0 && (edges.ndim() != 2 || edges.shape(0) != in.n_edges || edges.shape(1) != 2))
     throw std::invalid_argument("edges must be (E, 2) with one length per edge");
+  return in;
+}
+
+py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t> voxel, std::int64_t n_voxels,
+                               carray<std::int64_t> skeleton, std::int64_t n_skeletons, carray<std::int64_t> edges,
+                               carray<double> edge_length, bool skip_first_skeleton, bool zero_is_unsegmented) {
+  if (labels.ndim() != 1) throw std::invalid_argument("labels must be (n_nodes,)");
+  const xf::SkeletonScoreInput in = skeleton_input(labels, voxel, n_voxels, skeleton, n_skeletons, edges, edge_length,
+                                                   skip_first_skeleton, zero_is_unsegmented);
   xf::SkeletonScores s;
   {
     py::gil_scoped_release nogil;
@@ -93,11 +106,8 @@ py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::in
                                     bool zero_is_unsegmented) {
   if (labels.ndim() != 2) throw std::invalid_argument("labels must be (T, n_nodes)");
   const py::ssize_t rows = labels.shape(0), n = labels.shape(1);
-  if (voxel.shape(0) != n || skeleton.shape(0) != n)
-    throw std::invalid_argument("labels, voxel and skeleton must have one entry per node");
-  const std::int64_t n_edges = edge_length.shape(0);
-  if (n_edges > 0 && (edges.ndim() != 2 || edges.shape(0) != n_edges || edges.shape(1) != 2))
-    throw std::invalid_argument("edges must be (E, 2) with one length per edge");
+  xf::SkeletonScoreInput in = skeleton_input(labels, voxel, n_voxels, skeleton, n_skeletons, edges, edge_length,
+                                             skip_first_skeleton, zero_is_unsegmented);
   py::array_t<double> erl(rows), total(rows), n2(rows), a2(rows), b2(rows), hj(rows), ht(rows), hs(rows);
   py::array_t<std::int64_t> splits(rows), merges(rows), voxels(rows);
   py::array_t<double> skel_erl({rows, static_cast<py::ssize_t>(n_skeletons)});
@@ -105,18 +115,7 @@ py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::in
   {
     py::gil_scoped_release nogil;
     for (py::ssize_t t = 0; t < rows; ++t) {
-      xf::SkeletonScoreInput in;
       in.labels = labels.data() + t * n;
-      in.voxel = voxel.data();
-      in.n_voxels = n_voxels;
-      in.skeleton = skeleton.data();
-      in.n_nodes = n;
-      in.n_skeletons = n_skeletons;
-      in.edges = edges.data();
-      in.edge_length = edge_length.data();
-      in.n_edges = n_edges;
-      in.skip_first_skeleton = skip_first_skeleton;
-      in.zero_is_unsegmented = zero_is_unsegmented;
       const xf::SkeletonScores s = xf::score_skeleton_labels(in);
       erl.mutable_data()[t] = s.erl;
       total.mutable_data()[t] = s.total_length;
