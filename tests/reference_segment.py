@@ -11,6 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def label_affinities(labels: np.ndarray) -> np.ndarray:
+    """Ideal nearest-neighbour affinities (3, Z, Y, X) float32 of a label volume: channel c at v
+    is 1 where v and v - e_c carry the same non-zero label, else 0 (also on the lower faces)."""
+    affs = np.zeros((3,) + labels.shape, np.float32)
+    for c in range(3):
+        hi = [slice(None)] * 3
+        lo = [slice(None)] * 3
+        hi[c], lo[c] = slice(1, None), slice(0, -1)
+        affs[c][tuple(hi)] = (labels[tuple(hi)] == labels[tuple(lo)]) & (labels[tuple(hi)] > 0)
+    return affs
+
+
 def affinity_values(affs: np.ndarray) -> np.ndarray:
     """Affinities as float32 in [0, 1] (uint8 k -> k / 255)."""
     if affs.dtype == np.uint8:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import xpress_fast as xf
 from xpress_fast.agglomeration import MERGE_FUNCTIONS, Agglomeration, agglomerate_graph
 from xpress_fast.region_graphs import RegionGraph
-from reference_segment import ref_agglomerate, relabel, same_partition
+from reference_segment import label_affinities, ref_agglomerate, relabel, same_partition
 from test_region_graph import as_dict
 
 THRESHOLDS = [0.1, 0.3, 0.45, 0.55, 0.7, 0.9]
@@ -88,12 +88,7 @@ def _blobs(shape=(20, 28, 28), seed=0, quantised=True):
 
     rng = np.random.default_rng(seed)
     gt = ndimage.label(ndimage.gaussian_filter(rng.random(shape), 2) > 0.5)[0]
-    affs = np.zeros((3,) + shape, np.float32)
-    for c in range(3):
-        hi = [slice(None)] * 3
-        lo = [slice(None)] * 3
-        hi[c], lo[c] = slice(1, None), slice(0, -1)
-        affs[c][tuple(hi)] = (gt[tuple(hi)] == gt[tuple(lo)]) & (gt[tuple(hi)] > 0)
+    affs = label_affinities(gt)
     affs = np.clip(affs * 0.7 + rng.random(affs.shape).astype(np.float32) * 0.3, 0, 1)
     return (affs * 255).round().astype(np.uint8) if quantised else affs
 

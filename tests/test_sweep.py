@@ -7,6 +7,7 @@ import pytest
 import xpress_fast
 from xpress_fast.metrics import SkeletonIndex
 from xpress_fast.sweeps import node_fragment_ids, sweep
+from reference_segment import label_affinities
 
 THRESHOLDS = [0.1, 0.3, 0.5, 0.7, 0.9]
 
@@ -17,10 +18,7 @@ def case():
 
     vol = make_volume((32, 36, 40), seed=7)
     lab = vol.labels
-    a = np.zeros((3,) + lab.shape, np.float32)
-    a[0, 1:] = (lab[1:] == lab[:-1]) & (lab[1:] > 0)
-    a[1, :, 1:] = (lab[:, 1:] == lab[:, :-1]) & (lab[:, 1:] > 0)
-    a[2, :, :, 1:] = (lab[:, :, 1:] == lab[:, :, :-1]) & (lab[:, :, 1:] > 0)
+    a = label_affinities(lab)
     rng = np.random.default_rng(1)
     affs = np.clip(0.6 * a + 0.4 * rng.random(a.shape, dtype=np.float32), 0, 1).astype(np.float32)
     frags = xpress_fast.watershed(affs, min_seed_distance=3)

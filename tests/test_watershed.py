@@ -8,7 +8,7 @@ from scipy import ndimage
 
 import xpress_fast as xf
 from xpress_fast.fragments import distance_transform_seeds
-from reference_segment import is_connected, ref_watershed
+from reference_segment import is_connected, label_affinities, ref_watershed
 
 
 @st.composite
@@ -84,12 +84,7 @@ def test_unreached_voxels_stay_zero():
 def _blobs(shape=(24, 32, 32), seed=0):
     rng = np.random.default_rng(seed)
     gt = ndimage.label(ndimage.gaussian_filter(rng.random(shape), 2) > 0.5)[0]
-    affs = np.zeros((3,) + shape, np.float32)
-    for c in range(3):
-        hi = [slice(None)] * 3
-        lo = [slice(None)] * 3
-        hi[c], lo[c] = slice(1, None), slice(0, -1)
-        affs[c][tuple(hi)] = (gt[tuple(hi)] == gt[tuple(lo)]) & (gt[tuple(hi)] > 0)
+    affs = label_affinities(gt)
     affs = np.clip(affs * 0.8 + rng.random(affs.shape).astype(np.float32) * 0.3, 0, 1)
     return (affs * 255).round().astype(np.uint8), gt
 
