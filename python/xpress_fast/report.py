@@ -96,6 +96,11 @@ def plot_scores(rows: Sequence[dict], path, *, title: str = "", baselines: Optio
     ax.set_title(title or "XPRESS scores per threshold")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    return _save_png(fig, plt, path)
+
+
+def _save_png(fig, plt, path: Path) -> Path:
+    """Lay out, write atomically as PNG, close the figure."""
     fig.tight_layout()
     tmp = _atomic_path(path)
     fig.savefig(tmp, format="png")
@@ -137,9 +142,4 @@ def plot_slices(raw: np.ndarray, segmentation: np.ndarray, path, *, n: int = 3, 
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    _publish(tmp, path)
-    return path
+    return _save_png(fig, plt, path)
