@@ -22,3 +22,15 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared material not found at {SHARED} (only present beside the project checkout)")
     return SHARED
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a torch test on one thread (on a small shared machine two OpenMP threads spin against
+    other processes and are several times slower), restoring the setting afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

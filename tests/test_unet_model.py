@@ -11,12 +11,7 @@ from xpress_fast.unet import DEFAULT_OFFSETS, UNet3D, default_offsets  # noqa: E
 TINY = dict(num_fmaps=2, fmap_inc_factor=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_defaults():

@@ -12,12 +12,7 @@ from xpress_fast.unet.predict import _read_window  # noqa: E402
 TINY = dict(num_fmaps=2, fmap_inc_factor=2, downsample_factors=((2, 2, 2),))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _model(padding, seed=0, **kw):
