@@ -67,6 +67,20 @@ def float_triple(name: str, value, positive: bool = False) -> np.ndarray:
     return arr
 
 
+def int_triple(name: str, value, minimum: int = 1) -> tuple:
+    """A 3-tuple (z, y, x) of integers >= ``minimum`` (non-integral numbers are refused)."""
+    what = "three positive integers" if minimum == 1 else f"three integers >= {minimum}"
+    try:
+        items = list(value)
+        t = tuple(int(v) for v in items)
+        integral = all(int(v) == v for v in items)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what} (z, y, x); got {value!r}") from None
+    if len(t) != 3 or not integral or any(v < minimum for v in t):
+        raise ValueError(f"{name} must be {what} (z, y, x); got {value!r}")
+    return t
+
+
 def check_choice(name: str, value, choices: Iterable[str]) -> None:
     choices = list(choices)
     if value not in choices:

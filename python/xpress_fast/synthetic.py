@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ._validate import float_triple
+from ._validate import float_triple, int_triple
 
 __all__ = ["SyntheticVolume", "make_volume"]
 
@@ -60,16 +60,6 @@ class SyntheticVolume:
     @property
     def n_axons(self) -> int:
         return int(self.radii.shape[0])
-
-
-def _check_shape(shape) -> tuple[int, int, int]:
-    try:
-        shp = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"shape must be three integers (z, y, x); got {shape!r}") from None
-    if len(shp) != 3 or any(s < 8 for s in shp):
-        raise ValueError(f"shape must be three integers >= 8 (z, y, x); got {shape!r}")
-    return shp
 
 
 def _smooth_curve(rng: np.random.Generator, t: np.ndarray, amplitude: float, wavelength: float) -> np.ndarray:
@@ -162,7 +152,7 @@ def make_volume(
     >>> vol.raw.dtype, vol.labels.dtype, vol.raw.shape
     (dtype('uint8'), dtype('uint64'), (32, 32, 32))
     """
-    shp = _check_shape(shape)
+    shp = int_triple("shape", shape, minimum=8)
     vs = float_triple("voxel_size", voxel_size, positive=True)
     off = float_triple("offset", offset)
     if main_axis not in (0, 1, 2):

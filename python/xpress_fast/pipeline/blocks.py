@@ -6,6 +6,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .._validate import int_triple
+
 
 @dataclass(frozen=True)
 class Block:
@@ -53,8 +55,8 @@ class BlockLayout:
     """
 
     def __init__(self, shape, block_shape):
-        self.shape = _positive_triple("shape", shape)
-        self.block_shape = _positive_triple("block_shape", block_shape)
+        self.shape = int_triple("shape", shape)
+        self.block_shape = int_triple("block_shape", block_shape)
         self.grid_shape = tuple(-(-s // b) for s, b in zip(self.shape, self.block_shape))
 
     def __len__(self) -> int:
@@ -74,13 +76,3 @@ class BlockLayout:
         begin = tuple(g * b for g, b in zip(grid, self.block_shape))
         end = tuple(min(s, bg + b) for s, bg, b in zip(self.shape, begin, self.block_shape))
         return Block(index, grid, begin, end)
-
-
-def _positive_triple(name: str, value) -> tuple:
-    try:
-        t = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be three positive integers (z, y, x); got {value!r}") from None
-    if len(t) != 3 or any(v <= 0 for v in t) or any(int(v) != v for v in value):
-        raise ValueError(f"{name} must be three positive integers (z, y, x); got {value!r}")
-    return t

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .._validate import as_array, float_triple, label_array
+from .._validate import as_array, float_triple, int_triple, label_array
 
 __all__ = [
     "AffinityTargets", "affinities_from_labels", "grow_boundary", "rasterize_skeletons",
@@ -163,12 +163,7 @@ def rasterize_skeletons(
     from ..skeletons import as_skeletons
 
     sk = as_skeletons(skeletons)
-    try:
-        shp = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"shape must be three ints (z, y, x); got {shape!r}") from None
-    if len(shp) != 3 or any(s < 1 for s in shp):
-        raise ValueError(f"shape must be three positive ints (z, y, x); got {shape!r}")
+    shp = int_triple("shape", shape)
     vs = float_triple("voxel_size", voxel_size, positive=True)
     off = float_triple("offset", offset)
     if not np.isfinite(radius) or radius <= 0:
