@@ -10,15 +10,15 @@ segmentations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Optional
 
 import numpy as np
 
 from . import _metrics
-from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple, label_array
-from .skeletons import Skeletons, as_skeletons
+from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple
+from .skeletons import as_skeletons
 
 __all__ = ["SkeletonIndex", "erl", "ErlResult", "xpress_scores", "XpressScores", "rand_voi", "RandVoi"]
 
