@@ -16,7 +16,7 @@ def test_every_export_resolves_and_functions_stay_callable():
     for name in xpress_fast.__all__:
         value = getattr(xpress_fast, name)
         assert value is not None
-        if name in ("watershed", "region_graph", "agglomerate", "sweep", "erl", "xpress_scores", "rand_voi",
+        if name in ("watershed", "blockwise_watershed", "region_graph", "agglomerate", "sweep", "erl", "xpress_scores", "rand_voi",
                     "load_skeletons", "save_skeletons", "skeletons_from_labels"):
             assert inspect.isfunction(value), f"xpress_fast.{name} is {type(value).__name__}, not a function"
 

@@ -8,6 +8,7 @@ import pytest
 
 import xpress_fast
 from xpress_fast import io
+from xpress_fast.fragments import blockwise_watershed
 from xpress_fast.pipeline import (BlockFailure, BlockLayout, CompletionRecords, load_agglomeration, run_blocks,
                                   segment_volume, segmentation_dataset)
 
@@ -41,6 +42,14 @@ def volume(tmp_path_factory):
 def _same_up_to_renumbering(a, b):
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def _objects_cut_by_blocks(labels, layout):
+    """How many objects of a label volume lie in more than one block of the layout."""
+    block_of = np.zeros(labels.shape, np.int64)
+    for b in layout:
+        block_of[b.core] = b.index
+    return sum(len(np.unique(block_of[labels == i])) > 1 for i in np.unique(labels[labels != 0]))
 
 
 def test_block_layout_partitions_the_volume():
@@ -108,6 +117,39 @@ def test_blockwise_fragments_unique_ids_and_agglomeration_identical(volume, tmp_
         assert s.as_dict() == pytest.approx(want.as_dict(), nan_ok=True)
 
 
+BLOCKWISE = {"block_shape": (16, 16, 16), "context": (4, 4, 4)}
+
+
+@pytest.mark.parametrize("affs_file, merge_function", [("affs.zarr", "hist_quant_50"), ("affs.h5", "mean")])
+def test_blockwise_fragments_and_segmentations_identical_to_in_memory(volume, tmp_path, affs_file,
+                                                                      merge_function):
+    """The issue's demand: with the same block_shape and context, the block-wise run (threads
+    scheduler, blocks cutting through objects) equals the in-memory run exactly, same ids."""
+    d = volume["dir"]
+    out = tmp_path / "out.zarr"
+    wopts = {"min_seed_distance": 4}
+    res = segment_volume(d / affs_file, "affs", out, thresholds=THRESHOLDS, merge_function=merge_function,
+                         watershed_options=wopts, scheduler="threads", workers=2, **BLOCKWISE)
+    assert _objects_cut_by_blocks(volume["vol"].labels, BlockLayout(volume["vol"].labels.shape, (16, 16, 16))) > 5
+    affs = io.read_volume(d / affs_file, "affs").data  # float32 or uint8, what the pipeline read
+    want = blockwise_watershed(affs, **BLOCKWISE, **wopts)
+    frags = io.read_volume(out, "fragments").data
+    assert frags.dtype == np.uint32  # every possible id fits; widened below, ids compared as they are
+    np.testing.assert_array_equal(frags.astype(np.uint64), want)
+    assert res.n_fragments == len(np.unique(want[want != 0]))
+    # the blocks matter: the whole-volume watershed is another partition
+    assert not _same_up_to_renumbering(want, xpress_fast.watershed(affs, **wopts))
+    agg = xpress_fast.agglomerate(affs, THRESHOLDS, merge_function=merge_function,
+                                  watershed_options={**BLOCKWISE, **wopts})
+    np.testing.assert_array_equal(agg.fragments, want)
+    n_segments = []
+    for t in THRESHOLDS:
+        seg = io.read_volume(out, segmentation_dataset(t)).data
+        np.testing.assert_array_equal(seg.astype(np.uint64), agg.segmentation(t))
+        n_segments.append(len(np.unique(seg)))
+    assert n_segments[0] > n_segments[-1]  # the thresholds differ, so each comparison is its own
+
+
 def _flaky_watershed(monkeypatch, fail_blocks, failures_per_block, calls):
     """Make the watershed of some blocks (found by id_offset) fail a number of times."""
     module = sys.modules["xpress_fast.fragments"]
@@ -164,6 +206,9 @@ def test_retries_are_bounded_and_reported(volume, tmp_path, monkeypatch):
     calls.clear()
     res = segment_volume(d / "affs.zarr", "affs", out, retries=2, **kw)
     assert calls == [] and res.reports == ()
+    # ... and the resumed fragments are exactly the in-memory block-wise ones
+    want = blockwise_watershed(volume["affs"], block_shape=(18, 20, 22), context=(3, 3, 3), min_seed_distance=4)
+    np.testing.assert_array_equal(io.read_volume(out, "fragments").data.astype(np.uint64), want)
 
 
 def test_resume_refuses_other_settings(volume, tmp_path):
@@ -208,7 +253,11 @@ def test_unreachable_scheduler(volume, tmp_path, monkeypatch):
         ({"thresholds": [1.5]}, ValueError, r"lie in \[0.0, 1.0\]"),
         ({"merge_function": "median"}, ValueError, "merge_function must be one of"),
         ({"context": (1, 2)}, ValueError, "context must be three"),
+        ({"context": (4, -1, 4)}, ValueError, "context must be three integers >= 0"),
+        ({"block_shape": (16, 0, 16)}, ValueError, "block_shape must be three positive integers"),
+        ({"block_shape": (16, 16)}, ValueError, "block_shape must be three positive integers"),
         ({"watershed_options": {"id_offset": 3}}, ValueError, "must not set id_offset"),
+        ({"watershed_options": {"block_shape": (8, 8, 8)}}, ValueError, "must not set block_shape"),
         ({"dataset": "nope"}, ValueError, "dataset 'nope' not found"),
         ({"fragments_shape": (36, 40, 43)}, ValueError, "fragments has shape"),
         ({"affs_shape": (36, 40, 44)}, ValueError, r"\(C, Z, Y, X\) with C >= 3"),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import xpress_fast as xf
-from xpress_fast.fragments import distance_transform_seeds
+from xpress_fast.fragments import blockwise_watershed, distance_transform_seeds
 from reference_segment import is_connected, label_affinities, ref_watershed
 
 
@@ -185,3 +185,71 @@ def test_distance_maxima_match_scipy(shape, seed, fill, size, threads):
     np.testing.assert_array_equal(d2, (dist**2).round().astype(np.float32))
     maxima = (ndimage.maximum_filter(dist, size=size) == dist) & (inside != 0)
     np.testing.assert_array_equal(_segment.distance_maxima(inside, size, threads).view(bool), maxima)
+
+
+# ------------------------------------------------------------------------------------------------
+# block-wise fragments (the pipeline's definition, in memory)
+
+
+@given(volumes(), st.tuples(*[st.integers(0, 3)] * 3), st.tuples(*[st.integers(0, 4)] * 3), st.integers(1, 4))
+def test_blockwise_watershed_with_one_block_is_the_watershed(vol, extra, context, min_seed_distance):
+    # a block covering the volume is the whole volume (id offset 0), and its context falls outside
+    affs = vol[0]
+    before = affs.copy()
+    block_shape = tuple(s + e for s, e in zip(affs.shape[1:], extra))
+    got = blockwise_watershed(affs, block_shape=block_shape, context=context, min_seed_distance=min_seed_distance)
+    np.testing.assert_array_equal(got, xf.watershed(affs, min_seed_distance=min_seed_distance))
+    np.testing.assert_array_equal(affs, before)
+
+
+def test_blockwise_watershed_is_each_blocks_watershed_with_context_core_kept():
+    # the definition written out by hand for a (20, 24, 24) volume in blocks of (10, 16, 30),
+    # context (3, 2, 5): a 2 x 2 x 1 grid; x is one block (30 clipped to 24, its context outside)
+    affs, gt = _blobs(shape=(20, 24, 24), seed=4)
+    stride = (10 + 2 * 3) * (16 + 2 * 2) * (24 + 2 * 5) + 1  # voxels of the largest read region + 1
+    blocks = [  # (core z, core y, read z, read y), in C order of the grid
+        ((0, 10), (0, 16), (0, 13), (0, 18)),
+        ((0, 10), (16, 24), (0, 13), (14, 24)),
+        ((10, 20), (0, 16), (7, 20), (0, 18)),
+        ((10, 20), (16, 24), (7, 20), (14, 24)),
+    ]
+    want = np.zeros(gt.shape, np.uint64)
+    for i, ((cz0, cz1), (cy0, cy1), (rz0, rz1), (ry0, ry1)) in enumerate(blocks):
+        frag = xf.watershed(affs[:, rz0:rz1, ry0:ry1], min_seed_distance=4, id_offset=i * stride)
+        want[cz0:cz1, cy0:cy1] = frag[cz0 - rz0:cz1 - rz0, cy0 - ry0:cy1 - ry0]
+    got = blockwise_watershed(affs, block_shape=(10, 16, 30), context=(3, 2, 5), min_seed_distance=4)
+    assert got.dtype == np.uint64
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want[10:, 16:])) > 2  # the last block holds fragments with offset ids
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"block_shape": (8, 8)}, ValueError, "block_shape must be three positive integers"),
+        ({"block_shape": (8, 0, 8)}, ValueError, "block_shape must be three positive integers"),
+        ({"block_shape": (8, 4.5, 8)}, ValueError, "block_shape must be three positive integers"),
+        ({"block_shape": None}, TypeError, "block_shape must be three positive integers"),
+        ({"block_shape": (8, 8, 8), "context": (1, 1)}, ValueError, "context must be three integers >= 0"),
+        ({"block_shape": (8, 8, 8), "context": (1, -1, 1)}, ValueError, "context must be three integers >= 0"),
+        ({"block_shape": (8, 8, 8), "id_offset": 5}, ValueError, "must not set id_offset"),
+        ({"block_shape": (8, 8, 8), "seeds": np.ones((12, 12, 12), np.uint64)}, ValueError, "must not set seeds"),
+        ({"block_shape": (8, 8, 8), "mask": np.ones((12, 12, 12), bool)}, ValueError, "must not set mask"),
+        ({"block_shape": (8, 8, 8), "min_seed_distance": 0}, ValueError, "min_seed_distance must be"),
+    ],
+)
+def test_blockwise_watershed_rejects_bad_input(kwargs, error, match):
+    affs = np.full((3, 12, 12, 12), 0.9, np.float32)
+    with pytest.raises(error, match=match):
+        blockwise_watershed(affs, **kwargs)
+
+
+def test_blockwise_watershed_rejects_bad_affinities():
+    with pytest.raises(TypeError, match="affs.dtype must be float32 or uint8"):
+        blockwise_watershed(np.zeros((3, 4, 4, 4)), block_shape=(2, 2, 2))
+
+
+def test_agglomerate_refuses_context_without_block_shape():
+    affs, _ = _blobs(shape=(8, 8, 8))
+    with pytest.raises(ValueError, match="watershed_options sets context without block_shape"):
+        xf.agglomerate(affs, 0.5, watershed_options={"context": (2, 2, 2)})

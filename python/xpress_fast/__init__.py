@@ -33,6 +33,7 @@ _EXPORTS = {
     "Roi": "rois",
     # segmentation
     "watershed": "fragments",
+    "blockwise_watershed": "fragments",
     "region_graph": "region_graphs",
     "RegionGraph": "region_graphs",
     "agglomerate": "agglomeration",

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validate import as_array, check_choice, label_array, sorted_thresholds
 from .region_graphs import RegionGraph, region_graph
-from .fragments import check_affinities, watershed
+from .fragments import blockwise_watershed, check_affinities, watershed
 
 __all__ = ["MERGE_FUNCTIONS", "Agglomeration", "agglomerate", "agglomerate_graph"]
 
@@ -178,6 +178,16 @@ def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = "
     return Agglomeration(fragments, ids.astype(np.uint64), merge_function, ts, u, v, scores, levels)
 
 
+def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
+    """The whole-volume watershed, or the block-wise one when the options name a block shape."""
+    opts = dict(watershed_options or {})
+    if "block_shape" in opts:
+        return blockwise_watershed(affs, **opts)
+    if "context" in opts:  # a margin without blocks would be silently meaningless
+        raise ValueError("watershed_options sets context without block_shape (context is the margin of blocks)")
+    return watershed(affs, **opts)
+
+
 def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist_quant_50",
                 graph: RegionGraph | None = None, watershed_options: Mapping | None = None):
     """Segmentations from affinities at one or many thresholds, from one merge run.
@@ -191,13 +201,18 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist
         A single float returns the segmentation array; a sequence (strictly increasing) returns
         an :class:`Agglomeration` from which each threshold's segmentation / LUT is taken.
     fragments : (Z, Y, X) integer array, optional
-        Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``).
+        Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``), or
+        :func:`~xpress_fast.fragments.blockwise_watershed` when they hold ``block_shape``.
     merge_function : str
         One of :data:`MERGE_FUNCTIONS`; default ``hist_quant_50`` (the XPRESS baseline's).
     graph : RegionGraph, optional
         A precomputed region graph of ``fragments`` (e.g. merged from blocks).
     watershed_options : mapping, optional
-        Keyword arguments for :func:`xpress_fast.watershed` when fragments are made here.
+        Keyword arguments for :func:`xpress_fast.watershed` when fragments are made here. With
+        ``block_shape`` (and optionally ``context``) they go to
+        :func:`~xpress_fast.fragments.blockwise_watershed` instead: the fragments of
+        :func:`xpress_fast.pipeline.segment_volume` with that ``block_shape`` and ``context``, so
+        every segmentation equals the pipeline's exactly.
 
     Returns
     -------
@@ -211,7 +226,7 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist
             raise ValueError("affs must be given unless graph is")
         affs = check_affinities(affs)
         if fragments is None:
-            fragments = watershed(affs, **dict(watershed_options or {}))
+            fragments = _make_fragments(affs, watershed_options)
         else:
             fragments = label_array("fragments", fragments)
             if fragments.shape != affs.shape[1:]:

@@ -7,16 +7,22 @@ gunpowder convention); further channels are ignored.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_array, check_ndim, check_nonempty
+from ._validate import as_array, check_ndim, check_nonempty, int_triple
+from .blocking import Block, BlockLayout
 
-__all__ = ["watershed", "check_affinities", "distance_transform_seeds"]
+__all__ = ["watershed", "blockwise_watershed", "WatershedBlocks", "watershed_blocks", "watershed_block",
+           "check_block_options", "check_affinities", "distance_transform_seeds"]
 
 logger = logging.getLogger(__name__)
 
 AFFINITY_DTYPES = ("float32", "uint8")
+#: Voxels of margin read around each block by :func:`blockwise_watershed` (and the pipeline).
+DEFAULT_CONTEXT = (8, 8, 8)
 
 
 def check_affinities(value, name: str = "affs") -> np.ndarray:
@@ -130,12 +136,10 @@ def watershed(
     -----
     The watershed is global: a block processed alone can differ from the same block inside a
     larger volume near its faces (a voxel may be reached from a seed outside the block, and the
-    automatic seeds depend on distances across the faces). Processing a block with a margin of
-    context and keeping its core makes the core identical to the in-memory result when every
-    core voxel's maximin path and its seeds' distance-transform windows stay within the margin;
-    no finite margin guarantees this in general. Block-wise pipelines therefore make fragments
-    per block (``id_offset`` keeps ids unique), join them through the region graph (exact
-    block-wise, see :func:`xpress_fast.region_graph`) and agglomerate once globally.
+    automatic seeds depend on distances across the faces); no finite margin of context makes
+    them agree in general. Block-wise fragments are therefore a definition of their own,
+    :func:`blockwise_watershed` (each block's watershed with a margin, core kept), which the
+    pipeline computes exactly; they differ from this whole-volume watershed near block faces.
     """
     affs = check_affinities(affs)
     shape = affs.shape[1:]
@@ -167,3 +171,115 @@ def watershed(
         removed = _kernel("filter", affs)(affs, labels, float(min_mean_affinity))
         logger.debug("removed %d fragments with mean affinity < %s", removed, min_mean_affinity)
     return labels
+
+
+# ------------------------------------------------------------------------------------------------
+# Block-wise fragments: ONE definition, used by blockwise_watershed here and by the dask pipeline
+# (xpress_fast.pipeline.stages), so that the two cannot drift apart.
+
+#: Watershed options a block-wise run sets itself (or cannot cut into blocks), with the reason.
+_BLOCK_SET_OPTIONS = {
+    "id_offset": "each block's ids start at block.index * id_stride",
+    "seeds": "seeds of the whole volume are not cut into blocks",
+    "mask": "a mask of the whole volume is not cut into blocks",
+    "block_shape": "give block_shape as its own argument",
+    "context": "give context as its own argument",
+}
+
+
+def check_block_options(options, name: str = "watershed_options") -> dict:
+    """The watershed options of a block-wise run as a new dict; ValueError for the options a
+    block-wise run sets itself (``id_offset``) or cannot cut into blocks (``seeds``, ``mask``)."""
+    opts = dict(options or {})
+    for key, reason in _BLOCK_SET_OPTIONS.items():
+        if key in opts:
+            raise ValueError(f"{name} must not set {key} ({reason})")
+    return opts
+
+
+@dataclass(frozen=True)
+class WatershedBlocks:
+    """How block-wise fragments cut a volume (make one with :func:`watershed_blocks`).
+
+    Attributes
+    ----------
+    layout : BlockLayout
+        Blocks of ``block_shape`` (clipped to the volume) from the origin, the last ones smaller.
+    context : tuple of 3 int
+        Voxels of margin read around each block (clipped at the volume's border).
+    id_stride : int
+        Block ``i``'s automatic seed ids start after ``i * id_stride``; one more than the voxels
+        of the largest read region, so no two blocks can share an id.
+    """
+
+    layout: BlockLayout
+    context: tuple
+    id_stride: int
+
+
+def watershed_blocks(shape, block_shape, context=DEFAULT_CONTEXT) -> WatershedBlocks:
+    """The :class:`WatershedBlocks` of a (Z, Y, X) volume of ``shape``.
+
+    ``block_shape`` (positive integers) is clipped to ``shape``, so a block larger than the volume
+    is the whole volume (and the id stride does not depend on how much larger it was).
+    ``context`` are non-negative integers. Raises ValueError/TypeError naming the argument.
+    """
+    shape = int_triple("shape", shape)
+    block = tuple(min(b, s) for b, s in zip(int_triple("block_shape", block_shape), shape))
+    ctx = int_triple("context", context, minimum=0)
+    id_stride = math.prod(b + 2 * c for b, c in zip(block, ctx)) + 1
+    return WatershedBlocks(BlockLayout(shape, block), ctx, id_stride)
+
+
+def watershed_block(affs, block: Block, blocks: WatershedBlocks, **watershed_options) -> np.ndarray:
+    """The fragments of one block's core: :func:`watershed` of the block grown by
+    ``blocks.context`` (clipped to the volume), ids offset by ``block.index * blocks.id_stride``,
+    cut back to the core.
+
+    ``affs`` is the whole volume's (C, Z, Y, X) affinities as any array that slices into numpy
+    (numpy, zarr, h5py); only the block's read region is read. Returns a new C-contiguous
+    (Z, Y, X) uint64 array of ``block.shape``.
+    """
+    read, inner = block.with_context(blocks.context, tuple(affs.shape[1:]))
+    a = np.asarray(affs[(slice(None),) + read])
+    frag = watershed(a, id_offset=block.index * blocks.id_stride, **watershed_options)
+    return np.ascontiguousarray(frag[inner])
+
+
+def blockwise_watershed(affs, *, block_shape, context=DEFAULT_CONTEXT, **watershed_options) -> np.ndarray:
+    """Fragments made block by block, exactly as the block-wise pipeline makes them, in memory.
+
+    Parameters
+    ----------
+    affs : (C, Z, Y, X) float32 in [0, 1] or uint8
+        Affinities, as for :func:`watershed`.
+    block_shape : 3 positive ints
+        Blocks from the origin, the last ones smaller; clipped to the volume.
+    context : 3 non-negative ints
+        Voxels of margin read around each block (clipped at the volume's border).
+    **watershed_options
+        ``threshold``, ``min_seed_distance``, ``min_mean_affinity`` of :func:`watershed`, applied
+        to each block (not ``id_offset``, ``seeds``, ``mask``).
+
+    Returns
+    -------
+    fragments : (Z, Y, X) uint64
+        Each block's core holds :func:`watershed` of the block read with ``context`` voxels of
+        margin, its automatic seed ids offset by ``block.index * id_stride`` (see
+        :func:`watershed_blocks`), so ids are unique across blocks.
+
+    Notes
+    -----
+    :func:`xpress_fast.pipeline.segment_volume` computes each block with the same function
+    (:func:`watershed_block`), so its fragments equal these exactly given the same
+    ``block_shape``, ``context`` and options (its uint32 ids widened to uint64). Objects cut by
+    block faces become several fragments, which the agglomeration joins again through their
+    shared face; a ``block_shape`` covering the volume gives :func:`watershed` itself.
+    """
+    affs = check_affinities(affs)
+    opts = check_block_options(watershed_options)
+    blocks = watershed_blocks(affs.shape[1:], block_shape, context)
+    fragments = np.zeros(affs.shape[1:], dtype=np.uint64)
+    for block in blocks.layout:
+        fragments[block.core] = watershed_block(affs, block, blocks, **opts)
+    return fragments

@@ -16,14 +16,17 @@ Every volume is written as ``<name>.partial`` and renamed when all its blocks ar
 dataset that exists under its final name is complete. A killed run, run again with the same
 settings, skips every block with a record.
 
-Exactness: given the same fragments, the block-wise region graph equals the whole volume's
-(each voxel edge is counted by exactly one block, statistics combine exactly), so the global
-agglomeration and the segmentations are *identical* to the in-memory
-``xpress_fast.agglomerate(affs, thresholds, fragments=fragments)``. Fragments made block-wise
-(watershed of each block with ``context`` voxels of margin, core kept) are not the whole-volume
-watershed: the flood is global (see :func:`xpress_fast.watershed`), and objects cut by block faces
-become several fragments that the agglomeration joins again through their high-affinity shared
-face. Pass ``fragments=`` to use fragments made elsewhere.
+Exactness: the fragments are :func:`xpress_fast.fragments.blockwise_watershed`'s (each block's
+watershed with ``context`` voxels of margin, core kept, ids offset per block), computed per block
+by the same function, :func:`~xpress_fast.fragments.watershed_block`, so they are *identical* to
+the in-memory ``blockwise_watershed(affs, block_shape=..., context=...)``. Given the same
+fragments the block-wise region graph equals the whole volume's (each voxel edge is counted by
+exactly one block, statistics combine exactly), so the agglomeration and every segmentation are
+*identical* to the in-memory ``xpress_fast.agglomerate(affs, thresholds, watershed_options=
+{"block_shape": ..., "context": ..., ...})``, or ``agglomerate(..., fragments=fragments)`` with
+``fragments=`` given. The whole-volume :func:`xpress_fast.watershed` (no blocks) still differs
+near block faces: its flood is global, and objects cut by block faces become several fragments
+that the agglomeration joins again through their high-affinity shared face.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .blocks import BlockLayout
+from ..fragments import DEFAULT_CONTEXT
 from .runner import CompletionRecords, run_blocks
 
 log = logging.getLogger(__name__)
@@ -120,21 +123,21 @@ def _check_run_settings(work: Path, settings: dict) -> None:
 
 
 class _FragmentsBlock:
-    def __init__(self, affs_path, affs_dataset, out, shape, context, id_stride, watershed_options):
+    """Write one block's fragments: the API's ``watershed_block``, the very function the
+    in-memory ``blockwise_watershed`` loops over."""
+
+    def __init__(self, affs_path, affs_dataset, out, blocks, watershed_options):
         self.affs_path, self.affs_dataset, self.out = str(affs_path), affs_dataset, str(out)
-        self.shape, self.context, self.id_stride = shape, context, id_stride
+        self.blocks = blocks
         self.watershed_options = dict(watershed_options)
 
     def __call__(self, block) -> dict:
         import zarr
 
-        from ..fragments import watershed
+        from ..fragments import watershed_block
 
         affs = _open(self.affs_path, self.affs_dataset).data
-        read, inner = block.with_context(self.context, self.shape)
-        a = np.asarray(affs[(slice(None),) + read])
-        frag = watershed(a, id_offset=block.index * self.id_stride, **self.watershed_options)
-        core = np.ascontiguousarray(frag[inner])
+        core = watershed_block(affs, block, self.blocks, **self.watershed_options)
         z = zarr.open_array(str(Path(self.out) / "fragments.partial"), mode="r+")
         z[block.core] = core.astype(z.dtype, copy=False)
         ids = np.unique(core)
@@ -216,7 +219,7 @@ def segment_volume(
     merge_function: str = "hist_quant_50",
     fragments: Optional[tuple] = None,
     block_shape=None,
-    context=(8, 8, 8),
+    context=DEFAULT_CONTEXT,
     watershed_options: Optional[Mapping] = None,
     scheduler: str = "threads",
     workers: Optional[int] = None,
@@ -245,7 +248,9 @@ def segment_volume(
     context : 3 ints
         Margin (voxels) read around each block for the watershed.
     watershed_options : mapping, optional
-        Keyword arguments for :func:`xpress_fast.watershed` (not ``id_offset``).
+        Keyword arguments for :func:`xpress_fast.watershed` (not ``id_offset``, ``seeds``,
+        ``mask``). The fragments equal ``xpress_fast.fragments.blockwise_watershed(affs,
+        block_shape=block_shape, context=context, **watershed_options)`` exactly.
     scheduler : str
         ``"threads"`` (default), ``"processes"``, ``"sync"``, or a ``dask.distributed``
         scheduler address.
@@ -281,7 +286,7 @@ def segment_volume(
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
     from ..region_graphs import RegionGraph
     from .._validate import sorted_thresholds
-    from ..fragments import check_affinities
+    from ..fragments import check_affinities, check_block_options, watershed_blocks
 
     t_start = time.perf_counter()
     ts = sorted_thresholds("thresholds", thresholds)
@@ -299,11 +304,9 @@ def segment_volume(
         if len(frag_vol.shape) != 3:
             raise ValueError(f"fragments must be (Z, Y, X); got shape {frag_vol.shape}")
         check_same_geometry([("affinities", affs_vol), ("fragments", frag_vol)])
-    bs = tuple(min(b, s) for b, s in zip(block_shape or DEFAULT_BLOCK_SHAPE, shape))
-    layout = BlockLayout(shape, bs)
-    ctx = tuple(int(c) for c in context)
-    if len(ctx) != 3 or any(c < 0 for c in ctx):
-        raise ValueError(f"context must be three non-negative integers; got {context!r}")
+    # the block grid, context and id stride of blockwise_watershed: one definition for both
+    blocks = watershed_blocks(shape, DEFAULT_BLOCK_SHAPE if block_shape is None else block_shape, context)
+    layout, bs, ctx = blocks.layout, blocks.layout.block_shape, blocks.context
     all_names = [segmentation_dataset(t) for t in ts]
     write_names = set(all_names)
     if write_thresholds is not None:
@@ -312,9 +315,7 @@ def segment_volume(
         if unknown:
             raise ValueError(f"write_thresholds must be among thresholds {[float(t) for t in ts]}; "
                              f"got {', '.join(unknown)}")
-    wopts = dict(watershed_options or {})
-    if "id_offset" in wopts:
-        raise ValueError("watershed_options must not set id_offset (blocks get disjoint ids)")
+    wopts = check_block_options(watershed_options)
 
     work = out / WORK
     settings = {
@@ -333,10 +334,8 @@ def segment_volume(
     geo = dict(voxel_size=affs_vol.voxel_size, offset=affs_vol.offset)
 
     # ids are uint32 on disk when every possible id fits (half the I/O of uint64), else uint64
-    read_voxels = int(np.prod([b + 2 * c for b, c in zip(bs, ctx)]))
-    id_stride = read_voxels + 1
     if fragments is None:
-        label_dtype = np.dtype(np.uint32) if len(layout) * id_stride < 2 ** 32 else np.dtype(np.uint64)
+        label_dtype = np.dtype(np.uint32) if len(layout) * blocks.id_stride < 2 ** 32 else np.dtype(np.uint64)
     else:
         label_dtype = np.dtype(np.uint64)
 
@@ -345,7 +344,7 @@ def segment_volume(
         frag_src = (out, "fragments")
         if not (out / "fragments").is_dir():
             create_zarr_array(out, "fragments.partial", shape=shape, dtype=label_dtype, chunks=bs, **geo)
-            fn = _FragmentsBlock(affinities, affinities_dataset, out, shape, ctx, id_stride, wopts)
+            fn = _FragmentsBlock(affinities, affinities_dataset, out, blocks, wopts)
             reports.append(run_blocks("fragments", layout, fn, **kw))
             publish_zarr_array(out, "fragments.partial", "fragments")
         n_fragments = sum(records.load("fragments", b.index)["n_fragments"] for b in layout)

@@ -1,0 +1,85 @@
+"""Block layouts: a volume cut into a grid of blocks, each read with a margin of context.
+
+Pure geometry (numpy only), shared by the in-memory :func:`xpress_fast.fragments.blockwise_watershed`
+and the dask pipeline (:mod:`xpress_fast.pipeline`, which re-exports these names), so both cut a
+volume the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from ._validate import int_triple
+
+__all__ = ["Block", "BlockLayout"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a :class:`BlockLayout`: its grid position and its core voxel box.
+
+    ``begin`` is inclusive and ``end`` exclusive (voxels, z y x).
+    """
+
+    index: int
+    grid: tuple
+    begin: tuple
+    end: tuple
+
+    @property
+    def core(self) -> tuple:
+        """Slices of the block's core in the volume."""
+        return tuple(slice(b, e) for b, e in zip(self.begin, self.end))
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(e - b for b, e in zip(self.begin, self.end))
+
+    def with_context(self, context, volume_shape) -> tuple:
+        """``(read, core_in_read)``: slices of the core grown by ``context`` voxels per axis
+        (clipped to the volume), and the core's slices inside that read region."""
+        read, inner = [], []
+        for b, e, c, s in zip(self.begin, self.end, context, volume_shape):
+            rb, re = max(0, b - c), min(s, e + c)
+            read.append(slice(rb, re))
+            inner.append(slice(b - rb, e - rb))
+        return tuple(read), tuple(inner)
+
+    def lower_overlap(self) -> tuple:
+        """``(read, context)``: the core grown by one plane at each lower face that is not the
+        volume's, and the per-axis context (0 or 1) for ``region_graph``, so that the blocks'
+        voxel edges partition the volume's (each counted exactly once)."""
+        ctx = tuple(1 if b > 0 else 0 for b in self.begin)
+        return tuple(slice(b - c, e) for b, e, c in zip(self.begin, self.end, ctx)), ctx
+
+
+class BlockLayout:
+    """A (z, y, x) volume of ``shape`` cut into blocks of ``block_shape`` (the last ones smaller).
+
+    Blocks are numbered in C order of their grid position.
+    """
+
+    def __init__(self, shape, block_shape):
+        self.shape = int_triple("shape", shape)
+        self.block_shape = int_triple("block_shape", block_shape)
+        self.grid_shape = tuple(-(-s // b) for s, b in zip(self.shape, self.block_shape))
+
+    def __len__(self) -> int:
+        return int(np.prod(self.grid_shape))
+
+    def __iter__(self) -> Iterator[Block]:
+        for i in range(len(self)):
+            yield self.block(i)
+
+    def __repr__(self) -> str:
+        return f"BlockLayout(shape={self.shape}, block_shape={self.block_shape}, blocks={len(self)})"
+
+    def block(self, index: int) -> Block:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block index must be in [0, {len(self)}); got {index}")
+        grid = tuple(int(g) for g in np.unravel_index(index, self.grid_shape))
+        begin = tuple(g * b for g, b in zip(grid, self.block_shape))
+        end = tuple(min(s, bg + b) for s, bg, b in zip(self.shape, begin, self.block_shape))
+        return Block(index, grid, begin, end)
