@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -106,17 +107,22 @@ py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::in
                                     bool zero_is_unsegmented) {
   if (labels.ndim() != 2) throw std::invalid_argument("labels must be (T, n_nodes)");
   const py::ssize_t rows = labels.shape(0), n = labels.shape(1);
-  xf::SkeletonScoreInput in = skeleton_input(labels, voxel, n_voxels, skeleton, n_skeletons, edges, edge_length,
-                                             skip_first_skeleton, zero_is_unsegmented);
+  const xf::SkeletonScoreInput in = skeleton_input(labels, voxel, n_voxels, skeleton, n_skeletons, edges, edge_length,
+                                                   skip_first_skeleton, zero_is_unsegmented);
   py::array_t<double> erl(rows), total(rows), n2(rows), a2(rows), b2(rows), hj(rows), ht(rows), hs(rows);
   py::array_t<std::int64_t> splits(rows), merges(rows), voxels(rows);
   py::array_t<double> skel_erl({rows, static_cast<py::ssize_t>(n_skeletons)});
   py::array_t<double> skel_length(static_cast<py::ssize_t>(n_skeletons));
   {
     py::gil_scoped_release nogil;
+    xf::SkeletonScorer scorer(in, /*many=*/true);  // checks and lays out the nodes once for every row
+    xf::SkeletonScores s;
     for (py::ssize_t t = 0; t < rows; ++t) {
-      in.labels = labels.data() + t * n;
-      const xf::SkeletonScores s = xf::score_skeleton_labels(in);
+      const std::uint64_t* row = labels.data() + t * n;
+      // Neighbouring thresholds of a sweep often have no merge between them: the same labels
+      // give the same scores, so the previous row's are reused.
+      const bool same = t > 0 && std::equal(row, row + n, row - n);
+      if (!same) s = scorer.score(row, /*details=*/false);
       erl.mutable_data()[t] = s.erl;
       total.mutable_data()[t] = s.total_length;
       splits.mutable_data()[t] = s.split_count;

@@ -10,6 +10,7 @@
 
 #include "xpress_fast/agglomeration.hpp"
 #include "xpress_fast/merge_functions.hpp"
+#include "xpress_fast/merge_history_labels.hpp"
 #include "xpress_fast/region_graph.hpp"
 #include "xpress_fast/watershed.hpp"
 
@@ -226,6 +227,28 @@ carray<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> u, ca
   return to_numpy(out);
 }
 
+// (T, n_items) labels of a fixed set of fragments after each prefix of the merge history.
+carray<std::uint64_t> history_labels(carray<std::uint64_t> fragment_ids, carray<std::int64_t> u, carray<std::int64_t> v,
+                                     carray<std::int64_t> prefix, carray<std::int64_t> item_fragment,
+                                     carray<std::uint64_t> item_id) {
+  if (u.ndim() != 1 || v.ndim() != 1 || u.size() != v.size()) throw std::invalid_argument("u and v differ in length");
+  if (prefix.ndim() != 1) throw std::invalid_argument("prefix must be 1-D");
+  if (item_fragment.ndim() != 1 || item_id.ndim() != 1 || item_fragment.size() != item_id.size())
+    throw std::invalid_argument("item_fragment and item_id differ in length");
+  const py::ssize_t rows = prefix.size(), n = item_id.size();
+  carray<std::uint64_t> out({rows, n});
+  const std::uint64_t* ids = fragment_ids.data();
+  const std::int64_t *up = u.data(), *vp = v.data(), *pp = prefix.data(), *fp = item_fragment.data();
+  const std::uint64_t* ip = item_id.data();
+  std::uint64_t* op = out.mutable_data();
+  const std::int64_t n_fragments = fragment_ids.size(), n_merges = u.size();
+  {
+    py::gil_scoped_release nogil;
+    merge_history_labels(n_fragments, ids, up, vp, n_merges, pp, rows, fp, ip, n, op);
+  }
+  return out;
+}
+
 template <typename Label>
 carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<std::uint64_t> values) {
   if (keys.size() != values.size()) throw std::invalid_argument("keys and values differ in length");
@@ -290,6 +313,8 @@ PYBIND11_MODULE(_segment, m) {
         py::arg("min"), py::arg("max"), py::arg("hist_offsets"), py::arg("hist_bins"), py::arg("hist_counts"),
         py::arg("statistic"), py::arg("quantile"), py::arg("init_with_max"), py::arg("stop"));
   m.def("merge_components", &components, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("k"));
+  m.def("merge_history_labels", &history_labels, py::arg("fragment_ids"), py::arg("u"), py::arg("v"),
+        py::arg("prefix"), py::arg("item_fragment"), py::arg("item_id"));
   m.def("map_labels_uint64", &map<std::uint64_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
   m.def("map_labels_uint32", &map<std::uint32_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
 }

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import xpress_fast
 from xpress_fast.metrics import SkeletonIndex
@@ -117,3 +119,97 @@ def test_any_object_with_map_gives_the_same_scores(case):
     b = sweep(plain, vol.skeletons, THRESHOLDS, **geo)
     for x, y in zip(a.scores, b.scores):
         assert x.as_dict() == pytest.approx(y.as_dict(), nan_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# every threshold's labels from one pass over the merge history
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_history_labels(fragment_ids, u, v, prefix, item_fragment, item_id):
+    """merge_history_labels written as plainly as possible: per prefix, relabel set ids merge by
+    merge, then give each item its set's smallest fragment id (or its own id if outside)."""
+    out = np.zeros((len(prefix), len(item_id)), dtype=np.uint64)
+    for t, k in enumerate(prefix):
+        owner = list(range(len(fragment_ids)))
+        for a, b in zip(u[:k], v[:k]):
+            old, new = owner[b], owner[a]
+            owner = [new if o == old else o for o in owner]
+        for j, f in enumerate(item_fragment):
+            if f < 0:
+                out[t, j] = item_id[j]
+            else:
+                members = [g for g in range(len(fragment_ids)) if owner[g] == owner[f]]
+                out[t, j] = fragment_ids[min(members)]
+    return out
+
+
+@st.composite
+def histories(draw):
+    n = draw(st.integers(1, 8))
+    fragment_ids = np.array(sorted(draw(st.sets(st.integers(1, 2**64 - 1), min_size=n, max_size=n))), np.uint64)
+    pairs = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=10))
+    u = np.array([p[0] for p in pairs], dtype=np.int64)
+    v = np.array([p[1] for p in pairs], dtype=np.int64)
+    prefix = np.array(sorted(draw(st.lists(st.integers(0, len(pairs)), max_size=5))), dtype=np.int64)
+    m = draw(st.integers(0, 12))
+    item_fragment = np.array(draw(st.lists(st.integers(-1, n - 1), min_size=m, max_size=m)), dtype=np.int64)
+    item_id = np.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=m, max_size=m)), dtype=np.uint64)
+    return fragment_ids, u, v, prefix, item_fragment, item_id
+
+
+@given(history=histories())
+def test_merge_history_labels_equals_reference(history):
+    from xpress_fast import _segment
+
+    got = _segment.merge_history_labels(*history)
+    np.testing.assert_array_equal(got, reference_history_labels(*history))
+
+
+def test_merge_history_labels_bad_input():
+    from xpress_fast import _segment
+
+    ids = np.array([3, 5, 9], dtype=np.uint64)
+    u, v = np.array([0, 1], dtype=np.int64), np.array([1, 2], dtype=np.int64)
+    items = (np.array([0, -1], dtype=np.int64), np.array([3, 7], dtype=np.uint64))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        _segment.merge_history_labels(ids, u, v, np.array([2, 1], dtype=np.int64), *items)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        _segment.merge_history_labels(ids, u, v, np.array([3], dtype=np.int64), *items)
+    with pytest.raises(ValueError, match="item_fragment"):
+        _segment.merge_history_labels(ids, u, v, np.array([1], dtype=np.int64),
+                                      np.array([3], dtype=np.int64), np.array([1], dtype=np.uint64))
+    with pytest.raises(ValueError, match="merge fragment index"):
+        _segment.merge_history_labels(ids, np.array([0], dtype=np.int64), np.array([3], dtype=np.int64),
+                                      np.array([1], dtype=np.int64), *items)
+
+
+def test_map_many_equals_map_per_threshold(case):
+    vol, agg = case
+    ids = np.unique(agg.fragments)[::3]
+    ids = np.concatenate([ids, [0, 10**12]]).astype(np.uint64)  # background and an id outside the graph
+    ts = [0.7, 0.1, 0.5, 0.5, 0.9, 0.0]  # any order, repeats, and no merge at all
+    got = agg.map_many(ids.reshape(-1, 1), ts)
+    assert got.shape == (len(ts), ids.size, 1)
+    for row, t in zip(got, ts):
+        np.testing.assert_array_equal(row[:, 0], agg.map(ids, t))
+    assert len({tuple(r.ravel()) for r in got}) > 2  # the thresholds really differ
+    np.testing.assert_array_equal(agg.map_many(ids.astype(np.int64), [0.3])[0], agg.map(ids, 0.3))
+    assert agg.map_many(ids, []).shape == (0, ids.size)
+
+
+def test_map_many_bad_input(case):
+    _, agg = case
+    ids = np.array([1, 2], dtype=np.uint64)
+    with pytest.raises(ValueError, match=r"threshold must be <= 0.9"):
+        agg.map_many(ids, [0.5, 0.95])
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        agg.map_many(ids, [float("nan")])
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        agg.map_many(ids, [0.5, "0.7"])
+    with pytest.raises(TypeError, match="thresholds must be a sequence"):
+        agg.map_many(ids, 0.5)
+    with pytest.raises(TypeError, match="fragment_ids must be an integer array"):
+        agg.map_many(ids.astype(np.float64), [0.5])
+    with pytest.raises(ValueError, match="fragment_ids must not be negative"):
+        agg.map_many(np.array([-1]), [0.5])

@@ -608,9 +608,10 @@ def test_score_node_labels_many_equals_one_by_one(case, seed):
     for mode in MODES:
         index = SkeletonIndex(case["graph"], shape=seg.shape, mode=mode, **case["kwargs"])
         base = seg[tuple(np.asarray(index.node_voxels).T)].astype(np.uint64)
-        rows = np.stack([base, base // 2, rng.integers(0, 3, base.shape).astype(np.uint64)])
+        # repeated rows (a sweep's thresholds with no merge between them) reuse a row's scores
+        rows = np.stack([base, base, base // 2, rng.integers(0, 3, base.shape).astype(np.uint64), base])
         many = index.score_node_labels_many(rows)
-        assert len(many) == 3
+        assert len(many) == 5
         for row, got in zip(rows, many):
             want = index.score_node_labels(row)
             assert_scores_match(got.as_dict(), want.as_dict(), rel=0)

@@ -43,6 +43,14 @@ def agglomerate(
 def merge_components(
     n_nodes: int, u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], k: int
 ) -> npt.NDArray[np.int64]: ...
+def merge_history_labels(
+    fragment_ids: npt.NDArray[np.uint64],
+    u: npt.NDArray[np.int64],
+    v: npt.NDArray[np.int64],
+    prefix: npt.NDArray[np.int64],
+    item_fragment: npt.NDArray[np.int64],
+    item_id: npt.NDArray[np.uint64],
+) -> npt.NDArray[np.uint64]: ...
 def map_labels_uint64(
     labels: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.uint64]: ...

@@ -84,16 +84,22 @@ class Agglomeration:
                 f"{len(self.scores)} merges, thresholds {self.thresholds[0]:g}..{self.thresholds[-1]:g})")
 
     def _threshold(self, threshold) -> float:
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(f"threshold must be a number; got {threshold!r}")
-        t = float(threshold)
-        if not np.isfinite(t):
-            raise ValueError(f"threshold must be finite; got {threshold!r}")
-        if t > self.thresholds[-1]:
-            raise ValueError(
-                f"threshold must be <= {self.thresholds[-1]:g}, the largest threshold this run merged to; got {t:g}"
-            )
-        return t
+        return float(self._checked_thresholds([threshold])[0])
+
+    def _checked_thresholds(self, thresholds: list) -> np.ndarray:
+        """``thresholds`` (a list) as float64, each a finite number <= the largest of this run."""
+        for threshold in thresholds:
+            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+                raise TypeError(f"threshold must be a number; got {threshold!r}")
+        ts = np.array(thresholds, dtype=np.float64)
+        bad = ~np.isfinite(ts)
+        if bad.any():
+            raise ValueError(f"threshold must be finite; got {thresholds[int(np.argmax(bad))]!r}")
+        too_large = ts > self.thresholds[-1]
+        if too_large.any():
+            raise ValueError(f"threshold must be <= {self.thresholds[-1]:g}, the largest threshold this run merged "
+                             f"to; got {ts[int(np.argmax(too_large))]:g}")
+        return ts
 
     def n_merges(self, threshold) -> int:
         """Number of merges in the segmentation at ``threshold``."""
@@ -111,21 +117,67 @@ class Agglomeration:
         """Segment ids (uint64, same shape) of an array of fragment ids at ``threshold``."""
         from . import _segment
 
-        ids = as_array("fragment_ids", fragment_ids)
-        if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
-            raise TypeError(f"fragment_ids must be an integer array; got dtype {ids.dtype}")
-        if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
-            raise ValueError(f"fragment_ids must not be negative; got minimum {ids.min()}")
+        ids = _fragment_id_array(fragment_ids)
         keys, values = self.lut(threshold)
         if ids.dtype == np.uint32:
             return _segment.map_labels_uint32(np.ascontiguousarray(ids), keys, values)
         return _segment.map_labels_uint64(np.ascontiguousarray(ids, dtype=np.uint64), keys, values)
+
+    def map_many(self, fragment_ids, thresholds) -> np.ndarray:
+        """Segment ids of the same fragment ids at several thresholds, from one pass over the history.
+
+        Parameters
+        ----------
+        fragment_ids : integer array, any shape
+            Fragment ids (non-negative); ids outside the region graph (and 0) map to themselves.
+        thresholds : sequence of float
+            Any order; each at most ``thresholds[-1]`` of this run.
+
+        Returns
+        -------
+        (T, *fragment_ids.shape) uint64
+            Row ``i`` equals ``map(fragment_ids, thresholds[i])``. Meant for a few ids at many
+            thresholds (the fragments under skeleton nodes in a sweep): one union-find walks the
+            merges once, where ``map`` builds a lookup table over every fragment per threshold.
+        """
+        from . import _segment
+
+        ids = _fragment_id_array(fragment_ids)
+        try:
+            values = list(thresholds)
+        except TypeError:
+            raise TypeError(f"thresholds must be a sequence of numbers; got {thresholds!r}") from None
+        # merges with level < t make the segmentation at t (as n_merges counts them)
+        prefix = np.searchsorted(self.levels, self._checked_thresholds(values), side="left").astype(np.int64)
+        flat = np.ascontiguousarray(ids, dtype=np.uint64).ravel()
+        keys = np.ascontiguousarray(self.fragment_ids, dtype=np.uint64)
+        pos = np.searchsorted(keys, flat)
+        inside = pos < len(keys)
+        inside[inside] = keys[pos[inside]] == flat[inside]
+        item_fragment = np.where(inside, pos, -1).astype(np.int64)
+        # the kernel reads prefixes of the history in order; rows go back to the caller's order
+        order = np.argsort(prefix, kind="stable")
+        out = np.empty((len(values), flat.size), dtype=np.uint64)
+        out[order] = _segment.merge_history_labels(
+            keys, np.ascontiguousarray(self._u, dtype=np.int64),
+            np.ascontiguousarray(self._v, dtype=np.int64), prefix[order], item_fragment, flat)
+        return out.reshape((len(values),) + ids.shape)
 
     def segmentation(self, threshold) -> np.ndarray:
         """The (Z, Y, X) uint64 segmentation at ``threshold`` (a new array)."""
         if self.fragments is None:
             raise ValueError("segmentation needs fragments; pass fragments= when agglomerating a graph")
         return self.map(self.fragments, threshold)
+
+
+def _fragment_id_array(fragment_ids) -> np.ndarray:
+    """``fragment_ids`` as a non-negative integer array (not copied)."""
+    ids = as_array("fragment_ids", fragment_ids)
+    if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
+        raise TypeError(f"fragment_ids must be an integer array; got dtype {ids.dtype}")
+    if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+        raise ValueError(f"fragment_ids must not be negative; got minimum {ids.min()}")
+    return ids
 
 
 def _thresholds(thresholds) -> np.ndarray:

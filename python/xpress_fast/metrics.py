@@ -116,6 +116,11 @@ def _div(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
+def _div_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``_div`` element by element: ``a / b``, NaN where ``b == 0``."""
+    return np.divide(a, b, out=np.full(np.shape(a), math.nan), where=b != 0)
+
+
 class SkeletonIndex:
     """Skeletons converted once for scoring segmentations of one array geometry.
 
@@ -243,11 +248,51 @@ class SkeletonIndex:
         :meth:`score_node_labels` on each row (locations are computed when asked for)."""
         lab = self._node_labels("labels", labels, (None, self.n_nodes))
         many = _metrics.score_skeleton_labels_many(lab, *self._kernel_args())
+        return self._scores_many(many, lab)
+
+    def _scores_many(self, many: dict, lab: np.ndarray) -> list:
+        """:meth:`_scores` of every row of a batched kernel result, computed column by column.
+
+        The arithmetic is :meth:`_scores`' written on arrays (the same IEEE operations, so the
+        same bits); only building the T result objects is left per row, as a sweep would
+        otherwise spend more time in Python than in the kernel.
+        """
+        official = self.mode == "official"
+        lengths = many["skeleton_length"][: self.n_neurons]
+        lengths.flags.writeable = False  # shared by every row's ErlResult
+        positive = lengths[lengths > 0]
+        erl_value = many["erl"]
+        nerl = erl_value / positive.mean() if positive.size else np.full(erl_value.shape, math.nan)
+        rand_split = _div_many(many["sum_n2"], many["sum_a2"])
+        rand_merge = _div_many(many["sum_n2"], many["sum_b2"])
+        h_joint = many["h_joint"]
+        voi_split = np.maximum(h_joint - many["h_truth"], 0.0)
+        voi_merge = np.maximum(h_joint - many["h_test"], 0.0)
+        nvi_split, nvi_merge = _div_many(voi_split, h_joint), _div_many(voi_merge, h_joint)
+        if not official:  # one pair of labels: nothing split, nothing merged
+            single_pair = (h_joint == 0) & (many["n_voxels"] != 0)
+            nvi_split[single_pair] = nvi_merge[single_pair] = 0.0
+        xpress_voi = 1 - (nvi_split + nvi_merge) / 2
+        xpress_rand = (rand_split + rand_merge) / 2
+        columns = {
+            "erl": erl_value, "nerl": nerl, "split_count": many["split_count"], "merge_count": many["merge_count"],
+            "rand_split": rand_split, "rand_merge": rand_merge, "voi_split": voi_split, "voi_merge": voi_merge,
+            "nvi_split": nvi_split, "nvi_merge": nvi_merge, "xpress_voi": xpress_voi, "xpress_rand": xpress_rand,
+            "xpress_erl_voi": (nerl + xpress_voi) / 2, "xpress_erl_rand": (nerl + xpress_rand) / 2,
+        }
+        names = list(columns)
+        rows = zip(*(columns[name].tolist() for name in names))  # plain Python numbers, as _scores gives
+        skeleton_ids = np.arange(self.n_neurons)
+        skeleton_ids.flags.writeable = False
+        skeleton_erl = many["skeleton_erl"][:, : self.n_neurons]
         out = []
-        for t in range(lab.shape[0]):
-            raw = {key: (value if key == "skeleton_length" else value[t]) for key, value in many.items()}
-            raw["labels"] = lab[t]
-            out.append(self._scores(raw))
+        for t, values in enumerate(rows):
+            row = dict(zip(names, values))
+            erl_result = ErlResult(erl=row["erl"], nerl=row["nerl"], skeleton_ids=skeleton_ids,
+                                   skeleton_lengths=lengths, skeleton_erl=skeleton_erl[t])
+            # the per-edge / per-node outputs behind the locations are recomputed from the labels
+            out.append(XpressScores(n_neurons=self.n_neurons, **row, mode=self.mode, erl_result=erl_result,
+                                    _index=self, _raw={"labels": lab[t]}))
         return out
 
     def _node_labels(self, name: str, labels, shape: tuple) -> np.ndarray:

@@ -1,10 +1,10 @@
 """XPRESS scores for every threshold of one agglomeration, without a volume per threshold.
 
 A sweep reads the fragment id under each skeleton node **once** (``SkeletonIndex.node_voxels``),
-then, for each threshold, maps those few ids through the agglomeration's merge history
-(``Agglomeration.map``) and scores the mapped labels (``SkeletonIndex.score_node_labels``). No
-segmentation volume is relabelled or written per threshold, so 19 thresholds cost about as much
-as scoring one segmentation. Use it to pick a threshold, or a checkpoint inside a training loop.
+maps those few ids through the agglomeration's merge history for every threshold in one pass
+(``Agglomeration.map_many``) and scores all thresholds' labels in one kernel call
+(``SkeletonIndex.score_node_labels_many``). No segmentation volume is relabelled or written per
+threshold, so 19 thresholds cost less than twice the scoring of one in-memory segmentation. Use it to pick a threshold, or a checkpoint inside a training loop.
 
 Example
 -------
@@ -84,33 +84,23 @@ def node_fragment_ids(fragments, node_voxels: np.ndarray) -> np.ndarray:
     return out
 
 
-class _NodeLookup:
-    """Segment ids of a fixed set of fragment ids at any threshold.
+def _node_labels(agglomeration, ids: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``(T, M)`` uint64: the segment of each node's fragment ``ids`` at each threshold.
 
-    With an :class:`~xpress_fast.Agglomeration`, the position of each node's fragment in the
-    agglomeration's sorted ``fragment_ids`` is found once; each threshold then costs one LUT
-    (``Agglomeration.lut``) and a gather of the nodes' entries. Other objects with a ``map``
-    method are asked through ``map``. Fragments outside the graph (and 0) keep their id.
+    An :class:`~xpress_fast.Agglomeration` answers every threshold from one pass over its merge
+    history (``map_many``); other objects are asked threshold by threshold through ``map``.
+    Fragment 0 (background) stays 0.
     """
-
-    def __init__(self, agglomeration, ids: np.ndarray):
-        self.agg, self.ids = agglomeration, ids
-        keys = getattr(agglomeration, "fragment_ids", None)
-        self.fast = keys is not None and callable(getattr(agglomeration, "lut", None))
-        if self.fast:
-            keys = np.asarray(keys, dtype=np.uint64)
-            pos = np.searchsorted(keys, ids)
-            self.pos = np.minimum(pos, max(len(keys) - 1, 0))
-            self.found = (keys[self.pos] == ids) if len(keys) else np.zeros(ids.shape, bool)
-
-    def labels(self, threshold: float) -> np.ndarray:
-        if self.fast:
-            _, segments = self.agg.lut(threshold)
-            out = self.ids.copy()
-            out[self.found] = np.asarray(segments, dtype=np.uint64)[self.pos[self.found]]
-        else:
-            out = np.asarray(self.agg.map(self.ids, threshold), dtype=np.uint64)
-        return np.where(self.ids == 0, np.uint64(0), out)  # background stays background
+    ts = [float(t) for t in thresholds]
+    if callable(getattr(agglomeration, "map_many", None)):
+        rows = np.asarray(agglomeration.map_many(ids, ts), dtype=np.uint64).reshape(len(ts), ids.size)
+    else:
+        rows = np.stack([np.asarray(agglomeration.map(ids, t), dtype=np.uint64) for t in ts]).reshape(
+            len(ts), ids.size)
+    background = ids == 0
+    if background.any():  # only a region graph that holds fragment 0 could map it elsewhere
+        rows = np.where(background, np.uint64(0), rows)
+    return rows
 
 
 def sweep(
@@ -181,15 +171,11 @@ def sweep(
     ts = sorted_thresholds("thresholds", thresholds)
 
     ids = node_fragment_ids(frag, index.node_voxels)  # the one read of the volume
-    lookup = _NodeLookup(agglomeration, ids)
     bar = progress(total=len(ts)) if progress is not None else None
-    rows = []
-    for t in ts:
-        rows.append(lookup.labels(float(t)))
-        if bar is not None:
-            bar.update(1)
+    labels = _node_labels(agglomeration, ids, ts)
     if bar is not None:
+        bar.update(len(ts))
         bar.close()
-    scores = index.score_node_labels_many(np.stack(rows))  # one kernel call for every threshold
+    scores = index.score_node_labels_many(labels)  # one kernel call for every threshold
     log.info("sweep: %d thresholds scored from %d node labels", len(ts), index.n_nodes)
     return SweepResult(ts, tuple(scores))

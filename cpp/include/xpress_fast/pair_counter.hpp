@@ -3,6 +3,7 @@
 // it in O(n), where a sort would cost O(n log n) and std::unordered_map a node per entry.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -41,6 +42,12 @@ class PairCounter {
   }
 
   size_t size() const { return size_; }
+
+  // Forgets every key and keeps the capacity (a table reused for the next label vector).
+  void clear() {
+    std::fill(used_.begin(), used_.end(), std::uint8_t(0));
+    size_ = 0;
+  }
 
   template <typename F>
   void for_each(F&& f) const {

@@ -68,140 +68,218 @@ struct SkeletonScores {
   ContingencySums sums;
 };
 
-inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
-  const std::int64_t n = in.n_nodes;
-  const std::int64_t n_skel = in.n_skeletons;
-  SkeletonScores out;
-  out.skeleton_length.assign(static_cast<size_t>(n_skel), 0.0);
-  out.skeleton_erl.assign(static_cast<size_t>(n_skel), 0.0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (in.skeleton[i] < 0 || in.skeleton[i] >= n_skel)
-      throw std::invalid_argument("skeleton index outside 0..n_skeletons-1");
-    if (in.voxel[i] < 0 || in.voxel[i] >= in.n_voxels)
-      throw std::invalid_argument("voxel id outside 0..n_voxels-1");
+// Scores many label vectors over one set of nodes (a threshold sweep). Everything that does not
+// depend on the labels -- the input checks, nodes sorted by skeleton, each voxel's truth node,
+// skeleton lengths -- is computed once in the constructor; the work buffers of `score` are kept
+// between calls, so a call costs O(N + E) without allocating its tables again. With `many`, the
+// entropies read c log2 c from a table (the same bits) built once, as a sweep would otherwise
+// spend most of a call in log2. The arrays of `in` must outlive the scorer; `in.labels` is not
+// used (each call names its labels).
+class SkeletonScorer {
+ public:
+  explicit SkeletonScorer(const SkeletonScoreInput& in, bool many = false)
+      : in_(in), use_table_(many), segment_of_label_(static_cast<size_t>(in.n_nodes)) {
+    if (many) clog_table_ = CountLogTable(in.n_voxels);  // every count is at most n_voxels
+    check_input();
+    sort_nodes_by_skeleton();
+    measure_skeletons();
+  }
+
+  // All scores of one label vector (n_nodes entries). With `details` false the per-edge and
+  // per-node outputs (split_edges, node_segment, segment_merged) are left empty.
+  SkeletonScores score(const std::uint64_t* labels, bool details = true) {
+    SkeletonScores out;
+    out.skeleton_length = skeleton_length_;
+    out.total_length = total_length_;
+    out.skeleton_erl.assign(static_cast<size_t>(in_.n_skeletons), 0.0);
+    number_segments(labels);
+    count_merges(out);
+    score_edges(out, details);
+    rand_voi(out);
+    if (details) {
+      out.node_segment = seg_;
+      out.segment_merged = merged_;
+    }
+    return out;
+  }
+
+ private:
+  void check_input() const {
+    for (std::int64_t i = 0; i < in_.n_nodes; ++i) {
+      if (in_.skeleton[i] < 0 || in_.skeleton[i] >= in_.n_skeletons)
+        throw std::invalid_argument("skeleton index outside 0..n_skeletons-1");
+      if (in_.voxel[i] < 0 || in_.voxel[i] >= in_.n_voxels)
+        throw std::invalid_argument("voxel id outside 0..n_voxels-1");
+    }
+    for (std::int64_t e = 0; e < in_.n_edges; ++e) {
+      const std::int64_t u = in_.edges[2 * e], v = in_.edges[2 * e + 1];
+      if (u < 0 || v < 0 || u >= in_.n_nodes || v >= in_.n_nodes)
+        throw std::invalid_argument("edge refers to a node index outside 0..n_nodes-1");
+    }
+  }
+
+  // Nodes skeleton by skeleton (a counting sort), so that a per-segment stamp counts each
+  // skeleton once, and Rand/VOI can emit a truth's row of the table when the truth changes.
+  void sort_nodes_by_skeleton() {
+    const std::int64_t n = in_.n_nodes, n_skel = in_.n_skeletons;
+    by_skeleton_.assign(static_cast<size_t>(n), 0);
+    first_.assign(static_cast<size_t>(n_skel) + 1, 0);
+    for (std::int64_t i = 0; i < n; ++i) ++first_[in_.skeleton[i] + 1];
+    for (std::int64_t s = 0; s < n_skel; ++s) first_[s + 1] += first_[s];
+    std::vector<std::int64_t> fill(first_.begin(), first_.end() - 1);
+    for (std::int64_t i = 0; i < n; ++i) by_skeleton_[fill[in_.skeleton[i]]++] = i;
+  }
+
+  // Skeleton lengths (summed in edge order, as every score adds them), and the node whose
+  // skeleton is its voxel's truth: the last one in node order (later writes win).
+  void measure_skeletons() {
+    skeleton_length_.assign(static_cast<size_t>(in_.n_skeletons), 0.0);
+    for (std::int64_t e = 0; e < in_.n_edges; ++e) {
+      const double len = in_.edge_length[e];
+      skeleton_length_[in_.skeleton[in_.edges[2 * e]]] += len;
+      total_length_ += len;
+    }
+    std::vector<std::int64_t> last_node(static_cast<size_t>(in_.n_voxels), -1);
+    for (std::int64_t i = 0; i < in_.n_nodes; ++i) last_node[in_.voxel[i]] = i;
+    voxel_truth_.assign(static_cast<size_t>(in_.n_nodes), 0);
+    for (std::int64_t v = 0; v < in_.n_voxels; ++v)
+      if (last_node[v] >= 0) voxel_truth_[last_node[v]] = 1;
   }
 
   // 1. Dense segment ids in node order. A label-0 voxel is a fresh segment of its own.
-  out.node_segment.assign(static_cast<size_t>(n), -1);
-  std::vector<std::int64_t>& seg = out.node_segment;
-  std::vector<std::uint8_t> segment_fresh;
-  std::vector<std::int64_t> fresh_of_voxel(static_cast<size_t>(in.n_voxels), -1);
-  // Consecutive nodes along a skeleton mostly share a label: remember the last lookup.
-  PairCounter segment_of_label(static_cast<size_t>(n));
-  std::uint64_t last_label = 0;
-  std::int64_t last_segment = -1;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (in.labels[i] == 0) {
-      std::int64_t& id = fresh_of_voxel[in.voxel[i]];
-      if (id < 0) {
-        id = static_cast<std::int64_t>(segment_fresh.size());
-        segment_fresh.push_back(1);
+  void number_segments(const std::uint64_t* labels) {
+    const std::int64_t n = in_.n_nodes;
+    seg_.assign(static_cast<size_t>(n), -1);
+    fresh_.clear();
+    fresh_of_voxel_.assign(static_cast<size_t>(in_.n_voxels), -1);
+    segment_of_label_.clear();
+    // Consecutive nodes along a skeleton mostly share a label: remember the last lookup.
+    std::uint64_t last_label = 0;
+    std::int64_t last_segment = -1;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (labels[i] == 0) {
+        std::int64_t& id = fresh_of_voxel_[in_.voxel[i]];
+        if (id < 0) {
+          id = static_cast<std::int64_t>(fresh_.size());
+          fresh_.push_back(1);
+        }
+        seg_[i] = id;
+      } else if (labels[i] == last_label && last_segment >= 0) {
+        seg_[i] = last_segment;
+      } else {
+        bool inserted;
+        std::uint64_t& id = segment_of_label_.value(labels[i], 0, inserted);
+        if (inserted) {
+          id = fresh_.size();
+          fresh_.push_back(0);
+        }
+        seg_[i] = last_segment = static_cast<std::int64_t>(id);
+        last_label = labels[i];
       }
-      seg[i] = id;
-    } else if (in.labels[i] == last_label && last_segment >= 0) {
-      seg[i] = last_segment;
-    } else {
-      bool inserted;
-      std::uint64_t& id = segment_of_label.value(in.labels[i], 0, inserted);
-      if (inserted) {
-        id = segment_fresh.size();
-        segment_fresh.push_back(0);
-      }
-      seg[i] = last_segment = static_cast<std::int64_t>(id);
-      last_label = in.labels[i];
     }
+    n_seg_ = static_cast<std::int64_t>(fresh_.size());
   }
-  const std::int64_t n_seg = static_cast<std::int64_t>(segment_fresh.size());
 
-  // 2. Skeletons per segment -> merged segments and the merge count. Nodes visited skeleton by
-  //    skeleton (a counting sort), so a per-segment stamp counts each skeleton once.
-  std::vector<std::int64_t> by_skeleton(static_cast<size_t>(n)), first(static_cast<size_t>(n_skel) + 1, 0);
-  for (std::int64_t i = 0; i < n; ++i) ++first[in.skeleton[i] + 1];
-  for (std::int64_t s = 0; s < n_skel; ++s) first[s + 1] += first[s];
-  {
-    std::vector<std::int64_t> fill(first.begin(), first.end() - 1);
-    for (std::int64_t i = 0; i < n; ++i) by_skeleton[fill[in.skeleton[i]]++] = i;
-  }
-  std::vector<std::int64_t> skeletons_on(static_cast<size_t>(n_seg), 0), stamp(static_cast<size_t>(n_seg), -1);
-  for (std::int64_t i : by_skeleton) {
-    const std::int64_t g = seg[i];
-    if (stamp[g] != in.skeleton[i]) {
-      stamp[g] = in.skeleton[i];
-      ++skeletons_on[g];
+  // 2. Skeletons per segment -> merged segments and the merge count.
+  void count_merges(SkeletonScores& out) {
+    skeletons_on_.assign(static_cast<size_t>(n_seg_), 0);
+    stamp_.assign(static_cast<size_t>(n_seg_), -1);
+    for (std::int64_t i : by_skeleton_) {
+      const std::int64_t g = seg_[i];
+      if (stamp_[g] != in_.skeleton[i]) {
+        stamp_[g] = in_.skeleton[i];
+        ++skeletons_on_[g];
+      }
     }
-  }
-  out.segment_merged.assign(static_cast<size_t>(n_seg), 0);
-  for (std::int64_t g = 0; g < n_seg; ++g) {
-    if (in.zero_is_unsegmented && segment_fresh[g]) continue;
-    const std::int64_t k = skeletons_on[g];
-    if (k >= 2) {
-      out.segment_merged[g] = 1;
-      out.merge_count += k * (k - 1) / 2;
+    merged_.assign(static_cast<size_t>(n_seg_), 0);
+    for (std::int64_t g = 0; g < n_seg_; ++g) {
+      if (in_.zero_is_unsegmented && fresh_[g]) continue;
+      const std::int64_t k = skeletons_on_[g];
+      if (k >= 2) {
+        merged_[g] = 1;
+        out.merge_count += k * (k - 1) / 2;
+      }
     }
   }
 
-  // 3. Edges: split / merged / correct, and the correct length per segment.
-  std::vector<double> correct(static_cast<size_t>(n_seg), 0.0);
-  std::vector<std::int64_t> segment_skeleton(static_cast<size_t>(n_seg), -1);
-  for (std::int64_t e = 0; e < in.n_edges; ++e) {
-    const std::int64_t u = in.edges[2 * e], v = in.edges[2 * e + 1];
-    if (u < 0 || v < 0 || u >= n || v >= n)
-      throw std::invalid_argument("edge refers to a node index outside 0..n_nodes-1");
-    const double len = in.edge_length[e];
-    out.skeleton_length[in.skeleton[u]] += len;
-    out.total_length += len;
-    const std::int64_t g = seg[u];
-    const bool unsegmented = in.zero_is_unsegmented && (segment_fresh[g] || segment_fresh[seg[v]]);
-    if (g != seg[v] || unsegmented) {
-      ++out.split_count;
-      out.split_edges.push_back(e);
-    } else if (!out.segment_merged[g]) {
-      correct[g] += len;
-      segment_skeleton[g] = in.skeleton[u];
-    }
-  }
-  double sum_c2 = 0.0;
-  for (std::int64_t g = 0; g < n_seg; ++g) {
-    if (segment_skeleton[g] < 0) continue;
-    const double c2 = correct[g] * correct[g];
-    sum_c2 += c2;
-    out.skeleton_erl[segment_skeleton[g]] += c2;
-  }
-  out.erl = out.total_length > 0 ? sum_c2 / out.total_length : std::numeric_limits<double>::quiet_NaN();
-  for (std::int64_t s = 0; s < n_skel; ++s)
-    out.skeleton_erl[s] = out.skeleton_length[s] > 0 ? out.skeleton_erl[s] / out.skeleton_length[s] : 0.0;
-
-  // 4. Rand / VOI over distinct node voxels; the last node of a voxel sets its truth. Voxels
-  //    are visited truth by truth (the skeleton order above), n_ij counted per segment with
-  //    stamps and emitted when the truth changes.
-  std::vector<std::int64_t> last_node(static_cast<size_t>(in.n_voxels), -1);
-  for (std::int64_t i = 0; i < n; ++i) last_node[in.voxel[i]] = i;
-  std::vector<double> truth_count(static_cast<size_t>(n_skel), 0.0), test_count(static_cast<size_t>(n_seg), 0.0);
-  std::vector<double> nij, cell(static_cast<size_t>(n_seg), 0.0);
-  std::vector<std::int64_t> touched;
-  std::fill(stamp.begin(), stamp.end(), -1);
-  for (std::int64_t s = 0; s < n_skel; ++s) {
-    if (in.skip_first_skeleton && s == 0) continue;
-    touched.clear();
-    for (std::int64_t k = first[s]; k < first[s + 1]; ++k) {
-      const std::int64_t node = by_skeleton[k];
-      if (last_node[in.voxel[node]] != node) continue;
-      const std::int64_t g = seg[node];
-      if (stamp[g] != s) {
-        stamp[g] = s;
-        cell[g] = 0.0;
-        touched.push_back(g);
+  // 3. Edges: split / merged / correct, the correct length per segment, and the ERL.
+  void score_edges(SkeletonScores& out, bool details) {
+    correct_.assign(static_cast<size_t>(n_seg_), 0.0);
+    segment_skeleton_.assign(static_cast<size_t>(n_seg_), -1);
+    for (std::int64_t e = 0; e < in_.n_edges; ++e) {
+      const std::int64_t u = in_.edges[2 * e], v = in_.edges[2 * e + 1];
+      const std::int64_t g = seg_[u];
+      const bool unsegmented = in_.zero_is_unsegmented && (fresh_[g] || fresh_[seg_[v]]);
+      if (g != seg_[v] || unsegmented) {
+        ++out.split_count;
+        if (details) out.split_edges.push_back(e);
+      } else if (!merged_[g]) {
+        correct_[g] += in_.edge_length[e];
+        segment_skeleton_[g] = in_.skeleton[u];
       }
-      cell[g] += 1;
-      truth_count[s] += 1;
-      test_count[g] += 1;
-      ++out.n_voxels;
     }
-    for (std::int64_t g : touched) nij.push_back(cell[g]);
+    double sum_c2 = 0.0;
+    for (std::int64_t g = 0; g < n_seg_; ++g) {
+      if (segment_skeleton_[g] < 0) continue;
+      const double c2 = correct_[g] * correct_[g];
+      sum_c2 += c2;
+      out.skeleton_erl[segment_skeleton_[g]] += c2;
+    }
+    out.erl = out.total_length > 0 ? sum_c2 / out.total_length : std::numeric_limits<double>::quiet_NaN();
+    for (std::int64_t s = 0; s < in_.n_skeletons; ++s)
+      out.skeleton_erl[s] = out.skeleton_length[s] > 0 ? out.skeleton_erl[s] / out.skeleton_length[s] : 0.0;
   }
-  const double total = static_cast<double>(out.n_voxels);
-  out.sums = contingency_sums(nij, truth_count, test_count, total);
-  return out;
+
+  // 4. Rand / VOI over distinct node voxels. Voxels are visited truth by truth, n_ij counted per
+  //    segment with stamps and emitted when the truth changes.
+  void rand_voi(SkeletonScores& out) {
+    truth_count_.assign(static_cast<size_t>(in_.n_skeletons), 0.0);
+    test_count_.assign(static_cast<size_t>(n_seg_), 0.0);
+    cell_.assign(static_cast<size_t>(n_seg_), 0.0);
+    nij_.clear();
+    std::fill(stamp_.begin(), stamp_.end(), -1);
+    for (std::int64_t s = 0; s < in_.n_skeletons; ++s) {
+      if (in_.skip_first_skeleton && s == 0) continue;
+      touched_.clear();
+      for (std::int64_t k = first_[s]; k < first_[s + 1]; ++k) {
+        const std::int64_t node = by_skeleton_[k];
+        if (!voxel_truth_[node]) continue;
+        const std::int64_t g = seg_[node];
+        if (stamp_[g] != s) {
+          stamp_[g] = s;
+          cell_[g] = 0.0;
+          touched_.push_back(g);
+        }
+        cell_[g] += 1;
+        truth_count_[s] += 1;
+        test_count_[g] += 1;
+        ++out.n_voxels;
+      }
+      for (std::int64_t g : touched_) nij_.push_back(cell_[g]);
+    }
+    const double total = static_cast<double>(out.n_voxels);
+    out.sums = use_table_ ? contingency_sums(nij_, truth_count_, test_count_, total, clog_table_)
+                          : contingency_sums(nij_, truth_count_, test_count_, total);
+  }
+
+  SkeletonScoreInput in_;
+  bool use_table_;
+  CountLogTable clog_table_;
+  // label-independent, from the constructor
+  std::vector<std::int64_t> by_skeleton_, first_;
+  std::vector<std::uint8_t> voxel_truth_;  // node i sets its voxel's truth
+  std::vector<double> skeleton_length_;
+  double total_length_ = 0.0;
+  // per call; kept to reuse their memory
+  PairCounter segment_of_label_;
+  std::vector<std::int64_t> seg_, fresh_of_voxel_, skeletons_on_, stamp_, segment_skeleton_, touched_;
+  std::vector<std::uint8_t> fresh_, merged_;
+  std::vector<double> correct_, truth_count_, test_count_, cell_, nij_;
+  std::int64_t n_seg_ = 0;
+};
+
+inline SkeletonScores score_skeleton_labels(const SkeletonScoreInput& in) {
+  return SkeletonScorer(in).score(in.labels, true);
 }
 
 }  // namespace xpress_fast
