@@ -360,29 +360,43 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .io import container_kind, create_zarr_array, open_volume, publish_zarr_array, write_volume
+    from .io import container_kind, open_volume, write_volume
 
     unet = _import_unet("predict")
     if not Path(args.model).is_file():
         raise CliError(f"model file not found: {args.model!r}")
+    dtype = "uint8" if args.uint8 else "float32"
+    out = Path(args.out)
+    if container_kind(out) == "zarr":  # block-wise on dask, resumable, identical to the in-memory run
+        from .pipeline import predict_volume
+
+        result = predict_volume(
+            args.raw, args.raw_dataset, args.model, out, out_dataset=args.out_dataset,
+            block_shape=args.block_shape, tile_shape=args.tile_shape, dtype=dtype, device=args.device,
+            scheduler=args.scheduler, workers=args.workers, retries=args.retries,
+            progress=_progress("predict", args.quiet),
+        )
+        rep = result.report
+        done = ("already complete" if rep is None else
+                f"{result.n_blocks} blocks, {rep.skipped} resumed from records, {rep.retries} retries")
+        _print(f"wrote {args.out}:{args.out_dataset} ({', '.join(map(str, result.shape))}) {dtype}; "
+               f"{done}; {result.seconds:.1f} s")
+        return 0
+    # HDF5: predicted in memory and written in one go; the block-wise options need a zarr output
+    given = [flag for flag, on in (("--block-shape", args.block_shape is not None),
+                                   ("--scheduler", args.scheduler != "threads"),
+                                   ("--workers", args.workers is not None), ("--retries", args.retries != 2)) if on]
+    if given:
+        raise CliError(f"{', '.join(given)}: block-wise prediction writes a zarr container; "
+                       f"give --out a .zarr path (got {args.out!r})")
     raw = open_volume(args.raw, args.raw_dataset)
     if len(raw.shape) != 3:
         raise CliError(f"raw must be a 3-D volume; got shape {raw.shape}")
     model = unet.load_model(args.model, device=args.device)
-    dtype = "uint8" if args.uint8 else "float32"
-    out = Path(args.out)
-    channels = len(model.offsets)
-    if container_kind(out) == "zarr":  # block by block into a temporary dataset, renamed at the end
-        tmp = f"{args.out_dataset}.partial"
-        z = create_zarr_array(out, tmp, shape=(channels,) + raw.shape, dtype=dtype,
-                              chunks=(1, 64, 64, 64), voxel_size=raw.voxel_size, offset=raw.offset,
-                              overwrite=True)
-        unet.predict(raw.data, model, dtype=dtype, out=z, device=args.device, progress=not args.quiet)
-        publish_zarr_array(out, tmp, args.out_dataset)
-    else:
-        affs = unet.predict(raw.data, model, dtype=dtype, device=args.device, progress=not args.quiet)
-        write_volume(out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
-    _print(f"wrote {args.out}:{args.out_dataset} ({channels}, {', '.join(map(str, raw.shape))}) {dtype}")
+    affs = unet.predict(raw.data, model, block_shape=args.tile_shape, dtype=dtype, device=args.device,
+                        progress=not args.quiet)
+    write_volume(out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
+    _print(f"wrote {args.out}:{args.out_dataset} ({', '.join(map(str, affs.shape))}) {dtype}")
     return 0
 
 
@@ -411,6 +425,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the library's log, and the traceback of an error, on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _blockwise(p: argparse.ArgumentParser, block_help: str) -> None:
+    """The options of a block-wise command on dask (predict, segment): the same names and meaning."""
+    p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X", help=block_help)
+    p.add_argument("--scheduler", default="threads", metavar="threads|processes|sync|ADDRESS",
+                   help="dask scheduler: the local threaded (default), process or synchronous one, "
+                        "or a dask.distributed scheduler address such as tcp://host:8786")
+    p.add_argument("--workers", type=int, default=None, help="local workers (default: all cores)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="retries of a failed block before the run fails (default: %(default)s)")
 
 
 def _geometry(p: argparse.ArgumentParser) -> None:
@@ -483,9 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint directory (a run there is resumed from its latest checkpoint)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict affinities with a trained U-Net",
+    p = sub.add_parser("predict", help="predict affinities with a trained U-Net, block-wise",
                        description="Sliding-window prediction of affinities (C, Z, Y, X) for a raw "
-                                   "volume; written with the raw's resolution/offset.")
+                                   "volume; written with the raw's resolution/offset. Into a zarr "
+                                   "container it runs block-wise on dask (a killed run resumes from "
+                                   "completed blocks; the result equals the in-memory prediction); "
+                                   "into HDF5 it predicts in memory.")
     _common(p)
     p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
     p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="the dataset inside the raw container (default: %(default)s)")
@@ -494,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="the dataset inside the output container (default: %(default)s)")
     p.add_argument("--uint8", action="store_true", help="store affinities as uint8 (4x smaller)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    p.add_argument("--tile-shape", type=_int_triple, default=(64, 64, 64), metavar="Z,Y,X",
+                   help="output voxels predicted per network window (default: 64,64,64)")
+    _blockwise(p, "block shape in voxels (zarr output only): a multiple of the tile shape, or the "
+                  "volume's size (default: the smallest multiple of the tile of at least 128)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("segment", help="fragments + agglomeration at chosen thresholds, block-wise",
@@ -517,17 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="the dataset inside the fragments container (default: %(default)s)")
     p.add_argument("--min-seed-distance", type=int, default=10,
                    help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
-    p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
-                   help="block shape in voxels (default: 128,128,128; the whole volume if smaller)")
+    _blockwise(p, "block shape in voxels (default: 128,128,128; the whole volume if smaller)")
     p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
                    help="context voxels read around each block for the watershed "
                         "(default: %(default)s)")
-    p.add_argument("--scheduler", default="threads", metavar="threads|processes|sync|ADDRESS",
-                   help="dask scheduler: the local threaded (default), process or synchronous one, "
-                        "or a dask.distributed scheduler address such as tcp://host:8786")
-    p.add_argument("--workers", type=int, default=None, help="local workers (default: all cores)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="retries of a failed block before the run fails (default: %(default)s)")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("sweep", help="XPRESS scores for every threshold from one agglomeration",

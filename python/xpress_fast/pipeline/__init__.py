@@ -2,14 +2,17 @@
 
 See :mod:`xpress_fast.pipeline.stages` for the design. Public names:
 
+* :func:`predict_volume` -- raw on disk + a U-Net checkpoint -> affinities (needs torch)
 * :func:`segment_volume` -- affinities on disk -> fragments + segmentations at thresholds
 * :func:`load_agglomeration` -- the global merge history of a finished run (for sweeps)
 * :class:`BlockLayout`, :class:`Block` -- the block grid
 * :func:`run_blocks`, :class:`CompletionRecords`, :class:`BlockFailure` -- the runner
 """
 from .blocks import Block, BlockLayout
+from .prediction import PredictResult, predict_volume
 from .runner import BlockFailure, CompletionRecords, StageReport, run_blocks
 from .stages import SegmentResult, load_agglomeration, segment_volume, segmentation_dataset
 
 __all__ = ["Block", "BlockLayout", "BlockFailure", "CompletionRecords", "StageReport", "run_blocks",
-           "SegmentResult", "load_agglomeration", "segment_volume", "segmentation_dataset"]
+           "PredictResult", "predict_volume", "SegmentResult", "load_agglomeration", "segment_volume",
+           "segmentation_dataset"]

@@ -1,24 +1,31 @@
-"""Block-wise affinity prediction over whole volumes.
+"""Tiled affinity prediction over whole volumes.
 
-The output is cut into non-overlapping blocks of ``block_shape``; each block is predicted from an
+The output is cut into non-overlapping tiles of ``block_shape``; each tile is predicted from an
 input window that extends ``overlap`` voxels (same padding) or the network's context (valid
-padding) beyond it on every side, and only the block's centre part is kept ("overlap-crop"
+padding) beyond it on every side, and only the tile's centre part is kept ("overlap-crop"
 blending: every output voxel comes from the window in which it lies furthest from the window's
-border). Blocks are written one by one, so the output may be a zarr array larger than memory.
+border). Tiles are written one by one, so the output may be a zarr array larger than memory.
 
 * valid padding: the volume is mirror-padded by the context, and tiled prediction equals one-shot
   prediction on the padded volume exactly;
 * same padding: windows start on the network's pooling grid and are clipped to the volume (never
   padded beyond it), so a volume that fits in one window is predicted exactly as ``model(raw)``,
-  and with ``overlap >= model.receptive_radius`` every block equals one-shot prediction; smaller
+  and with ``overlap >= model.receptive_radius`` every tile equals one-shot prediction; smaller
   overlaps differ only through the zero padding at window borders, kept away from the kept
   centres by ``overlap``.
+
+The tile grid and each tile's window depend only on the volume's shape, the model and the
+options (:class:`Tiling`), never on which tiles are predicted together, so a subset of the tiles
+predicted elsewhere -- one block of :func:`xpress_fast.pipeline.predict_volume` -- gives the same
+windows, hence the same values, as :func:`predict` of the whole volume.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -63,6 +70,187 @@ def _triple(name, value) -> tuple[int, int, int]:
     return t
 
 
+def _check_model(model) -> UNet3D:
+    """``model`` itself, or the model of a checkpoint path; refuses other objects."""
+    from .train import load_model
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = load_model(model)
+    if not isinstance(model, UNet3D):
+        raise TypeError(f"model must be an xpress_fast.unet.UNet3D or a checkpoint path; got {type(model).__name__}")
+    if model.config["in_channels"] != 1:
+        raise ValueError(f"model must take one input channel (raw); got in_channels={model.config['in_channels']}")
+    return model
+
+
+def _check_options(dtype, batch_size) -> np.dtype:
+    """Validate the output ``dtype`` and ``batch_size``; returns the output numpy dtype."""
+    if dtype not in ("float32", "uint8", np.float32, np.uint8):
+        raise ValueError(f"dtype must be 'float32' or 'uint8'; got {dtype!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
+    return np.dtype(dtype)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """The tile grid of one volume for one model: which window predicts which output tile.
+
+    Plain tuples only, so that it pickles to dask workers without the model.
+
+    Attributes
+    ----------
+    shape : 3 ints
+        The volume's (z, y, x) shape.
+    tile : 3 ints
+        The output tile per window (the last tile of an axis is cut at the volume's end).
+    padding : "same" or "valid"
+    factor : 3 ints
+        The network's total downsampling (same-padding windows start on this grid).
+    overlap : 3 ints
+        Same padding: context on each side of a tile.
+    window_shape, context : 3 ints
+        Valid padding: the input window, and the voxels it adds on each side of its tile.
+    """
+
+    shape: tuple
+    tile: tuple
+    padding: str
+    factor: tuple
+    overlap: tuple = (0, 0, 0)
+    window_shape: tuple = (0, 0, 0)
+    context: tuple = (0, 0, 0)
+
+    @classmethod
+    def plan(cls, model: UNet3D, shape, block_shape=(64, 64, 64), overlap=None, *,
+             name: str = "block_shape") -> Tiling:
+        """The tiling that :func:`predict` uses for ``model`` on a volume of ``shape``
+        (``name``: what the caller calls ``block_shape``, for error messages)."""
+        block = _triple(name, block_shape)
+        if any(b < 1 for b in block):
+            raise ValueError(f"{name} must be positive; got {block_shape!r}")
+        shape = tuple(int(s) for s in shape)
+        factor = tuple(int(f) for f in model.total_factor)
+        if model.padding == "valid":
+            block = tuple(min(b, s) for b, s in zip(block, shape))
+            win = model.valid_input_shape(block)
+            tile = model.output_shape(win)
+            ctx = tuple((w - b) // 2 for w, b in zip(win, tile))
+            return cls(shape, tuple(tile), "valid", factor, window_shape=tuple(win), context=ctx)
+        if overlap is None:
+            ov = tuple(max(8, b // 4) for b in block)
+        else:
+            ov = _triple("overlap", overlap)
+            if any(o < 0 for o in ov):
+                raise ValueError(f"overlap must be >= 0; got {overlap!r}")
+        tile = tuple(min(b, s) for b, s in zip(block, shape))
+        return cls(shape, tile, "same", factor, overlap=ov)
+
+    def window(self, b0, b1) -> tuple:
+        """Input window ``[lo, hi)`` and the slices of its output that are the tile ``[b0, b1)``."""
+        if self.padding == "valid":
+            lo = tuple(b - c for b, c in zip(b0, self.context))
+            hi = tuple(l + w for l, w in zip(lo, self.window_shape))
+            keep = tuple(slice(0, e - b) for b, e in zip(b0, b1))  # output starts at lo + ctx = b0
+        else:
+            # starts on the pooling grid, ends at the volume's end or ``overlap`` past the tile
+            lo = tuple(max(0, (b - o) // f * f) for b, o, f in zip(b0, self.overlap, self.factor))
+            hi = tuple(min(s, e + o) for e, o, s in zip(b1, self.overlap, self.shape))
+            keep = tuple(slice(b - l, e - l) for b, e, l in zip(b0, b1, lo))
+        return lo, hi, keep
+
+    def tiles(self, begin=(0, 0, 0), end=None) -> list:
+        """``(b0, b1, lo, hi, keep)`` of every tile of the global grid that starts inside the box
+        ``[begin, end)`` (default the whole volume), in C order."""
+        end = self.shape if end is None else tuple(end)
+        starts = [range(-(-a // t) * t, min(e, s), t) for a, e, t, s in zip(begin, end, self.tile, self.shape)]
+        out = []
+        for b0 in itertools.product(*starts):
+            b1 = tuple(min(s, b + t) for b, t, s in zip(b0, self.tile, self.shape))
+            out.append((b0, b1) + self.window(b0, b1))
+        return out
+
+
+@contextlib.contextmanager
+def _on_device(model: UNet3D, dev):
+    """``model`` in eval mode on ``dev`` inside the ``with``; its device and mode restored afterwards."""
+    was_training = model.training
+    orig_device = next(model.parameters()).device
+    _prepare(model, dev)
+    try:
+        yield model
+    finally:
+        model.to(orig_device)
+        if was_training:
+            model.train()
+
+
+def _prepare(model: UNet3D, dev) -> UNet3D:
+    """Put ``model`` in eval mode on ``dev`` (channels-last on CUDA), ready for :func:`_predict_tiles`."""
+    model.eval()
+    model.to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def _predict_tiles(
+    model: UNet3D,
+    read: Callable,
+    tiles: list,
+    out,
+    *,
+    origin=(0, 0, 0),
+    out_dtype=np.float32,
+    batch_size: int = 1,
+    dev=None,
+    amp: bool = True,
+    on_batch: Optional[Callable] = None,
+) -> None:
+    """Predict ``tiles`` (from :meth:`Tiling.tiles`) with a prepared model, writing each tile's
+    kept part into ``out`` at its position minus ``origin``.
+
+    ``read(lo, hi)`` returns the raw window ``[lo, hi)`` (mirror-padded outside the volume). The
+    model is used read-only (no device or mode changes), so threads may share it.
+    """
+    dev = next(model.parameters()).device if dev is None else dev
+    cuda = dev.type == "cuda"
+    out_dtype = np.dtype(out_dtype)
+
+    def win_shape(item):
+        return tuple(h - l for l, h in zip(item[2], item[3]))
+
+    # batch windows of equal shape together (same padding: border windows are smaller)
+    order = sorted(tiles, key=win_shape)
+    batches, cur = [], []
+    for item in order:
+        if cur and (len(cur) == int(batch_size) or win_shape(item) != win_shape(cur[0])):
+            batches.append(cur)
+            cur = []
+        cur.append(item)
+    if cur:
+        batches.append(cur)
+
+    with torch.inference_mode():
+        for chunk in batches:
+            windows = [normalize_raw(read(lo, hi)) for _, _, lo, hi, _ in chunk]
+            x = torch.from_numpy(np.stack(windows)[:, None]).to(dev)
+            if not torch.isfinite(x).all():
+                raise ValueError("raw must not contain NaN or infinite values")
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=cuda and amp):
+                y = model(x)
+            y = y.float().cpu().numpy()
+            for j, (b0, b1, _, _, keep) in enumerate(chunk):
+                part = y[j][(slice(None),) + keep]
+                if out_dtype == np.uint8:
+                    part = np.rint(part * 255.0).astype(np.uint8)
+                out[(slice(None),) + tuple(slice(a - o, b - o) for a, b, o in zip(b0, b1, origin))] = part
+            if on_batch is not None:
+                on_batch(len(chunk))
+
+
 def predict(
     raw,
     model,
@@ -84,10 +272,10 @@ def predict(
         Normalised like in training (:func:`xpress_fast.unet.data.normalize_raw`).
     model : UNet3D or path to a checkpoint
     block_shape : int or three ints
-        Output block predicted per window (rounded up to the network's downsampling grid, and
+        Output tile predicted per window (valid padding: grown to a size the network accepts;
         clipped to the volume).
     overlap : int or three ints, optional
-        Same padding only: context added on each side of a block (default a quarter of the block,
+        Same padding only: context added on each side of a tile (default a quarter of the tile,
         at least 8). With ``overlap >= model.receptive_radius`` the result equals one-shot
         prediction of the whole volume. Valid padding always uses the network's context.
     batch_size : int
@@ -101,30 +289,23 @@ def predict(
     amp : bool
         Autocast to float16 on CUDA.
     progress : bool
-        tqdm progress bar over blocks.
+        tqdm progress bar over tiles.
 
     Returns
     -------
     (C, Z, Y, X) numpy array of ``dtype``, or ``out``.
+
+    See Also
+    --------
+    xpress_fast.pipeline.predict_volume : the same prediction, block-wise on dask, resumable.
     """
-    from .train import choose_device, load_model
+    from .train import choose_device
 
     check_raw("raw", raw)
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = load_model(model)
-    if not isinstance(model, UNet3D):
-        raise TypeError(f"model must be an xpress_fast.unet.UNet3D or a checkpoint path; got {type(model).__name__}")
-    if model.config["in_channels"] != 1:
-        raise ValueError(f"model must take one input channel (raw); got in_channels={model.config['in_channels']}")
-    if dtype not in ("float32", "uint8", np.float32, np.uint8):
-        raise ValueError(f"dtype must be 'float32' or 'uint8'; got {dtype!r}")
-    out_dtype = np.dtype(dtype)
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
-    block = _triple("block_shape", block_shape)
-    if any(b < 1 for b in block):
-        raise ValueError(f"block_shape must be positive; got {block_shape!r}")
+    model = _check_model(model)
+    out_dtype = _check_options(dtype, batch_size)
     shape = tuple(int(s) for s in raw.shape)
+    tiling = Tiling.plan(model, shape, block_shape, overlap)
     C = model.out_channels
     if out is None:
         out = np.zeros((C,) + shape, dtype=out_dtype)
@@ -135,84 +316,15 @@ def predict(
             raise TypeError(f"out.dtype must be {out_dtype}; got {np.dtype(out.dtype)}")
 
     dev = choose_device(device)
-    cuda = dev.type == "cuda"
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters())
-    orig_device = param.device
-    model.to(dev)
-    if cuda:
-        model.to(memory_format=torch.channels_last_3d)
-
-    factor = model.total_factor
-    if model.padding == "valid":
-        block = tuple(min(b, s) for b, s in zip(block, shape))
-        win = model.valid_input_shape(block)
-        block = model.output_shape(win)
-        ctx = tuple((w - b) // 2 for w, b in zip(win, block))
-    else:
-        if overlap is None:
-            ov = tuple(max(8, b // 4) for b in block)
-        else:
-            ov = _triple("overlap", overlap)
-            if any(o < 0 for o in ov):
-                raise ValueError(f"overlap must be >= 0; got {overlap!r}")
-        block = tuple(min(b, s) for b, s in zip(block, shape))
-
-    def window(b0, b1):
-        """Input window [lo, hi) and the slice of its output that is the block [b0, b1)."""
-        if model.padding == "valid":
-            lo = tuple(b - c for b, c in zip(b0, ctx))
-            hi = tuple(l + w for l, w in zip(lo, win))
-            keep = tuple(slice(0, e - b) for b, e in zip(b0, b1))  # output starts at lo + ctx = b0
-        else:
-            # starts on the pooling grid, ends at the volume's end or ``overlap`` past the block
-            lo = tuple(max(0, (b - o) // f * f) for b, o, f in zip(b0, ov, factor))
-            hi = tuple(min(s, e + o) for e, o, s in zip(b1, ov, shape))
-            keep = tuple(slice(b - l, e - l) for b, e, l in zip(b0, b1, lo))
-        return lo, hi, keep
-
-    starts = [list(range(0, s, b)) for s, b in zip(shape, block)]
-    blocks = []
-    for b0 in itertools.product(*starts):
-        b1 = tuple(min(s, b + k) for b, k, s in zip(b0, block, shape))
-        blocks.append((b0, b1) + window(b0, b1))
-    # batch windows of equal shape together (same padding: border windows are smaller)
-    blocks.sort(key=lambda t: tuple(h - l for l, h in zip(t[2], t[3])))
-    batches, cur = [], []
-    for item in blocks:
-        shp = tuple(h - l for l, h in zip(item[2], item[3]))
-        if cur and (len(cur) == int(batch_size) or shp != tuple(h - l for l, h in zip(cur[0][2], cur[0][3]))):
-            batches.append(cur)
-            cur = []
-        cur.append(item)
-    if cur:
-        batches.append(cur)
+    tiles = tiling.tiles()
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(blocks), disable=not progress, desc="predict")
+    bar = tqdm(total=len(tiles), disable=not progress, desc="predict")
     try:
-        with torch.inference_mode():
-            for chunk in batches:
-                windows = [normalize_raw(_read_window(raw, lo, hi)) for _, _, lo, hi, _ in chunk]
-                x = torch.from_numpy(np.stack(windows)[:, None]).to(dev)
-                if not torch.isfinite(x).all():
-                    raise ValueError("raw must not contain NaN or infinite values")
-                if cuda:
-                    x = x.contiguous(memory_format=torch.channels_last_3d)
-                with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=cuda and amp):
-                    y = model(x)
-                y = y.float().cpu().numpy()
-                for j, (b0, b1, _, _, keep) in enumerate(chunk):
-                    part = y[j][(slice(None),) + keep]
-                    if out_dtype == np.uint8:
-                        part = np.rint(part * 255.0).astype(np.uint8)
-                    out[(slice(None),) + tuple(slice(a, b) for a, b in zip(b0, b1))] = part
-                bar.update(len(chunk))
+        with _on_device(model, dev):
+            _predict_tiles(model, lambda lo, hi: _read_window(raw, lo, hi), tiles, out, out_dtype=out_dtype,
+                           batch_size=int(batch_size), dev=dev, amp=amp, on_batch=bar.update)
     finally:
         bar.close()
-        model.to(orig_device)
-        if was_training:
-            model.train()
     return out
