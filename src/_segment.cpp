@@ -2,7 +2,9 @@
 // and the kernels in cpp/include/xpress_fast; the Python modules validate every input first.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -32,8 +34,13 @@ void check_volume(const py::buffer_info& v, Shape3 s, const char* name) {
     throw std::invalid_argument(std::string(name) + " must have the spatial shape of affs");
 }
 
+const std::array<std::int64_t, 3> kDefaultBlock{default_watershed_block.z, default_watershed_block.y,
+                                               default_watershed_block.x};
+
+// block: the side of the first-level boxes (a tuning knob; the result does not depend on it)
 template <typename Aff>
-void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask) {
+void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask, int threads,
+               std::array<std::int64_t, 3> block) {
   const auto ab = affs.request();
   const Shape3 s = affs_shape(ab);
   auto lb = labels.request(true);
@@ -49,7 +56,9 @@ void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask) 
   const Aff* aptr = static_cast<const Aff*>(ab.ptr);
   auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
   py::gil_scoped_release nogil;
-  seeded_watershed(aptr, s, lptr, mptr);
+  if (block[0] < 1 || block[1] < 1 || block[2] < 1 || block[0] * block[1] * block[2] >= (std::int64_t(1) << 30))
+    throw std::invalid_argument("block sides must be positive and hold fewer than 2^30 voxels");
+  seeded_watershed(aptr, s, lptr, mptr, std::max(threads, 1), Shape3{block[0], block[1], block[2]});
 }
 
 template <typename Aff>
@@ -297,8 +306,10 @@ carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<s
 
 PYBIND11_MODULE(_segment, m) {
   m.doc() = "xpress_fast segmentation kernels (internal; use xpress_fast.watershed / region_graph / agglomerate)";
-  m.def("watershed_float32", &watershed<float>, py::arg("affs"), py::arg("labels"), py::arg("mask"));
-  m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"));
+  m.def("watershed_float32", &watershed<float>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
+        py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
+  m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
+        py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
   m.def("inside_float32", &inside<float>, py::arg("affs"), py::arg("threshold"));
   m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
   m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));

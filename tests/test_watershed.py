@@ -37,6 +37,64 @@ def test_watershed_matches_reference(vol):
     np.testing.assert_array_equal(ours, ref_watershed(affs, seeds, mask))
 
 
+@st.composite
+def blocked_volumes(draw):
+    """Volumes cut into several first-level blocks (the kernel's tuning knob), seeds that may
+    share ids, and a thread count: the blocks, the coarser levels and the threads must not
+    change the result."""
+    affs, seeds, mask = draw(volumes(max_side=9))
+    if draw(st.booleans()):  # a few ids used by several seed voxels
+        seeds[seeds != 0] = seeds[seeds != 0] % np.uint64(3) + np.uint64(1)
+    block = tuple(draw(st.integers(1, 4)) for _ in range(3))
+    threads = draw(st.integers(1, 3))
+    return affs, seeds, mask, block, threads
+
+
+@given(blocked_volumes())
+def test_watershed_blocks_and_threads_match_reference(vol):
+    from xpress_fast import _segment
+
+    affs, seeds, mask, block, threads = vol
+    expected = ref_watershed(affs, seeds, mask)
+    labels = seeds.copy()
+    mask_arr = None
+    if mask is not None:
+        labels[~mask] = 0
+        mask_arr = mask.astype(np.uint8)
+    _segment.watershed_uint8(affs, labels, mask_arr, threads, block)
+    np.testing.assert_array_equal(labels, expected)
+    labels = seeds.copy()
+    if mask is not None:
+        labels[~mask] = 0
+    _segment.watershed_float32(affs.astype(np.float32) / np.float32(255), labels, mask_arr, threads, block)
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_watershed_on_a_volume_of_many_blocks_matches_reference():
+    # smooth, noisy affinities of a few cells: large components that cross many block faces
+    rng = np.random.default_rng(3)
+    cells = ndimage.zoom(rng.integers(1, 6, size=(3, 4, 4)), (6, 5, 5), order=0)
+    affs = (label_affinities(cells) * 200 + rng.integers(0, 56, size=(3,) + cells.shape)).astype(np.uint8)
+    seeds = np.zeros(cells.shape, np.uint64)
+    flat = rng.choice(seeds.size, size=12, replace=False)
+    seeds.ravel()[flat] = np.arange(1, 13, dtype=np.uint64)
+    from xpress_fast import _segment
+
+    expected = ref_watershed(affs, seeds)
+    np.testing.assert_array_equal(xf.watershed(affs, seeds=seeds, threads=2), expected)
+    for block, threads in (((4, 4, 4), 2), ((3, 7, 5), 1), ((18, 1, 20), 3)):
+        labels = seeds.copy()
+        _segment.watershed_uint8(affs, labels, None, threads, block)
+        np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_watershed_rejects_bad_threads(threads):
+    affs = np.zeros((3, 4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        xf.watershed(affs, threads=threads)
+
+
 @given(volumes())
 def test_watershed_invariants(vol):
     affs, seeds, mask = vol

@@ -5,10 +5,18 @@ import numpy as np
 import numpy.typing as npt
 
 def watershed_float32(
-    affs: npt.NDArray[np.float32], labels: npt.NDArray[np.uint64], mask: Optional[npt.NDArray[np.uint8]]
+    affs: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.uint64],
+    mask: Optional[npt.NDArray[np.uint8]],
+    threads: int = 1,
+    block: tuple[int, int, int] = (64, 64, 128),
 ) -> None: ...
 def watershed_uint8(
-    affs: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint64], mask: Optional[npt.NDArray[np.uint8]]
+    affs: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.uint64],
+    mask: Optional[npt.NDArray[np.uint8]],
+    threads: int = 1,
+    block: tuple[int, int, int] = (64, 64, 128),
 ) -> None: ...
 def inside_float32(affs: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.uint8]: ...
 def inside_uint8(affs: npt.NDArray[np.uint8], threshold: float) -> npt.NDArray[np.uint8]: ...

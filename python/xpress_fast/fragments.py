@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,18 @@ def _spatial(name: str, value, shape, dtype_kinds: str, what: str) -> np.ndarray
     return arr
 
 
+def _threads(threads) -> int:
+    """Worker threads: ``None`` means the CPU count, at most 8."""
+    if threads is None:
+        return min(os.cpu_count() or 1, 8)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+    return int(threads)
+
+
 def distance_transform_seeds(
-    affs: np.ndarray, *, threshold: float = 0.5, min_seed_distance: int = 10, id_offset: int = 0
+    affs: np.ndarray, *, threshold: float = 0.5, min_seed_distance: int = 10, id_offset: int = 0,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Seeds at the maxima of the distance transform of the "inside" map, as the XPRESS baseline.
 
@@ -74,15 +85,13 @@ def distance_transform_seeds(
     (``scipy.ndimage.maximum_filter(distance, min_seed_distance) == distance``, computed in C++). Seed ids are
     ``id_offset + 1, id_offset + 2, ...``; 0 elsewhere. Returns uint64 (Z, Y, X).
     """
-    import os
-
     from scipy import ndimage
 
     from . import _segment
 
     affs = check_affinities(affs)
+    threads = _threads(threads)
     inside = _kernel("inside", affs)(affs, float(threshold))
-    threads = min(os.cpu_count() or 1, 8)
     maxima = _segment.distance_maxima(inside, int(min_seed_distance), threads).view(bool)
     del inside
     seeds, n = ndimage.label(maxima, output=np.uint64)
@@ -101,6 +110,7 @@ def watershed(
     min_seed_distance: int = 10,
     min_mean_affinity: float | None = None,
     id_offset: int = 0,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Fragments by a seeded watershed that floods the affinity graph from seeds.
 
@@ -124,6 +134,8 @@ def watershed(
     id_offset : int
         Added to the automatic seed ids, so blocks processed separately get disjoint ids. Given
         ``seeds`` are used as they are.
+    threads : int, optional
+        Worker threads (default: the CPU count, at most 8); the result does not depend on it.
 
     Returns
     -------
@@ -143,6 +155,7 @@ def watershed(
     """
     affs = check_affinities(affs)
     shape = affs.shape[1:]
+    threads = _threads(threads)
     if not isinstance(id_offset, (int, np.integer)) or isinstance(id_offset, bool) or id_offset < 0:
         raise ValueError(f"id_offset must be a non-negative integer; got {id_offset!r}")
     for name, value in (("threshold", threshold), ("min_mean_affinity", min_mean_affinity)):
@@ -155,7 +168,8 @@ def watershed(
 
     if seeds is None:
         labels = distance_transform_seeds(
-            affs, threshold=threshold, min_seed_distance=min_seed_distance, id_offset=int(id_offset)
+            affs, threshold=threshold, min_seed_distance=min_seed_distance, id_offset=int(id_offset),
+            threads=threads,
         )
     else:
         seeds = _spatial("seeds", seeds, shape, "iu", "an integer label array")
@@ -166,7 +180,7 @@ def watershed(
     if mask is not None:
         mask_arr = _spatial("mask", mask, shape, "biu", "a boolean or integer array")
         mask_arr = np.ascontiguousarray(mask_arr != 0, dtype=np.uint8)
-    _kernel("watershed", affs)(affs, labels, mask_arr)
+    _kernel("watershed", affs)(affs, labels, mask_arr, threads)
     if min_mean_affinity is not None:
         removed = _kernel("filter", affs)(affs, labels, float(min_mean_affinity))
         logger.debug("removed %d fragments with mean affinity < %s", removed, min_mean_affinity)
