@@ -14,6 +14,7 @@
 #include "xpress_fast/merge_functions.hpp"
 #include "xpress_fast/merge_history_labels.hpp"
 #include "xpress_fast/region_graph.hpp"
+#include "xpress_fast/distance_transform.hpp"
 #include "xpress_fast/watershed.hpp"
 
 namespace py = pybind11;
