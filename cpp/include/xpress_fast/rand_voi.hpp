@@ -10,11 +10,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
 #include "xpress_fast/entropy.hpp"
 #include "xpress_fast/pair_counter.hpp"
+#include "xpress_fast/parallel.hpp"
 
 namespace xpress_fast {
 
@@ -45,10 +45,7 @@ RandVoiSums rand_voi_sums(const T* test, const T* truth, std::int64_t n_voxels, 
       i = j;
     }
   };
-  std::vector<std::thread> workers;
-  for (int t = 1; t < n_threads; ++t) workers.emplace_back(count_slab, t);
-  count_slab(0);
-  for (auto& w : workers) w.join();
+  detail::run_threads(n_threads, count_slab);
   for (int t = 1; t < n_threads; ++t)
     tables[t].for_each([&](std::uint64_t a, std::uint64_t b, std::uint64_t c) { tables[0].add(a, b, c); });
 

@@ -332,17 +332,13 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
     const std::int64_t nby = (shape.y + by - 1) / by, nbx = (shape.x + bx - 1) / bx;
     const std::int64_t n_boxes = (shape.z + bz - 1) / bz * nby * nbx;
     std::atomic<std::int64_t> next{0};
-    auto work = [&]() {
+    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_boxes)), [&](int) {
       auto pass = make_pass();
       for (std::int64_t b = next++; b < n_boxes; b = next++) {
         const std::int64_t z0 = b / (nby * nbx) * bz, y0 = (b / nbx) % nby * by, x0 = b % nbx * bx;
         pass.run(z0, std::min(z0 + bz, shape.z), y0, std::min(y0 + by, shape.y), x0, std::min(x0 + bx, shape.x));
       }
-    };
-    std::vector<std::thread> threads;
-    for (int t = 1; t < n_threads && t < n_boxes; ++t) threads.emplace_back(work);
-    work();
-    for (auto& th : threads) th.join();
+    });
   };
 
   // 1. blocks whose buffers stay in cache
