@@ -137,7 +137,8 @@ class _FragmentsBlock:
         from ..fragments import watershed_block
 
         affs = _open(self.affs_path, self.affs_dataset).data
-        core = watershed_block(affs, block, self.blocks, **self.watershed_options)
+        # dask runs blocks side by side: one kernel thread each, unless the options say otherwise
+        core = watershed_block(affs, block, self.blocks, **{"threads": 1, **self.watershed_options})
         z = zarr.open_array(str(Path(self.out) / "fragments.partial"), mode="r+")
         z[block.core] = core.astype(z.dtype, copy=False)
         ids = np.unique(core)
