@@ -254,6 +254,10 @@ def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
     assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.5",
                  "--min-seed-distance", "4"]) == 0
     assert "best threshold 0.500" in capsys.readouterr().out
+    # ... and with the segment run's blocks, exactly the segment run's scores
+    assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.3,0.5,0.7",
+                 "--min-seed-distance", "4", "--block-shape", "16,16,16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
 
 
 def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):

@@ -299,9 +299,12 @@ def cmd_sweep(args) -> int:
         fragments = None
         if args.fragments:
             fragments = read_volume(args.fragments, args.fragments_dataset).data
+        wopts = {"min_seed_distance": args.min_seed_distance}
+        if args.block_shape is not None:  # the fragments a 'segment' run with these blocks makes
+            wopts.update(block_shape=args.block_shape, context=args.context)
         agg = xpress_fast.agglomerate(
             affs.data, list(args.thresholds or DEFAULT_THRESHOLDS), fragments=fragments, merge_function=args.merge_function,
-            watershed_options={"min_seed_distance": args.min_seed_distance},
+            watershed_options=wopts,
         )
         thresholds, geometry, fragments = list(args.thresholds or DEFAULT_THRESHOLDS), affs, None
     roi_begin, roi_shape = _roi_from_args(args)
@@ -569,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the dataset inside the affinities container (default: %(default)s)")
     p.add_argument("--min-seed-distance", type=int, default=10,
                    help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
+    p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
+                   help="make the fragments block by block, exactly as 'segment' with this "
+                        "--block-shape and --context does (default: one whole-volume watershed)")
+    p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
+                   help="with --block-shape: context voxels read around each block (default: %(default)s)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
                    help="the dataset inside the fragments container (default: %(default)s)")
