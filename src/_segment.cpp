@@ -117,6 +117,26 @@ carray<float> squared_edt(carray<std::uint8_t> inside, int threads) {
   return out;
 }
 
+// The automatic seeds, uint64 (0 elsewhere), ids id_offset + 1, ... in scipy.ndimage.label's
+// order, and their number. The output comes from numpy.zeros (pages the OS zeroes on first use).
+py::tuple seeds(carray<std::uint8_t> inside, std::int64_t size, std::uint64_t id_offset, int threads) {
+  const auto ib = inside.request();
+  if (ib.ndim != 3) throw std::invalid_argument("inside must be 3-dimensional");
+  const Shape3 s{ib.shape[0], ib.shape[1], ib.shape[2]};
+  if (size < 1) throw std::invalid_argument("size must be positive");
+  auto out = py::module_::import("numpy")
+                 .attr("zeros")(py::make_tuple(s.z, s.y, s.x), "uint64")
+                 .cast<carray<std::uint64_t>>();
+  auto* optr = out.mutable_data();
+  const auto* iptr = static_cast<const std::uint8_t*>(ib.ptr);
+  std::int64_t count = 0;
+  {
+    py::gil_scoped_release nogil;
+    count = distance_seeds(iptr, s, size, id_offset, optr, threads);
+  }
+  return py::make_tuple(out, count);
+}
+
 template <typename T>
 carray<T> to_numpy(const std::vector<T>& v) {
   carray<T> out(static_cast<py::ssize_t>(v.size()));
@@ -317,6 +337,7 @@ PYBIND11_MODULE(_segment, m) {
   m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
   m.def("distance_maxima", &maxima, py::arg("inside"), py::arg("size"), py::arg("threads"));
   m.def("squared_edt", &squared_edt, py::arg("inside"), py::arg("threads"));
+  m.def("distance_seeds", &seeds, py::arg("inside"), py::arg("size"), py::arg("id_offset"), py::arg("threads"));
   m.def("region_graph_float32", &graph<float>, py::arg("fragments"), py::arg("affs"), py::arg("cz"), py::arg("cy"),
         py::arg("cx"), py::arg("histogram"), py::arg("threads"));
   m.def("region_graph_uint8", &graph<std::uint8_t>, py::arg("fragments"), py::arg("affs"), py::arg("cz"),

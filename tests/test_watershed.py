@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
@@ -230,19 +230,89 @@ def test_watershed_accepts_fortran_order_and_extra_channels():
     np.testing.assert_array_equal(xf.watershed(np.asfortranarray(affs), seeds=np.asfortranarray(seeds)), expected)
 
 
-@given(st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9)), st.integers(0, 2**32 - 1),
-       st.floats(0.05, 0.95), st.integers(1, 6), st.integers(1, 3))
-def test_distance_maxima_match_scipy(shape, seed, fill, size, threads):
+@st.composite
+def inside_maps(draw):
+    """Binary maps of varied shapes: thin (one voxel) along any axis, wider than the kernel's
+    16-column chunks along x, all inside, all outside, or in between."""
+    shape = (draw(st.integers(1, 9)), draw(st.integers(1, 12)), draw(st.sampled_from([1, 2, 5, 16, 17, 33, 40])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["random", "all inside", "all outside", "sparse outside"]))
+    if kind == "random":
+        inside = rng.random(shape) < draw(st.floats(0.05, 0.95))
+    elif kind == "all inside":
+        inside = np.ones(shape, bool)
+    elif kind == "all outside":
+        inside = np.zeros(shape, bool)
+    else:  # a few outside voxels: long distances, lines without background
+        inside = np.ones(shape, bool)
+        inside.ravel()[rng.integers(inside.size, size=draw(st.integers(1, 3)))] = False
+    return inside.astype(np.uint8)
+
+
+def _scipy_seeds(inside, size, id_offset=0):
+    """The baseline's seeds by scipy: squared EDT, maxima, labels (+ id_offset)."""
+    if inside.all():  # no background: our distances are +inf everywhere (scipy's are not defined)
+        d2 = np.full(inside.shape, np.inf, np.float32)
+        maxima = inside != 0
+    else:
+        dist = ndimage.distance_transform_edt(inside)
+        d2 = (dist**2).round().astype(np.float32)
+        maxima = (ndimage.maximum_filter(dist, size=size) == dist) & (inside != 0)
+    labels, n = ndimage.label(maxima, output=np.uint64)
+    labels[labels != 0] += np.uint64(id_offset)
+    return d2, maxima, labels, n
+
+
+@given(inside_maps(), st.integers(1, 12), st.integers(1, 3), st.sampled_from([0, 1, 1000, 2**40]))
+@settings(max_examples=300)
+def test_distance_seeds_match_scipy(inside, size, threads, id_offset):
+    from xpress_fast import _segment
+
+    d2, maxima, labels, n = _scipy_seeds(inside, size, id_offset)
+    np.testing.assert_array_equal(_segment.squared_edt(inside, threads), d2)
+    np.testing.assert_array_equal(_segment.distance_maxima(inside, size, threads).view(bool), maxima)
+    seeds, count = _segment.distance_seeds(inside, size, id_offset, threads)
+    assert seeds.dtype == np.uint64 and count == n
+    np.testing.assert_array_equal(seeds, labels)  # scipy's numbering exactly
+
+
+@given(st.tuples(st.integers(1, 7), st.integers(1, 7), st.integers(1, 20)), st.integers(0, 2**32 - 1),
+       st.floats(0.2, 0.9), st.integers(1, 3))
+def test_distance_seeds_number_components_as_scipy_label(shape, seed, fill, threads):
+    # size 1: every inside voxel is a maximum, so the seeds are the components of arbitrary masks
     from xpress_fast import _segment
 
     rng = np.random.default_rng(seed)
     inside = (rng.random(shape) < fill).astype(np.uint8)
-    inside.ravel()[rng.integers(inside.size)] = 0  # at least one outside voxel
-    d2 = _segment.squared_edt(inside, threads)
-    dist = ndimage.distance_transform_edt(inside)
-    np.testing.assert_array_equal(d2, (dist**2).round().astype(np.float32))
-    maxima = (ndimage.maximum_filter(dist, size=size) == dist) & (inside != 0)
-    np.testing.assert_array_equal(_segment.distance_maxima(inside, size, threads).view(bool), maxima)
+    inside.ravel()[rng.integers(inside.size)] = 0
+    expected, n = ndimage.label(inside, output=np.uint64)
+    seeds, count = _segment.distance_seeds(inside, 1, 0, threads)
+    assert count == n
+    np.testing.assert_array_equal(seeds, expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 90, 33), (90, 3, 33), (2, 70, 70), (40, 40, 40)])
+def test_distance_seeds_match_scipy_far_from_background(shape):
+    # distances beyond the kernel's direct search (32 rows) take the lower envelope
+    from xpress_fast import _segment
+
+    rng = np.random.default_rng(sum(shape))
+    for fill in (0.999, 0.99995, 1.0):
+        inside = (rng.random(shape) < fill).astype(np.uint8)
+        inside[shape[0] // 2, 1, 0] = 0
+        d2, maxima, labels, n = _scipy_seeds(inside, 7, 5)
+        np.testing.assert_array_equal(_segment.squared_edt(inside, 2), d2)
+        seeds, count = _segment.distance_seeds(inside, 7, 5, 2)
+        assert count == n
+        np.testing.assert_array_equal(seeds, labels)
+
+
+def test_automatic_seeds_with_id_offset_match_scipy():
+    affs, _ = _blobs(seed=4)
+    inside = (affs[:3].astype(np.float32).mean(axis=0) / 255 > 0.5).astype(np.uint8)
+    for threads in (1, 2, 3):
+        got = distance_transform_seeds(affs, threshold=0.5, min_seed_distance=4, id_offset=77, threads=threads)
+        np.testing.assert_array_equal(got, _scipy_seeds(inside, 4, 77)[2])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -82,21 +82,17 @@ def distance_transform_seeds(
     ``inside`` = mean of the first three affinity channels > ``threshold``; seeds are the
     connected components (6-connectivity) of the inside voxels whose Euclidean distance to the
     nearest outside voxel equals the maximum within a ``min_seed_distance`` cube around them
-    (``scipy.ndimage.maximum_filter(distance, min_seed_distance) == distance``, computed in C++). Seed ids are
+    (``scipy.ndimage.maximum_filter(distance, min_seed_distance) == distance``), numbered in the
+    order ``scipy.ndimage.label`` numbers them, all computed in C++. Seed ids are
     ``id_offset + 1, id_offset + 2, ...``; 0 elsewhere. Returns uint64 (Z, Y, X).
     """
-    from scipy import ndimage
-
     from . import _segment
 
     affs = check_affinities(affs)
     threads = _threads(threads)
     inside = _kernel("inside", affs)(affs, float(threshold))
-    maxima = _segment.distance_maxima(inside, int(min_seed_distance), threads).view(bool)
-    del inside
-    seeds, n = ndimage.label(maxima, output=np.uint64)
-    if id_offset:
-        seeds[seeds != 0] += np.uint64(id_offset)
+    # maxima and their components (numbered as scipy.ndimage.label numbers them) in one kernel
+    seeds, n = _segment.distance_seeds(inside, int(min_seed_distance), int(id_offset), threads)
     logger.debug("distance-transform seeds: %d", n)
     return seeds
 
