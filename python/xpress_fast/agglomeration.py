@@ -14,8 +14,8 @@ from typing import Mapping
 import numpy as np
 
 from ._validate import as_array, check_choice, label_array, sorted_thresholds
-from .region_graphs import RegionGraph, region_graph
-from .fragments import blockwise_watershed, check_affinities, watershed
+from .region_graphs import RegionGraph, _region_graph
+from .fragments import _watershed, blockwise_watershed, check_affinities
 
 __all__ = ["MERGE_FUNCTIONS", "Agglomeration", "agglomerate", "agglomerate_graph"]
 
@@ -237,7 +237,7 @@ def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
         return blockwise_watershed(affs, **opts)
     if "context" in opts:  # a margin without blocks would be silently meaningless
         raise ValueError("watershed_options sets context without block_shape (context is the margin of blocks)")
-    return watershed(affs, **opts)
+    return _watershed(affs, **opts)
 
 
 def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist_quant_50",
@@ -286,7 +286,7 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist
                     f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {fragments.shape}"
                 )
         needs_hist = merge_function.startswith("hist_quant")
-        graph = region_graph(fragments, affs, histograms=needs_hist)
+        graph = _region_graph(fragments, affs, histograms=needs_hist)
     elif single and fragments is None:
         raise ValueError("a single threshold returns a segmentation, which needs fragments")
     result = agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)

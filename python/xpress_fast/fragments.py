@@ -86,10 +86,13 @@ def distance_transform_seeds(
     order ``scipy.ndimage.label`` numbers them, all computed in C++. Seed ids are
     ``id_offset + 1, id_offset + 2, ...``; 0 elsewhere. Returns uint64 (Z, Y, X).
     """
+    return _distance_transform_seeds(check_affinities(affs), threshold, min_seed_distance, id_offset, _threads(threads))
+
+
+def _distance_transform_seeds(affs: np.ndarray, threshold, min_seed_distance, id_offset, threads: int) -> np.ndarray:
+    """:func:`distance_transform_seeds` of affinities that :func:`check_affinities` passed."""
     from . import _segment
 
-    affs = check_affinities(affs)
-    threads = _threads(threads)
     inside = _kernel("inside", affs)(affs, float(threshold))
     # maxima and their components (numbered as scipy.ndimage.label numbers them) in one kernel
     seeds, n = _segment.distance_seeds(inside, int(min_seed_distance), int(id_offset), threads)
@@ -149,7 +152,15 @@ def watershed(
     :func:`blockwise_watershed` (each block's watershed with a margin, core kept), which the
     pipeline computes exactly; they differ from this whole-volume watershed near block faces.
     """
-    affs = check_affinities(affs)
+    return _watershed(check_affinities(affs), seeds=seeds, mask=mask, threshold=threshold,
+                      min_seed_distance=min_seed_distance, min_mean_affinity=min_mean_affinity,
+                      id_offset=id_offset, threads=threads)
+
+
+def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.5, min_seed_distance: int = 10,
+               min_mean_affinity: float | None = None, id_offset: int = 0, threads: int | None = None) -> np.ndarray:
+    """:func:`watershed` of affinities that :func:`check_affinities` passed (it reads them
+    twice over otherwise, a tenth of the whole watershed's time)."""
     shape = affs.shape[1:]
     threads = _threads(threads)
     if not isinstance(id_offset, (int, np.integer)) or isinstance(id_offset, bool) or id_offset < 0:
@@ -163,10 +174,7 @@ def watershed(
         raise ValueError(f"min_seed_distance must be a positive integer; got {min_seed_distance!r}")
 
     if seeds is None:
-        labels = distance_transform_seeds(
-            affs, threshold=threshold, min_seed_distance=min_seed_distance, id_offset=int(id_offset),
-            threads=threads,
-        )
+        labels = _distance_transform_seeds(affs, threshold, min_seed_distance, int(id_offset), threads)
     else:
         seeds = _spatial("seeds", seeds, shape, "iu", "an integer label array")
         if seeds.dtype.kind == "i" and seeds.min() < 0:

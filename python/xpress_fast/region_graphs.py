@@ -183,7 +183,12 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
     -------
     RegionGraph
     """
-    affs = check_affinities(affs)
+    return _region_graph(fragments, check_affinities(affs), context=context, histograms=histograms, threads=threads)
+
+
+def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = True,
+                  threads: int | None = None) -> RegionGraph:
+    """:func:`region_graph` with affinities that :func:`check_affinities` passed."""
     frag = label_array("fragments", fragments)
     if frag.shape != affs.shape[1:]:
         raise ValueError(f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {frag.shape}")
