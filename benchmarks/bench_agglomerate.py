@@ -148,7 +148,7 @@ def _vm(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(method: str, data: str, outdir: str) -> None:
+def child(method: str, data: str, truth: str) -> None:
     sys.path.insert(0, str(ROOT / "python"))
     import mahotas  # noqa: F401  (imports before the baseline measurement)
     import scipy.ndimage  # noqa: F401
@@ -158,6 +158,7 @@ def child(method: str, data: str, outdir: str) -> None:
     import xpress_fast.agglomeration  # noqa: F401
 
     affs = np.load(data)
+    labels = np.load(truth)
     # peak RSS of this computation alone: reset the high-water mark (Linux clear_refs 5); note
     # that ru_maxrss would carry over the parent's RSS across fork + exec
     Path("/proc/self/clear_refs").write_text("5")
@@ -166,18 +167,20 @@ def child(method: str, data: str, outdir: str) -> None:
     saved = os.dup(1)
     os.dup2(devnull, 1)
     seconds = 0.0
+    rows = []
     start = time.perf_counter()
-    for i, seg in enumerate({"ours": run_ours, "waterz": run_waterz, "baseline": run_baseline}[method](affs)):
+    for t, seg in zip(THRESHOLDS, {"ours": run_ours, "waterz": run_waterz, "baseline": run_baseline}[method](affs)):
         seconds += time.perf_counter() - start
-        # saved as it is: a narrowing copy here would count in every method's peak memory
-        np.save(Path(outdir) / f"{i:02d}.npy", seg)
+        # scored here with the clock stopped: writing 19 volumes to disk for scoring elsewhere
+        # slowed the next allocations (page-cache writeback) and timed the disk, not the method
+        rows.append((t, *rand_voi(seg, labels)))
         del seg
         start = time.perf_counter()
     seconds += time.perf_counter() - start
     os.dup2(saved, 1)
     peak = _vm("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_extra": peak - base, "peak": peak, "affs_bytes": affs.nbytes,
-                      "phases": PHASES}))
+                      "phases": PHASES, "rows": rows}))
 
 
 # ---------------------------------------------------------------- driver
@@ -209,25 +212,16 @@ def rand_voi(seg: np.ndarray, gt: np.ndarray):
     return voi_split, voi_merge, 1.0 - 2.0 * precision * recall / (precision + recall)
 
 
-def score(outdir: Path, labels: np.ndarray):
-    rows = []
-    for i, t in enumerate(THRESHOLDS):
-        path = outdir / f"{i:02d}.npy"
-        rows.append((t, *rand_voi(np.load(path), labels)))
-        path.unlink()
-    return rows
-
-
 def bench(name: str, labels: np.ndarray, affs: np.ndarray, methods, tmp: Path, timeout: float) -> list:
     data = tmp / (name.replace(" ", "_").replace("^", "") + ".npy")
+    truth = data.with_name(data.stem + "-truth.npy")
     np.save(data, affs)
+    np.save(truth, labels)
     n = labels.size
     results = []
     for method in methods:
-        out = tmp / f"{name}-{method}".replace(" ", "_").replace("^", "")
-        out.mkdir()
         try:
-            proc = subprocess.run([sys.executable, __file__, "--child", method, str(data), str(out)],
+            proc = subprocess.run([sys.executable, __file__, "--child", method, str(data), str(truth)],
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             print(f"{name:>12} {method:>9}  timed out after {timeout:.0f} s", flush=True)
@@ -239,7 +233,7 @@ def bench(name: str, labels: np.ndarray, affs: np.ndarray, methods, tmp: Path, t
             results.append({"data": name, "method": method, "error": f"exit {proc.returncode}: {tail}"})
             continue
         info = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows = score(out, labels)
+        rows = [tuple(r) for r in info.pop("rows")]
         best = min(rows, key=lambda r: r[1] + r[2])
         res = {"data": name, "method": method, "voxels": n, **info, "rows": rows, "best": best}
         results.append(res)
@@ -250,8 +244,8 @@ def bench(name: str, labels: np.ndarray, affs: np.ndarray, methods, tmp: Path, t
               f"ARE {best[3]:.3f}", flush=True)
         for phase, secs in info.get("phases", {}).items():
             print(f"{'':>12} {'':>9}  {phase}: {secs:.2f} s, {n / secs / 1e6:.2f} Mvox/s", flush=True)
-        out.rmdir()
     data.unlink()
+    truth.unlink()
     return results
 
 
