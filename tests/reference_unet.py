@@ -1,4 +1,5 @@
-"""Slow, obviously-correct references for the U-Net's targets and losses (pure Python loops)."""
+"""Slow, obviously-correct references for the U-Net's targets and losses (pure Python loops),
+and the random-network helper the U-Net tests share."""
 from __future__ import annotations
 
 import itertools
@@ -140,3 +141,17 @@ def ref_gap_groups(labels, offsets):
                         group.add(int(np.ravel_multi_index((c,) + at(u), (C,) + shape)))
                     result.append(frozenset(group))
     return result
+
+
+def he_init(model):
+    """Re-initialise a network He-style (biases ~ N(0, 0.1)), in place, and return it: under the
+    default init a fresh tiny net's output is nearly constant in space, so tests of tiling and
+    padding could not fail."""
+    import torch
+
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                torch.nn.init.normal_(mod.bias, 0.0, 0.1)
+    return model

@@ -15,6 +15,7 @@ from xpress_fast.cli import main  # noqa: E402
 from xpress_fast.pipeline import BlockFailure, BlockLayout, CompletionRecords, predict_volume  # noqa: E402
 from xpress_fast.pipeline import prediction  # noqa: E402
 from xpress_fast.unet import UNet3D, predict, save_checkpoint  # noqa: E402
+from reference_unet import he_init  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -28,13 +29,7 @@ VOXEL, OFFSET = (8.0, 4.0, 4.0), (16.0, 0.0, 8.0)
 def _model(padding, seed=0):
     """A tiny random model whose output really depends on the input (He-initialised biases too)."""
     torch.manual_seed(seed)
-    m = UNet3D(padding=padding, **TINY).eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-                torch.nn.init.normal_(mod.bias, 0.0, 0.1)
-    return m
+    return he_init(UNet3D(padding=padding, **TINY).eval())
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from xpress_fast.unet import DEFAULT_OFFSETS, UNet3D, default_offsets  # noqa: E402
+from reference_unet import he_init  # noqa: E402
 
 TINY = dict(num_fmaps=2, fmap_inc_factor=2)
 
@@ -55,20 +56,10 @@ def test_valid_padding_shapes(factors, num_convs):
         m.output_shape(tuple(i + 1 for i in inp) if factors[0] != (1, 3, 3) else (inp[0], inp[1] + 1, inp[2]))
 
 
-def _he_init(m):
-    """Re-initialise so that a random net's output really varies with the input."""
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-                torch.nn.init.normal_(mod.bias, 0.0, 0.1)
-    return m
-
-
 def test_valid_output_is_centre_of_same_context():
     # valid padding sees no zeros: the output at a voxel depends only on its context window
     torch.manual_seed(0)
-    m = _he_init(UNet3D(padding="valid", downsample_factors=((2, 2, 2),), **TINY).eval())
+    m = he_init(UNet3D(padding="valid", downsample_factors=((2, 2, 2),), **TINY).eval())
     inp = m.valid_input_shape((4, 4, 4))
     x = torch.rand((1, 1) + tuple(i + 2 for i in inp))
     with torch.no_grad():
@@ -105,7 +96,7 @@ def test_input_errors():
 
 
 def test_batch_norm_eval_is_per_sample():
-    m = _he_init(UNet3D(norm="batch", **TINY).eval())
+    m = he_init(UNet3D(norm="batch", **TINY).eval())
     x = torch.rand(2, 1, 8, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(m(x)[1:], m(x[1:]))

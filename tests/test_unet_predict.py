@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from xpress_fast.unet import UNet3D, normalize_raw, predict, save_checkpoint  # noqa: E402
 from xpress_fast.unet.predict import _read_window  # noqa: E402
+from reference_unet import he_init  # noqa: E402
 
 TINY = dict(num_fmaps=2, fmap_inc_factor=2, downsample_factors=((2, 2, 2),))
 
@@ -19,13 +20,7 @@ def _model(padding, seed=0, **kw):
     """A random model whose output really depends on the input (He-initialised, unlike the
     default init, under which a fresh tiny net is nearly constant in space)."""
     torch.manual_seed(seed)
-    m = UNet3D(padding=padding, **{**TINY, **kw}).eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-                torch.nn.init.normal_(mod.bias, 0.0, 0.1)
-    return m
+    return he_init(UNet3D(padding=padding, **{**TINY, **kw}).eval())
 
 
 def test_random_model_is_input_dependent():
