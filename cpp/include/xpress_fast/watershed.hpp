@@ -67,6 +67,22 @@ struct Shape3 {
 
 namespace detail {
 
+// sorted = codes ordered by level, high to low; stable (a counting sort), so codes gathered in
+// Kruskal's order within a level stay in it.
+template <typename Code>
+void sort_by_level(const std::vector<Code>& codes, const std::vector<std::uint8_t>& levels, std::vector<Code>& sorted) {
+  std::int64_t start[256] = {0};
+  for (const std::uint8_t l : levels) ++start[255 - l];
+  std::int64_t pos = 0;
+  for (int k = 0; k < 256; ++k) {
+    const std::int64_t count = start[k];
+    start[k] = pos;
+    pos += count;
+  }
+  sorted.resize(codes.size());
+  for (std::size_t i = 0; i < codes.size(); ++i) sorted[start[255 - levels[i]]++] = codes[i];
+}
+
 // Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included; writes the
 // global parent of every in-mask block voxel (its block component's root, a block voxel) and the
 // seed of every seeded root into labels. Only this block's voxels are written.
@@ -119,17 +135,8 @@ class BlockKruskal {
           }
         }
       }
-    // 2. counting sort by level, high to low, stable (keeps the raster order within a level)
-    std::int64_t count[257] = {0};
-    for (std::uint8_t l : levels_) ++count[255 - l];
-    std::int64_t pos = 0;
-    for (int k = 0; k < 256; ++k) {
-      const std::int64_t c = count[k];
-      count[k] = pos;
-      pos += c;
-    }
-    sorted_.resize(codes_.size());
-    for (std::size_t i = 0; i < codes_.size(); ++i) sorted_[count[255 - levels_[i]]++] = codes_[i];
+    // 2. high to low, the raster order kept within a level
+    sort_by_level(codes_, levels_, sorted_);
 
     // 3. Kruskal with seeded and frozen components (flags: 1 = holds a seed, 2 = frozen)
     parent_l_.resize(static_cast<std::size_t>(m));
@@ -249,16 +256,7 @@ class RegionKruskal {
           }
         }
       }
-    std::int64_t count[256] = {0};
-    for (std::uint8_t l : levels_) ++count[255 - l];
-    std::int64_t pos = 0;
-    for (int k = 0; k < 256; ++k) {
-      const std::int64_t c = count[k];
-      count[k] = pos;
-      pos += c;
-    }
-    sorted_.resize(codes_.size());
-    for (std::size_t i = 0; i < codes_.size(); ++i) sorted_[count[255 - levels_[i]]++] = codes_[i];
+    sort_by_level(codes_, levels_, sorted_);
 
     touched_.clear();
     for (const std::uint64_t code : sorted_) {
