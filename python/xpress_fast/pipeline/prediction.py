@@ -29,7 +29,6 @@ volume; backends whose kernels depend on the batch size may then differ in the l
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -41,7 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .blocks import BlockLayout
-from .runner import CompletionRecords, StageReport, run_blocks
+from .runner import CompletionRecords, StageReport, check_run_settings, run_blocks
 
 log = logging.getLogger(__name__)
 
@@ -103,29 +102,6 @@ def _stage_name(dataset: str) -> str:
     """Records folder / settings name of the prediction into ``dataset`` (one per dataset, so
     one container can hold several predictions)."""
     return "predict-" + re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
-
-
-def _check_settings(path: Path, settings: dict, out: Path) -> None:
-    """Refuse to resume a run with other settings; write the settings of a new run.
-
-    Unlike segment's ``run.json`` this file is per prediction dataset, so a container holding a
-    segmentation run can hold a prediction too.
-    """
-    from .stages import _atomic_write_json
-
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they come back from the file
-    if path.is_file():
-        with open(path) as fh:
-            old = json.load(fh)
-        if old != settings:
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ValueError(
-                f"{str(out)!r} holds a prediction into {settings['dataset']!r} with other settings "
-                f"({', '.join(changed)}); use another output or dataset, or delete it to start afresh"
-            )
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(path, settings)
 
 
 def _default_block_shape(tile, shape) -> tuple:
@@ -361,7 +337,10 @@ def predict_volume(
                          "prediction wrote; use another output or dataset, or delete it")
     out.mkdir(parents=True, exist_ok=True)
     zarr.open_group(str(out), mode="a")
-    _check_settings(work / f"{stage}.json", settings, out)
+    # per prediction dataset (not segment's run.json): one container can hold both runs
+    check_run_settings(work / f"{stage}.json", settings,
+                       f"{str(out)!r} holds a prediction into {settings['dataset']!r}",
+                       "use another output or dataset, or delete it to start afresh")
     records = CompletionRecords(work / "records")
     report = None
     if not (out / out_dataset).is_dir():

@@ -60,6 +60,33 @@ class StageReport:
     failures: dict = field(default_factory=dict)
 
 
+def atomic_write_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON to a temporary name beside ``path``, then move it into place: a
+    reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def check_run_settings(path: Path, settings: dict, holder: str, advice: str) -> None:
+    """Refuse to resume a run whose settings file ``path`` holds other settings; write the
+    settings of a new run.
+
+    The error reads ``"{holder} with other settings (keys that differ); {advice}"``.
+    """
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they come back from the file
+    if path.is_file():
+        with open(path) as fh:
+            old = json.load(fh)
+        if old != settings:
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ValueError(f"{holder} with other settings ({', '.join(changed)}); {advice}")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, settings)
+
+
 class CompletionRecords:
     """One JSON file per completed block under ``directory/stage/``."""
 
@@ -79,10 +106,7 @@ class CompletionRecords:
     def mark(self, stage: str, index: int, info) -> None:
         path = self._path(stage, index)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(info, fh)
-        os.replace(tmp, path)
+        atomic_write_json(path, info)
 
     def clear(self, stage: str) -> None:
         d = self.directory / stage

@@ -31,7 +31,6 @@ that the agglomeration joins again through their high-affinity shared face.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -43,7 +42,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..fragments import DEFAULT_CONTEXT
-from .runner import CompletionRecords, run_blocks
+from .runner import CompletionRecords, check_run_settings, run_blocks
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +92,6 @@ def _atomic_save_npz(path: Path, **arrays) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _check_run_settings(work: Path, settings: dict) -> None:
-    path = work / "run.json"
-    if path.is_file():
-        with open(path) as fh:
-            old = json.load(fh)
-        if old != settings:
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ValueError(
-                f"{str(work.parent)!r} holds a run with other settings ({', '.join(changed)}); "
-                "use another output or delete it to start afresh"
-            )
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(path, settings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,7 +304,8 @@ def segment_volume(
     }
     out.mkdir(parents=True, exist_ok=True)
     zarr.open_group(str(out), mode="a")
-    _check_run_settings(work, settings)
+    check_run_settings(work / "run.json", settings, f"{str(out)!r} holds a run",
+                       "use another output or delete it to start afresh")
     records = CompletionRecords(work / "records")
     kw = dict(records=records, scheduler=scheduler, workers=workers, retries=retries, progress=progress)
     reports: list = []
