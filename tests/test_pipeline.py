@@ -262,6 +262,9 @@ def test_unreachable_scheduler(volume, tmp_path, monkeypatch):
         ({"fragments_shape": (36, 40, 43)}, ValueError, "fragments has shape"),
         ({"affs_shape": (36, 40, 44)}, ValueError, r"\(C, Z, Y, X\) with C >= 3"),
         ({"affs_dtype": np.float64}, TypeError, "float32 or uint8"),
+        ({"workers": 0}, ValueError, "workers must be a positive integer"),
+        ({"retries": -1}, ValueError, "retries must be a non-negative integer"),
+        ({"scheduler": ""}, ValueError, "scheduler must be"),
     ],
 )
 def test_bad_input(volume, tmp_path, kwargs, exc, match):

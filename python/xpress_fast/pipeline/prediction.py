@@ -40,7 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .blocks import BlockLayout
-from .runner import CompletionRecords, StageReport, check_run_settings, run_blocks
+from .runner import CompletionRecords, StageReport, check_run_options, check_run_settings, run_blocks
 
 log = logging.getLogger(__name__)
 
@@ -295,12 +295,7 @@ def predict_volume(
         raise ValueError(f"out must be a zarr container (a path ending in .zarr); got {str(out)!r}")
     if not isinstance(out_dataset, str) or not out_dataset or out_dataset.startswith("/") or out_dataset.endswith("/"):
         raise ValueError(f"out_dataset must be a non-empty relative name like 'affinities'; got {out_dataset!r}")
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer; got {retries!r}")
-    if workers is not None and (not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1):
-        raise ValueError(f"workers must be a positive integer; got {workers!r}")
-    if not isinstance(scheduler, str) or not scheduler:
-        raise ValueError(f"scheduler must be 'threads', 'processes', 'sync' or a scheduler address; got {scheduler!r}")
+    check_run_options(scheduler=scheduler, workers=workers, retries=retries)
     raw_vol = open_volume(raw, raw_dataset)
     if len(raw_vol.shape) != 3:
         raise ValueError(f"raw must be 3-D (z, y, x); got shape {raw_vol.shape} for dataset {raw_dataset!r}")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
@@ -58,6 +60,17 @@ class StageReport:
     retries: int = 0
     seconds: float = 0.0
     failures: dict = field(default_factory=dict)
+
+
+def check_run_options(*, scheduler, workers, retries) -> None:
+    """Refuse bad scheduler / workers / retries with a ValueError naming the argument (each
+    stage checks them before it writes anything)."""
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer; got {retries!r}")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    if not isinstance(scheduler, str) or not scheduler:
+        raise ValueError(f"scheduler must be 'threads', 'processes', 'sync' or a scheduler address; got {scheduler!r}")
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -172,8 +185,7 @@ def run_blocks(
     """
     import dask
 
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer; got {retries!r}")
+    check_run_options(scheduler=scheduler, workers=workers, retries=retries)
     blocks = list(blocks)
     report = StageReport(stage, len(blocks))
     todo = [b for b in blocks if not records.done(stage, b.index)]

@@ -42,7 +42,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..fragments import DEFAULT_CONTEXT
-from .runner import CompletionRecords, check_run_settings, run_blocks
+from .runner import CompletionRecords, check_run_options, check_run_settings, run_blocks
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ def segment_volume(
     from ..fragments import check_affinities, check_block_options, watershed_blocks
 
     t_start = time.perf_counter()
+    check_run_options(scheduler=scheduler, workers=workers, retries=retries)
     ts = sorted_thresholds("thresholds", thresholds)
     _parse_merge_function(merge_function)
     out = Path(out)
