@@ -10,6 +10,10 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "xpress_fast/agglomeration.hpp"
 #include "xpress_fast/merge_functions.hpp"
 #include "xpress_fast/merge_history_labels.hpp"
@@ -33,6 +37,16 @@ Shape3 affs_shape(const py::buffer_info& a) {
 void check_volume(const py::buffer_info& v, Shape3 s, const char* name) {
   if (v.ndim != 3 || v.shape[0] != s.z || v.shape[1] != s.y || v.shape[2] != s.x)
     throw std::invalid_argument(std::string(name) + " must have the spatial shape of affs");
+}
+
+// The kernels' large temporaries (block buffers, distance maps) are freed in worker threads'
+// malloc arenas, which glibc keeps (its mmap threshold grows to their size): hand the free
+// pages back, so the stages after a watershed do not carry them (measured at 256^3: the memory
+// held after `agglomerate` drops from 13.8 to 12.2 bytes per voxel; its peak is unchanged).
+void release_freed_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 const std::array<std::int64_t, 3> kDefaultBlock{default_watershed_block.z, default_watershed_block.y,
@@ -60,6 +74,7 @@ void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask, 
   if (block[0] < 1 || block[1] < 1 || block[2] < 1 || block[0] * block[1] * block[2] >= (std::int64_t(1) << 30))
     throw std::invalid_argument("block sides must be positive and hold fewer than 2^30 voxels");
   seeded_watershed(aptr, s, lptr, mptr, std::max(threads, 1), Shape3{block[0], block[1], block[2]});
+  release_freed_memory();
 }
 
 template <typename Aff>
@@ -133,6 +148,7 @@ py::tuple seeds(carray<std::uint8_t> inside, std::int64_t size, std::uint64_t id
   {
     py::gil_scoped_release nogil;
     count = distance_seeds(iptr, s, size, id_offset, optr, threads);
+    release_freed_memory();
   }
   return py::make_tuple(out, count);
 }
