@@ -26,6 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .fragments import DEFAULT_CONTEXT
+
 log = logging.getLogger("xpress_fast")
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, as the baseline
@@ -553,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seed-distance", type=int, default=10,
                    help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
     _blockwise(p, "block shape in voxels (default: 128,128,128; the whole volume if smaller)")
-    p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
+    p.add_argument("--context", type=_int_triple, default=DEFAULT_CONTEXT, metavar="Z,Y,X",
                    help="context voxels read around each block for the watershed "
                         "(default: %(default)s)")
     p.set_defaults(func=cmd_segment)
@@ -575,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
                    help="make the fragments block by block, exactly as 'segment' with this "
                         "--block-shape and --context does (default: one whole-volume watershed)")
-    p.add_argument("--context", type=_int_triple, default=(8, 8, 8), metavar="Z,Y,X",
+    p.add_argument("--context", type=_int_triple, default=DEFAULT_CONTEXT, metavar="Z,Y,X",
                    help="with --block-shape: context voxels read around each block (default: %(default)s)")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
