@@ -21,17 +21,19 @@
 //      strongest remaining edge leaves the block becomes "frozen"; two components that are each
 //      seeded or frozen are not joined here. Every edge taken is then the strongest edge of the
 //      unfrozen, unseeded component it joins, hence a forest edge.
-//   2. The same rule on boxes of twice the side, over the edges still open, until a box would
-//      hold the whole volume; each level leaves fewer open edges.
-//   3. A global Kruskal over what is left, in the same order, counting-sorted in bands.
-// Memory besides the labels: a 4-byte parent, a 1-byte rank and 2 bytes of flags per voxel, and
-// per thread one block's buffers (~36 bytes per block voxel).
+//   2. The components the blocks leave get compact ids (a component per ~70 voxels on noisy
+//      affinities), and the edges still open between them (~15% of all) are bucketed by level.
+//   3. A global Kruskal over those edges, in the same order, on the compact ids: its union-find
+//      is small enough to stay in cache, where one over voxel indices would miss on every find.
+// Memory besides the labels: a 4-byte component id per voxel, 8 bytes per open edge, and per
+// thread one block's buffers (~36 bytes per block voxel).
 //
 // Voxels outside the mask stay 0 and edges touching them are ignored; voxels of components
 // without a seed stay 0.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -83,16 +85,18 @@ void sort_by_level(const std::vector<Code>& codes, const std::vector<std::uint8_
   for (std::size_t i = 0; i < codes.size(); ++i) sorted[start[255 - levels[i]]++] = codes[i];
 }
 
-// Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included; writes the
-// global parent of every in-mask block voxel (its block component's root, a block voxel) and the
-// seed of every seeded root into labels. Only this block's voxels are written.
+// Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included. Numbers the
+// block's components 1, 2, ... and writes each in-mask block voxel's number into comp (masked
+// voxels get 0) and each component's seed (0: none) into comp_labels. Only this block's voxels
+// are written.
 template <typename Aff, typename Label, typename Index>
 class BlockKruskal {
  public:
-  BlockKruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uint8_t* mask, Index* parent)
-      : affs_(affs), shape_(shape), n_(shape.size()), labels_(labels), mask_(mask), parent_(parent) {}
+  BlockKruskal(const Aff* affs, Shape3 shape, const Label* labels, const std::uint8_t* mask, Index* comp)
+      : affs_(affs), shape_(shape), n_(shape.size()), labels_(labels), mask_(mask), comp_(comp) {}
 
-  void run(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1) {
+  void run(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1,
+           std::vector<Label>& comp_labels) {
     const std::int64_t bz = z1 - z0, by = y1 - y0, bx = x1 - x0, m = bz * by * bx;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
     const std::int64_t gstep[3] = {sz, sy, 1};
@@ -163,13 +167,15 @@ class BlockKruskal {
       link(a, b);
     }
 
-    // 4. export: global parent of each voxel, the seed of each seeded root
-    for (std::int64_t i = 0; i < m; ++i) parent_[gidx_[i]] = gidx_[find(static_cast<std::uint32_t>(i))];
+    // 4. export: number the components (roots, in local raster order), then each voxel's number
+    comp_labels.clear();
     for (std::int64_t i = 0; i < m; ++i) {
-      if (parent_l_[i] != i || flags_[i] != 1) continue;
-      Label& root_label = labels_[gidx_[i]];
-      if (root_label == 0) root_label = labels_[gidx_[seed_[i]]];
+      if (parent_l_[i] != i || !inside(gidx_[i])) continue;
+      comp_labels.push_back(flags_[i] == 1 ? labels_[gidx_[seed_[i]]] : Label(0));
+      seed_[i] = static_cast<std::uint32_t>(comp_labels.size());  // the root's seed is no longer needed
     }
+    for (std::int64_t i = 0; i < m; ++i)
+      comp_[gidx_[i]] = inside(gidx_[i]) ? static_cast<Index>(seed_[find(static_cast<std::uint32_t>(i))]) : Index(0);
   }
 
  private:
@@ -198,105 +204,44 @@ class BlockKruskal {
   const Aff* affs_;
   Shape3 shape_;
   std::int64_t n_;
-  Label* labels_;
+  const Label* labels_;
   const std::uint8_t* mask_;
-  Index* parent_;
+  Index* comp_;
   std::vector<std::uint32_t> codes_, sorted_, parent_l_;
   std::vector<std::uint8_t> levels_, rank_l_, flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::vector<Index> gidx_;          // local -> global voxel index
 };
 
-// One pass of Kruskal over a box of a coarser level: the vertices are the components left by
-// the finer level (all inside the box), the edges are the open ones (open_bits) with an end in the
-// box, those leaving it included. Same rules as BlockKruskal, on the global arrays; closes the
-// edges it takes or that became internal. Boxes of one level are disjoint, so threads may run
-// them at once: every write is to a voxel inside the box, and an open bit of a voxel on a face,
-// which a neighbour's pass may read, is only ever cleared (a lost clear leaves an edge open that
-// a later pass skips as internal), through relaxed atomic loads and stores.
-template <typename Aff, typename Label, typename Index>
-class RegionKruskal {
+// Kruskal over the components the blocks left (ids 1..n-1; 0 = masked, never in an edge), with
+// the same rule: two seeded components are never joined. Small enough to stay in cache.
+template <typename Index, typename Label>
+class ComponentForest {
  public:
-  RegionKruskal(const Aff* affs, Shape3 shape, Label* labels, Index* parent, std::uint8_t* rank,
-                std::uint8_t* open_bits, std::uint8_t* frozen)
-      : affs_(affs), shape_(shape), n_(shape.size()), labels_(labels), parent_(parent), rank_(rank),
-        open_(open_bits), frozen_(frozen) {}
-
-  void run(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1) {
-    const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
-    const std::int64_t step[3] = {sz, sy, 1};
-    // gather (owner raster order, then channel: the Kruskal order within a level); code =
-    // (edge id << 2) | kind, edge id = 4 * owner + channel, kind 0: both ends inside, 1: only the
-    // owner inside, 2: only the lower end inside
-    codes_.clear();
-    levels_.clear();
-    const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y),
-                       xe = std::min(x1 + 1, shape_.x);
-    for (std::int64_t z = z0; z < ze; ++z)
-      for (std::int64_t y = y0; y < ye; ++y) {
-        if (z == z1 && y == y1) continue;
-        for (std::int64_t x = x0, v = z * sz + y * sy + x0; x < xe; ++x, ++v) {
-          const std::uint8_t bits = load(v);
-          if (bits == 0) continue;
-          const bool out[3] = {z == z1, y == y1, x == x1};
-          const int n_out = out[0] + out[1] + out[2];
-          if (n_out > 1) continue;
-          const std::int64_t coord[3] = {z, y, x}, start[3] = {z0, y0, x0};
-          for (int c = 0; c < 3; ++c) {
-            if (!((bits >> c) & 1)) continue;
-            std::uint64_t kind;
-            if (n_out == 1) {
-              if (!out[c]) continue;
-              kind = 2;
-            } else {
-              kind = coord[c] == start[c] ? 1 : 0;
-            }
-            codes_.push_back(((static_cast<std::uint64_t>(v) * 4 + static_cast<std::uint64_t>(c)) << 2) | kind);
-            levels_.push_back(static_cast<std::uint8_t>(affinity_level(affs_[c * n_ + v])));
-          }
-        }
-      }
-    sort_by_level(codes_, levels_, sorted_);
-
-    touched_.clear();
-    for (const std::uint64_t code : sorted_) {
-      const std::uint64_t kind = code & 3, e = code >> 2;
-      const std::int64_t v = static_cast<std::int64_t>(e >> 2);
-      const int c = static_cast<int>(e & 3);
-      const std::int64_t w = v - step[c];
-      if (kind != 0) {  // an edge leaving the box: the strongest edge of this component?
-        const Index r = find(static_cast<Index>(kind == 1 ? v : w));
-        if (labels_[r] == 0 && !frozen_[r]) {
-          frozen_[r] = 1;
-          touched_.push_back(r);
-        }
-        continue;
-      }
-      Index a = find(static_cast<Index>(v)), b = find(static_cast<Index>(w));
-      const Label la = labels_[a], lb = labels_[b];
-      if (a == b || (la != 0 && lb != 0)) {  // internal, or between two seeds: closed for good
-        clear(v, c);
-        continue;
-      }
-      if ((la != 0 || frozen_[a]) && (lb != 0 || frozen_[b])) continue;  // stays open
-      clear(v, c);
-      if (rank_[a] < rank_[b]) std::swap(a, b);
-      parent_[b] = a;
-      if (rank_[a] == rank_[b]) ++rank_[a];
-      labels_[a] = la != 0 ? la : lb;
-      if (frozen_[b] && !frozen_[a]) {
-        frozen_[a] = 1;
-        touched_.push_back(a);
-      }
-    }
-    for (const Index r : touched_) frozen_[r] = 0;
+  explicit ComponentForest(std::vector<Label> labels)
+      : parent_(labels.size()), rank_(labels.size(), 0), labels_(std::move(labels)) {
+    for (std::size_t i = 0; i < parent_.size(); ++i) parent_[i] = static_cast<Index>(i);
+  }
+  bool seeded(Index c) const { return labels_[c] != 0; }
+  void join(Index a, Index b) {
+    a = find(a);
+    b = find(b);
+    if (a == b) return;
+    const Label la = labels_[a], lb = labels_[b];
+    if (la != 0 && lb != 0) return;  // seeds stay apart
+    if (rank_[a] < rank_[b]) std::swap(a, b);
+    parent_[b] = a;
+    if (rank_[a] == rank_[b]) ++rank_[a];
+    labels_[a] = la != 0 ? la : lb;
+  }
+  // every component's final seed (0: none reachable), indexed by component id
+  std::vector<Label> seeds() {
+    // in place: a non-root's entry is never read again, a root's is written with its own value
+    for (std::size_t c = 0; c < labels_.size(); ++c) labels_[c] = labels_[find(static_cast<Index>(c))];
+    return std::move(labels_);
   }
 
  private:
-  std::uint8_t load(std::int64_t v) const { return __atomic_load_n(&open_[v], __ATOMIC_RELAXED); }
-  void clear(std::int64_t v, int c) {
-    __atomic_store_n(&open_[v], static_cast<std::uint8_t>(load(v) & ~(1u << c)), __ATOMIC_RELAXED);
-  }
   Index find(Index x) {
     while (parent_[x] != x) {
       parent_[x] = parent_[parent_[x]];
@@ -304,16 +249,9 @@ class RegionKruskal {
     }
     return x;
   }
-
-  const Aff* affs_;
-  Shape3 shape_;
-  std::int64_t n_;
-  Label* labels_;
-  Index* parent_;
-  std::uint8_t *rank_, *open_, *frozen_;
-  std::vector<std::uint64_t> codes_, sorted_;
-  std::vector<std::uint8_t> levels_;
-  std::vector<Index> touched_;
+  std::vector<Index> parent_;
+  std::vector<std::uint8_t> rank_;
+  std::vector<Label> labels_;
 };
 
 template <typename Index, typename Aff, typename Label>
@@ -322,147 +260,91 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   const std::int64_t n = shape.size();
   const std::int64_t sz = shape.y * shape.x, sy = shape.x;
   const std::int64_t step[3] = {sz, sy, 1};
-  auto inside = [&](std::int64_t i) { return mask == nullptr || mask[i] != 0; };
-  std::vector<Index> parent(static_cast<std::size_t>(n));
 
-  // Runs pass.run(box) over the boxes of side (bz, by, bx) tiling the volume, in parallel.
-  auto over_boxes = [&](std::int64_t bz, std::int64_t by, std::int64_t bx, auto make_pass) {
-    const std::int64_t nby = (shape.y + by - 1) / by, nbx = (shape.x + bx - 1) / bx;
-    const std::int64_t n_boxes = (shape.z + bz - 1) / bz * nby * nbx;
+  // 1. blocks whose buffers stay in cache, in parallel
+  const std::int64_t bz = std::clamp<std::int64_t>(block.z, 1, shape.z),
+                     by = std::clamp<std::int64_t>(block.y, 1, shape.y),
+                     bx = std::clamp<std::int64_t>(block.x, 1, shape.x);
+  const std::int64_t nby = (shape.y + by - 1) / by, nbx = (shape.x + bx - 1) / bx;
+  const std::int64_t n_blocks = (shape.z + bz - 1) / bz * nby * nbx;
+  // runs fn(b, z0, z1, y0, y1, x0, x1) for every block b, in parallel; make() gives each thread its state
+  auto over_blocks = [&](auto make, auto fn) {
     std::atomic<std::int64_t> next{0};
-    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_boxes)), [&](int) {
-      auto pass = make_pass();
-      for (std::int64_t b = next++; b < n_boxes; b = next++) {
+    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_blocks)), [&](int) {
+      auto state = make();
+      for (std::int64_t b = next++; b < n_blocks; b = next++) {
         const std::int64_t z0 = b / (nby * nbx) * bz, y0 = (b / nbx) % nby * by, x0 = b % nbx * bx;
-        pass.run(z0, std::min(z0 + bz, shape.z), y0, std::min(y0 + by, shape.y), x0, std::min(x0 + bx, shape.x));
+        fn(state, b, z0, std::min(z0 + bz, shape.z), y0, std::min(y0 + by, shape.y), x0, std::min(x0 + bx, shape.x));
       }
     });
   };
+  std::vector<Index> comp(static_cast<std::size_t>(n));
+  std::vector<std::vector<Label>> block_labels(static_cast<std::size_t>(n_blocks));
+  over_blocks([&]() { return BlockKruskal<Aff, Label, Index>(affs, shape, labels, mask, comp.data()); },
+              [&](auto& pass, std::int64_t b, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
+                  std::int64_t x0, std::int64_t x1) { pass.run(z0, z1, y0, y1, x0, x1, block_labels[b]); });
 
-  // 1. blocks whose buffers stay in cache
-  std::int64_t bz = std::clamp<std::int64_t>(block.z, 1, shape.z), by = std::clamp<std::int64_t>(block.y, 1, shape.y),
-               bx = std::clamp<std::int64_t>(block.x, 1, shape.x);
-  over_boxes(bz, by, bx, [&]() { return BlockKruskal<Aff, Label, Index>(affs, shape, labels, mask, parent.data()); });
-
-  // 2. the edges still open: between two block components, not both seeded
-  std::vector<std::uint8_t> open_bits(static_cast<std::size_t>(n), 0);
-  parallel_for(shape.z, n_threads, [&](std::int64_t zb, std::int64_t ze) {
-    for (std::int64_t z = zb; z < ze; ++z)
-      for (std::int64_t y = 0, v = z * sz; y < shape.y; ++y)
-        for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
-          if (!inside(v)) continue;
-          const bool has[3] = {z > 0, y > 0, x > 0};
-          const Index a = parent[v];
-          std::uint8_t bits = 0;
-          for (int c = 0; c < 3; ++c) {
-            if (!has[c]) continue;
-            const std::int64_t w = v - step[c];
-            const Index b = parent[w];
-            if (a == b || !inside(w) || (labels[a] != 0 && labels[b] != 0)) continue;
-            bits |= static_cast<std::uint8_t>(1 << c);
-          }
-          open_bits[v] = bits;
-        }
+  // 2. global component ids: block b's component k becomes base[b] + k - 1
+  std::vector<Index> base(static_cast<std::size_t>(n_blocks) + 1);
+  base[0] = 1;
+  for (std::int64_t b = 0; b < n_blocks; ++b) base[b + 1] = base[b] + static_cast<Index>(block_labels[b].size());
+  std::vector<Label> comp_labels(static_cast<std::size_t>(base[n_blocks]), Label(0));
+  for (std::int64_t b = 0; b < n_blocks; ++b) {
+    std::copy(block_labels[b].begin(), block_labels[b].end(), comp_labels.begin() + static_cast<std::ptrdiff_t>(base[b]));
+    std::vector<Label>().swap(block_labels[b]);
+  }
+  over_blocks([] { return 0; }, [&](int, std::int64_t b, std::int64_t z0, std::int64_t z1, std::int64_t y0,
+                                    std::int64_t y1, std::int64_t x0, std::int64_t x1) {
+    const Index offset = base[b] - 1;
+    for (std::int64_t z = z0; z < z1; ++z)
+      for (std::int64_t y = y0; y < y1; ++y)
+        for (std::int64_t g = z * sz + y * sy + x0, ge = g + (x1 - x0); g < ge; ++g)
+          if (comp[g] != 0) comp[g] += offset;
   });
 
-  // 3. coarser and coarser boxes (each side doubled), the same rules on what is still open,
-  //    until a box would hold the whole volume
-  std::vector<std::uint8_t> rank(static_cast<std::size_t>(n), 0), frozen(static_cast<std::size_t>(n), 0);
-  while (bz < shape.z || by < shape.y || bx < shape.x) {
-    bz = std::min(bz * 2, shape.z);
-    by = std::min(by * 2, shape.y);
-    bx = std::min(bx * 2, shape.x);
-    if (bz == shape.z && by == shape.y && bx == shape.x) break;
-    over_boxes(bz, by, bx, [&]() {
-      return RegionKruskal<Aff, Label, Index>(affs, shape, labels, parent.data(), rank.data(), open_bits.data(),
-                                              frozen.data());
+  // 3. the edges still open (between two components, not both seeded), bucketed by level, in
+  //    raster order within a level: slabs of z, one bucket set each, read back in slab order
+  struct Edge {
+    Index a, b;
+  };
+  const std::int64_t n_slabs = std::min<std::int64_t>(shape.z, 4 * std::max(n_threads, 1));
+  std::vector<std::array<std::vector<Edge>, 256>> buckets(static_cast<std::size_t>(n_slabs));
+  {
+    std::atomic<std::int64_t> next{0};
+    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_slabs)), [&](int) {
+      for (std::int64_t s = next++; s < n_slabs; s = next++) {
+        auto& out = buckets[s];
+        for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
+          for (std::int64_t y = 0, v = z * sz; y < shape.y; ++y)
+            for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
+              const Index a = comp[v];
+              if (a == 0) continue;
+              const bool has[3] = {z > 0, y > 0, x > 0};
+              for (int c = 0; c < 3; ++c) {
+                if (!has[c]) continue;
+                const Index b = comp[v - step[c]];
+                if (a == b || b == 0 || (comp_labels[a] != 0 && comp_labels[b] != 0)) continue;
+                out[affinity_level(affs[c * n + v])].push_back(Edge{a, b});
+              }
+            }
+      }
     });
   }
-  std::vector<std::uint8_t>().swap(frozen);
-  std::vector<std::int64_t> count(256, 0);
-  for (std::int64_t v = 0; v < n; ++v) {
-    const std::uint8_t bits = open_bits[v];
-    if (bits == 0) continue;
-    for (int c = 0; c < 3; ++c)
-      if ((bits >> c) & 1) ++count[affinity_level(affs[c * n + v])];
-  }
 
-  // 4. global Kruskal over the open edges, in the same order
-  auto find = [&](Index x) {
-    while (parent[x] != x) {
-      parent[x] = parent[parent[x]];
-      x = parent[x];
+  // 4. Kruskal over the components, high level to low, each level's edges in raster order
+  ComponentForest<Index, Label> forest(std::move(comp_labels));
+  for (int level = 255; level >= 0; --level)
+    for (auto& slab : buckets) {
+      for (const Edge& e : slab[level]) forest.join(e.a, e.b);
+      std::vector<Edge>().swap(slab[level]);
     }
-    return x;
-  };
-  auto join = [&](std::int64_t v, int c) {
-    Index a = find(static_cast<Index>(v)), b = find(static_cast<Index>(v - step[c]));
-    if (a == b) return;
-    const Label la = labels[a], lb = labels[b];
-    if (la != 0 && lb != 0) return;  // seeds stay apart
-    if (rank[a] < rank[b]) std::swap(a, b);
-    parent[b] = a;
-    if (rank[a] == rank[b]) ++rank[a];
-    labels[a] = la != 0 ? la : lb;
-  };
-  // visits the open edges with level in [lo, hi], in raster order
-  auto for_open = [&](int lo, int hi, auto fn) {
-    for (std::int64_t v = 0; v < n; ++v) {
-      const std::uint8_t bits = open_bits[v];
-      if (bits == 0) continue;
-      for (int c = 0; c < 3; ++c) {
-        if (!((bits >> c) & 1)) continue;
-        const int level = affinity_level(affs[c * n + v]);
-        if (level >= lo && level <= hi) fn(v, c, level);
-      }
-    }
-  };
-  // bands of consecutive levels, high to low, each holding at most max(n / 8, one level) edges
-  const std::int64_t band_limit = std::max<std::int64_t>(n / 8, 1);
-  std::vector<std::uint64_t> edges;
-  std::vector<std::int64_t> fill(257);
-  int hi = 255;
-  while (hi >= 0) {
-    int lo = hi;
-    std::int64_t total = count[hi];
-    while (lo > 0 && total + count[lo - 1] <= band_limit) total += count[--lo];
-    if (total > 0 && lo == hi) {
-      for_open(lo, hi, [&](std::int64_t v, int c, int) { join(v, c); });  // raster order is the order
-    } else if (total > 0) {
-      // counting sort of the band's edges by level (descending), raster order within a level
-      edges.resize(static_cast<std::size_t>(total));
-      std::int64_t pos = 0;
-      for (int l = hi; l >= lo; --l) {
-        fill[l] = pos;
-        pos += count[l];
-      }
-      for_open(lo, hi, [&](std::int64_t v, int c, int level) {
-        edges[fill[level]++] = (static_cast<std::uint64_t>(v) << 2) | static_cast<std::uint64_t>(c);
-      });
-      // edges of one level lie scattered over the volume: fetch ahead to overlap the cache misses
-      constexpr std::size_t ahead = 16;
-      for (std::size_t i = 0; i < edges.size(); ++i) {
-        if (i + ahead < edges.size()) {
-          const std::uint64_t f = edges[i + ahead];
-          const std::int64_t v = static_cast<std::int64_t>(f >> 2);
-          __builtin_prefetch(&parent[v]);
-          __builtin_prefetch(&parent[v - step[f & 3]]);
-        }
-        join(static_cast<std::int64_t>(edges[i] >> 2), static_cast<int>(edges[i] & 3));
-      }
-    }
-    hi = lo - 1;
-  }
-  std::vector<std::uint64_t>().swap(edges);
-  // 5. every voxel takes its component's seed (0: no seed reachable)
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (!inside(i)) {
-      labels[i] = 0;
-      continue;
-    }
-    const Index r = find(static_cast<Index>(i));
-    if (r != static_cast<Index>(i)) labels[i] = labels[r];
-  }
+  std::vector<std::array<std::vector<Edge>, 256>>().swap(buckets);
+
+  // 5. every voxel takes its component's seed (0: masked, or no seed reachable)
+  const std::vector<Label> seed_of = forest.seeds();
+  parallel_for(n, n_threads, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) labels[i] = seed_of[comp[i]];
+  });
 }
 
 }  // namespace detail
