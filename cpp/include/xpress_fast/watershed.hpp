@@ -25,8 +25,9 @@
 //      affinities), and the edges still open between them (~15% of all) are bucketed by level.
 //   3. A global Kruskal over those edges, in the same order, on the compact ids: its union-find
 //      is small enough to stay in cache, where one over voxel indices would miss on every find.
-// Memory besides the labels: a 4-byte component id per voxel, 8 bytes per open edge, and per
-// thread one block's buffers (~36 bytes per block voxel).
+// The component ids live in the labels array between the steps (the seeds are read first), so
+// the memory besides the labels is 8 bytes per open edge (~3.6 bytes per voxel) and per thread
+// one block's buffers (~40 bytes per block voxel).
 //
 // Voxels outside the mask stay 0 and edges touching them are ignored; voxels of components
 // without a seed stay 0.
@@ -39,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -86,14 +88,14 @@ void sort_by_level(const std::vector<Code>& codes, const std::vector<std::uint8_
 }
 
 // Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included. Numbers the
-// block's components 1, 2, ... and writes each in-mask block voxel's number into comp (masked
-// voxels get 0) and each component's seed (0: none) into comp_labels. Only this block's voxels
-// are written.
+// block's components 1, 2, ..., writes each component's seed (0: none) into comp_labels, then
+// overwrites each block voxel's label (its seed, read before) with its component's number (0 for
+// masked voxels). Only this block's labels are read or written, so blocks may run at once.
 template <typename Aff, typename Label, typename Index>
 class BlockKruskal {
  public:
-  BlockKruskal(const Aff* affs, Shape3 shape, const Label* labels, const std::uint8_t* mask, Index* comp)
-      : affs_(affs), shape_(shape), n_(shape.size()), labels_(labels), mask_(mask), comp_(comp) {}
+  BlockKruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uint8_t* mask)
+      : affs_(affs), shape_(shape), n_(shape.size()), labels_(labels), mask_(mask) {}
 
   void run(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1,
            std::vector<Label>& comp_labels) {
@@ -175,7 +177,7 @@ class BlockKruskal {
       seed_[i] = static_cast<std::uint32_t>(comp_labels.size());  // the root's seed is no longer needed
     }
     for (std::int64_t i = 0; i < m; ++i)
-      comp_[gidx_[i]] = inside(gidx_[i]) ? static_cast<Index>(seed_[find(static_cast<std::uint32_t>(i))]) : Index(0);
+      labels_[gidx_[i]] = inside(gidx_[i]) ? static_cast<Label>(seed_[find(static_cast<std::uint32_t>(i))]) : Label(0);
   }
 
  private:
@@ -204,13 +206,42 @@ class BlockKruskal {
   const Aff* affs_;
   Shape3 shape_;
   std::int64_t n_;
-  const Label* labels_;
+  Label* labels_;
   const std::uint8_t* mask_;
-  Index* comp_;
   std::vector<std::uint32_t> codes_, sorted_, parent_l_;
   std::vector<std::uint8_t> levels_, rank_l_, flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::vector<Index> gidx_;          // local -> global voxel index
+};
+
+// The edges (pairs of component ids) of one level and slab, in the order pushed. Stored in
+// fixed chunks rather than one growing vector: 256 levels x slabs of vectors that double would
+// leave up to half their memory unused, and first-touched memory is what costs (page faults).
+template <typename Index>
+class EdgeBucket {
+ public:
+  void push(Index a, Index b) {
+    if (fill_ == kChunk) {
+      chunks_.emplace_back(new Index[2 * kChunk]);
+      fill_ = 0;
+    }
+    Index* e = chunks_.back().get() + 2 * fill_++;
+    e[0] = a;
+    e[1] = b;
+  }
+  template <typename Fn>
+  void for_each(Fn fn) const {
+    for (std::size_t k = 0; k < chunks_.size(); ++k) {
+      const Index* e = chunks_[k].get();
+      const std::size_t m = k + 1 == chunks_.size() ? fill_ : kChunk;
+      for (std::size_t i = 0; i < m; ++i) fn(e[2 * i], e[2 * i + 1]);
+    }
+  }
+
+ private:
+  static constexpr std::size_t kChunk = 2048;  // edges: 16 KB for 4-byte ids
+  std::vector<std::unique_ptr<Index[]>> chunks_;
+  std::size_t fill_ = kChunk;
 };
 
 // Kruskal over the components the blocks left (ids 1..n-1; 0 = masked, never in an edge), with
@@ -222,7 +253,6 @@ class ComponentForest {
       : parent_(labels.size()), rank_(labels.size(), 0), labels_(std::move(labels)) {
     for (std::size_t i = 0; i < parent_.size(); ++i) parent_[i] = static_cast<Index>(i);
   }
-  bool seeded(Index c) const { return labels_[c] != 0; }
   void join(Index a, Index b) {
     a = find(a);
     b = find(b);
@@ -278,13 +308,13 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
       }
     });
   };
-  std::vector<Index> comp(static_cast<std::size_t>(n));
+  // labels: seeds in; block component numbers out (the seeds are kept in block_labels)
   std::vector<std::vector<Label>> block_labels(static_cast<std::size_t>(n_blocks));
-  over_blocks([&]() { return BlockKruskal<Aff, Label, Index>(affs, shape, labels, mask, comp.data()); },
+  over_blocks([&]() { return BlockKruskal<Aff, Label, Index>(affs, shape, labels, mask); },
               [&](auto& pass, std::int64_t b, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
                   std::int64_t x0, std::int64_t x1) { pass.run(z0, z1, y0, y1, x0, x1, block_labels[b]); });
 
-  // 2. global component ids: block b's component k becomes base[b] + k - 1
+  // 2. global component ids in labels: block b's component k becomes base[b] + k - 1
   std::vector<Index> base(static_cast<std::size_t>(n_blocks) + 1);
   base[0] = 1;
   for (std::int64_t b = 0; b < n_blocks; ++b) base[b + 1] = base[b] + static_cast<Index>(block_labels[b].size());
@@ -295,20 +325,17 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   }
   over_blocks([] { return 0; }, [&](int, std::int64_t b, std::int64_t z0, std::int64_t z1, std::int64_t y0,
                                     std::int64_t y1, std::int64_t x0, std::int64_t x1) {
-    const Index offset = base[b] - 1;
+    const Label offset = static_cast<Label>(base[b] - 1);
     for (std::int64_t z = z0; z < z1; ++z)
       for (std::int64_t y = y0; y < y1; ++y)
         for (std::int64_t g = z * sz + y * sy + x0, ge = g + (x1 - x0); g < ge; ++g)
-          if (comp[g] != 0) comp[g] += offset;
+          if (labels[g] != 0) labels[g] += offset;
   });
 
   // 3. the edges still open (between two components, not both seeded), bucketed by level, in
   //    raster order within a level: slabs of z, one bucket set each, read back in slab order
-  struct Edge {
-    Index a, b;
-  };
   const std::int64_t n_slabs = std::min<std::int64_t>(shape.z, 4 * std::max(n_threads, 1));
-  std::vector<std::array<std::vector<Edge>, 256>> buckets(static_cast<std::size_t>(n_slabs));
+  std::vector<std::array<EdgeBucket<Index>, 256>> buckets(static_cast<std::size_t>(n_slabs));
   {
     std::atomic<std::int64_t> next{0};
     run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_slabs)), [&](int) {
@@ -317,14 +344,14 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
         for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
           for (std::int64_t y = 0, v = z * sz; y < shape.y; ++y)
             for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
-              const Index a = comp[v];
+              const Index a = static_cast<Index>(labels[v]);
               if (a == 0) continue;
               const bool has[3] = {z > 0, y > 0, x > 0};
               for (int c = 0; c < 3; ++c) {
                 if (!has[c]) continue;
-                const Index b = comp[v - step[c]];
+                const Index b = static_cast<Index>(labels[v - step[c]]);
                 if (a == b || b == 0 || (comp_labels[a] != 0 && comp_labels[b] != 0)) continue;
-                out[affinity_level(affs[c * n + v])].push_back(Edge{a, b});
+                out[affinity_level(affs[c * n + v])].push(a, b);
               }
             }
       }
@@ -335,15 +362,15 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   ComponentForest<Index, Label> forest(std::move(comp_labels));
   for (int level = 255; level >= 0; --level)
     for (auto& slab : buckets) {
-      for (const Edge& e : slab[level]) forest.join(e.a, e.b);
-      std::vector<Edge>().swap(slab[level]);
+      slab[level].for_each([&](Index a, Index b) { forest.join(a, b); });
+      slab[level] = EdgeBucket<Index>();
     }
-  std::vector<std::array<std::vector<Edge>, 256>>().swap(buckets);
+  std::vector<std::array<EdgeBucket<Index>, 256>>().swap(buckets);
 
   // 5. every voxel takes its component's seed (0: masked, or no seed reachable)
   const std::vector<Label> seed_of = forest.seeds();
   parallel_for(n, n_threads, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) labels[i] = seed_of[comp[i]];
+    for (std::int64_t i = b; i < e; ++i) labels[i] = seed_of[static_cast<std::size_t>(labels[i])];
   });
 }
 
