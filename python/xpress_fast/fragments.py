@@ -179,7 +179,10 @@ def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.
         seeds = _spatial("seeds", seeds, shape, "iu", "an integer label array")
         if seeds.dtype.kind == "i" and seeds.min() < 0:
             raise ValueError(f"seeds must not contain negative labels; got minimum {seeds.min()}")
-        labels = np.array(seeds, dtype=np.uint64, order="C", copy=True)
+        from . import _segment
+
+        labels = _segment.zeros_uint64(shape)  # prefaulted: the watershed's threads write it
+        np.copyto(labels, seeds, casting="unsafe")  # negative ids were refused above
     mask_arr = None
     if mask is not None:
         mask_arr = _spatial("mask", mask, shape, "biu", "a boolean or integer array")
