@@ -87,10 +87,18 @@ void sort_by_level(const std::vector<Code>& codes, const std::vector<std::uint8_
   for (std::size_t i = 0; i < codes.size(); ++i) sorted[start[255 - levels[i]]++] = codes[i];
 }
 
+// Marks a component id (in the labels array, between the steps) as holding a seed, so that the
+// scan for open edges needs no lookup to skip the edges between two seeded components.
+template <typename Label>
+constexpr Label seeded_bit() {
+  return Label(1) << (8 * sizeof(Label) - 1);
+}
+
 // Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included. Numbers the
 // block's components 1, 2, ..., writes each component's seed (0: none) into comp_labels, then
-// overwrites each block voxel's label (its seed, read before) with its component's number (0 for
-// masked voxels). Only this block's labels are read or written, so blocks may run at once.
+// overwrites each block voxel's label (its seed, read before) with its component's number, plus
+// seeded_bit if it holds a seed (0 for masked voxels). Only this block's labels are read or
+// written, so blocks may run at once.
 template <typename Aff, typename Label, typename Index>
 class BlockKruskal {
  public:
@@ -176,8 +184,14 @@ class BlockKruskal {
       comp_labels.push_back(flags_[i] == 1 ? labels_[gidx_[seed_[i]]] : Label(0));
       seed_[i] = static_cast<std::uint32_t>(comp_labels.size());  // the root's seed is no longer needed
     }
-    for (std::int64_t i = 0; i < m; ++i)
-      labels_[gidx_[i]] = inside(gidx_[i]) ? static_cast<Label>(seed_[find(static_cast<std::uint32_t>(i))]) : Label(0);
+    for (std::int64_t i = 0; i < m; ++i) {
+      if (!inside(gidx_[i])) {
+        labels_[gidx_[i]] = 0;
+        continue;
+      }
+      const std::uint32_t r = find(static_cast<std::uint32_t>(i));
+      labels_[gidx_[i]] = static_cast<Label>(seed_[r]) | (flags_[r] == 1 ? seeded_bit<Label>() : Label(0));
+    }
   }
 
  private:
@@ -314,7 +328,8 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
               [&](auto& pass, std::int64_t b, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
                   std::int64_t x0, std::int64_t x1) { pass.run(z0, z1, y0, y1, x0, x1, block_labels[b]); });
 
-  // 2. global component ids in labels: block b's component k becomes base[b] + k - 1
+  // 2. global component ids in labels: block b's component k becomes base[b] + k - 1 (the
+  //    seeded bit is above any id, so adding the offset keeps it)
   std::vector<Index> base(static_cast<std::size_t>(n_blocks) + 1);
   base[0] = 1;
   for (std::int64_t b = 0; b < n_blocks; ++b) base[b + 1] = base[b] + static_cast<Index>(block_labels[b].size());
@@ -333,25 +348,46 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   });
 
   // 3. the edges still open (between two components, not both seeded), bucketed by level, in
-  //    raster order within a level: slabs of z, one bucket set each, read back in slab order
+  //    raster order within a level: slabs of z, one bucket set each, read back in slab order.
+  //    An edge is dropped when an earlier one of its slab joins the same two components at a
+  //    level as high: Kruskal would find them joined, or both seeded, by then. A small cache of
+  //    the pairs seen catches most (boundaries repeat the same pair voxel after voxel).
+  const Label seeded = seeded_bit<Label>();
   const std::int64_t n_slabs = std::min<std::int64_t>(shape.z, 4 * std::max(n_threads, 1));
   std::vector<std::array<EdgeBucket<Index>, 256>> buckets(static_cast<std::size_t>(n_slabs));
   {
     std::atomic<std::int64_t> next{0};
     run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_slabs)), [&](int) {
+      struct Seen {
+        Index lo = 0, hi = 0;
+        int level = -1;
+      };
+      constexpr std::size_t kSeen = std::size_t(1) << 14;
+      std::vector<Seen> seen(kSeen);
       for (std::int64_t s = next++; s < n_slabs; s = next++) {
         auto& out = buckets[s];
+        std::fill(seen.begin(), seen.end(), Seen{});
         for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
           for (std::int64_t y = 0, v = z * sz; y < shape.y; ++y)
             for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
-              const Index a = static_cast<Index>(labels[v]);
-              if (a == 0) continue;
+              const Label la = labels[v];
+              if (la == 0) continue;
               const bool has[3] = {z > 0, y > 0, x > 0};
               for (int c = 0; c < 3; ++c) {
                 if (!has[c]) continue;
-                const Index b = static_cast<Index>(labels[v - step[c]]);
-                if (a == b || b == 0 || (comp_labels[a] != 0 && comp_labels[b] != 0)) continue;
-                out[affinity_level(affs[c * n + v])].push(a, b);
+                const Label lb = labels[v - step[c]];
+                if (la == lb || lb == 0 || (la & lb & seeded)) continue;
+                const Index a = static_cast<Index>(la & ~seeded), b = static_cast<Index>(lb & ~seeded);
+                const Index lo = a < b ? a : b, hi = a < b ? b : a;
+                const int level = affinity_level(affs[c * n + v]);
+                Seen& e = seen[(static_cast<std::size_t>(lo) * 0x9E3779B1u + static_cast<std::size_t>(hi)) & (kSeen - 1)];
+                if (e.lo == lo && e.hi == hi) {
+                  if (e.level >= level) continue;
+                  e.level = level;
+                } else {
+                  e = Seen{lo, hi, level};
+                }
+                out[level].push(a, b);
               }
             }
       }
@@ -370,7 +406,7 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   // 5. every voxel takes its component's seed (0: masked, or no seed reachable)
   const std::vector<Label> seed_of = forest.seeds();
   parallel_for(n, n_threads, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) labels[i] = seed_of[static_cast<std::size_t>(labels[i])];
+    for (std::int64_t i = b; i < e; ++i) labels[i] = seed_of[static_cast<std::size_t>(labels[i] & ~seeded)];
   });
 }
 
