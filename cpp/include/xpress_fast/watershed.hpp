@@ -71,22 +71,6 @@ struct Shape3 {
 
 namespace detail {
 
-// sorted = codes ordered by level, high to low; stable (a counting sort), so codes gathered in
-// Kruskal's order within a level stay in it.
-template <typename Code>
-void sort_by_level(const std::vector<Code>& codes, const std::vector<std::uint8_t>& levels, std::vector<Code>& sorted) {
-  std::int64_t start[256] = {0};
-  for (const std::uint8_t l : levels) ++start[255 - l];
-  std::int64_t pos = 0;
-  for (int k = 0; k < 256; ++k) {
-    const std::int64_t count = start[k];
-    start[k] = pos;
-    pos += count;
-  }
-  sorted.resize(codes.size());
-  for (std::size_t i = 0; i < codes.size(); ++i) sorted[start[255 - levels[i]]++] = codes[i];
-}
-
 // Marks a component id (in the labels array, between the steps) as holding a seed, so that the
 // scan for open edges needs no lookup to skip the edges between two seeded components.
 template <typename Label>
@@ -109,7 +93,6 @@ class BlockKruskal {
            std::vector<Label>& comp_labels) {
     const std::int64_t bz = z1 - z0, by = y1 - y0, bx = x1 - x0, m = bz * by * bx;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
-    const std::int64_t gstep[3] = {sz, sy, 1};
     const std::int64_t lstep[3] = {by * bx, bx, 1};
     auto inside = [&](std::int64_t g) { return mask_ == nullptr || mask_[g] != 0; };
 
@@ -117,40 +100,12 @@ class BlockKruskal {
     //    order and channels z, y, x -- the global Kruskal order within a level. An edge code is
     //    (local voxel << 2) | c for an edge inside the block (to local voxel - lstep[c]), and
     //    (local voxel << 2) | 3 for an edge leaving the block from that voxel.
-    codes_.clear();
-    levels_.clear();
-    const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y),
-                       xe = std::min(x1 + 1, shape_.x);
-    for (std::int64_t z = z0; z < ze; ++z)
-      for (std::int64_t y = y0; y < ye; ++y) {
-        const bool out_zy[2] = {z == z1, y == y1};
-        if (out_zy[0] && out_zy[1]) continue;
-        for (std::int64_t x = x0; x < xe; ++x) {
-          const bool out[3] = {out_zy[0], out_zy[1], x == x1};
-          const int n_out = out[0] + out[1] + out[2];
-          if (n_out > 1) continue;
-          const std::int64_t g = z * sz + y * sy + x;
-          if (!inside(g)) continue;
-          const std::int64_t coord[3] = {z, y, x}, start[3] = {z0, y0, x0};
-          for (int c = 0; c < 3; ++c) {
-            if (coord[c] == 0) continue;
-            if (n_out == 1 && !out[c]) continue;  // an owner outside links inward along one axis only
-            if (!inside(g - gstep[c])) continue;
-            std::uint32_t code;
-            if (n_out == 1) {  // the owner is outside: the edge leaves from the voxel below it
-              code = static_cast<std::uint32_t>((local(z, y, x, z0, y0, x0, by, bx) - lstep[c]) << 2) | 3u;
-            } else if (coord[c] == start[c]) {  // the lower end is outside
-              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | 3u;
-            } else {
-              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | static_cast<std::uint32_t>(c);
-            }
-            codes_.push_back(code);
-            levels_.push_back(static_cast<std::uint8_t>(affinity_level(affs_[c * n_ + g])));
-          }
-        }
-      }
+    if (mask_ == nullptr)
+      gather_unmasked(z0, z1, y0, y1, x0, x1);
+    else
+      gather_masked(z0, z1, y0, y1, x0, x1);
     // 2. high to low, the raster order kept within a level
-    sort_by_level(codes_, levels_, sorted_);
+    sort_by_level();
 
     // 3. Kruskal with seeded and frozen components (flags: 1 = holds a seed, 2 = frozen)
     parent_l_.resize(static_cast<std::size_t>(m));
@@ -199,6 +154,108 @@ class BlockKruskal {
                             std::int64_t x0, std::int64_t by, std::int64_t bx) {
     return ((z - z0) * by + (y - y0)) * bx + (x - x0);
   }
+  void emit(std::uint32_t code, const Aff& aff) {
+    const std::uint8_t level = static_cast<std::uint8_t>(affinity_level(aff));
+    codes_[n_codes_] = code;
+    levels_[n_codes_++] = level;
+    ++count_[255 - level];
+  }
+  void start_gather(std::int64_t bz, std::int64_t by, std::int64_t bx) {
+    // at most 3 edges per block voxel and one per voxel of the three upper faces
+    const std::size_t most = static_cast<std::size_t>(3 * bz * by * bx + bz * by + bz * bx + by * bx);
+    if (codes_.size() < most) {
+      codes_.resize(most);
+      levels_.resize(most);
+    }
+    n_codes_ = 0;
+    std::fill(count_, count_ + 256, 0);
+  }
+
+  // The common case, row by row: in a row inside the block, the z and y edges of every voxel
+  // have the same kind, only the first voxel's x edge may leave.
+  void gather_unmasked(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                       std::int64_t x1) {
+    const std::int64_t by = y1 - y0, bx = x1 - x0;
+    const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
+    start_gather(z1 - z0, by, bx);
+    const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y);
+    const Aff *a0 = affs_, *a1 = affs_ + n_, *a2 = affs_ + 2 * n_;
+    for (std::int64_t z = z0; z < ze; ++z)
+      for (std::int64_t y = y0; y < ye; ++y) {
+        if (z == z1 && y == y1) continue;
+        const std::int64_t g = z * sz + y * sy;
+        if (z == z1 || y == y1) {  // owners outside the block: their edge along one axis leaves from below
+          const int c = z == z1 ? 0 : 1;
+          const std::int64_t i = local(z == z1 ? z - 1 : z, y == y1 ? y - 1 : y, x0, z0, y0, x0, by, bx);
+          const Aff* a = affs_ + c * n_ + g;
+          for (std::int64_t x = x0; x < x1; ++x) emit(static_cast<std::uint32_t>((i + x - x0) << 2) | 3u, a[x]);
+          continue;
+        }
+        const std::uint32_t i0 = static_cast<std::uint32_t>(local(z, y, x0, z0, y0, x0, by, bx));
+        const bool has_z = z > 0, has_y = y > 0;
+        const std::uint32_t kz = z == z0 ? 3u : 0u, ky = y == y0 ? 3u : 1u;
+        for (std::int64_t x = x0; x < x1; ++x) {
+          const std::uint32_t i = (i0 + static_cast<std::uint32_t>(x - x0)) << 2;
+          if (has_z) emit(i | kz, a0[g + x]);
+          if (has_y) emit(i | ky, a1[g + x]);
+          if (x > 0) emit(i | (x == x0 ? 3u : 2u), a2[g + x]);
+        }
+        if (x1 < shape_.x)  // the owner after the row's end: its x edge leaves from the row's last voxel
+          emit(((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u, a2[g + x1]);
+      }
+  }
+
+  // With a mask: voxel by voxel, edges touching a masked voxel left out.
+  void gather_masked(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                     std::int64_t x1) {
+    const std::int64_t by = y1 - y0, bx = x1 - x0;
+    const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
+    const std::int64_t gstep[3] = {sz, sy, 1};
+    const std::int64_t lstep[3] = {by * bx, bx, 1};
+    start_gather(z1 - z0, by, bx);
+    const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y),
+                       xe = std::min(x1 + 1, shape_.x);
+    for (std::int64_t z = z0; z < ze; ++z)
+      for (std::int64_t y = y0; y < ye; ++y) {
+        const bool out_zy[2] = {z == z1, y == y1};
+        if (out_zy[0] && out_zy[1]) continue;
+        for (std::int64_t x = x0; x < xe; ++x) {
+          const bool out[3] = {out_zy[0], out_zy[1], x == x1};
+          const int n_out = out[0] + out[1] + out[2];
+          if (n_out > 1) continue;
+          const std::int64_t g = z * sz + y * sy + x;
+          if (!mask_[g]) continue;
+          const std::int64_t coord[3] = {z, y, x}, start[3] = {z0, y0, x0};
+          for (int c = 0; c < 3; ++c) {
+            if (coord[c] == 0) continue;
+            if (n_out == 1 && !out[c]) continue;  // an owner outside links inward along one axis only
+            if (!mask_[g - gstep[c]]) continue;
+            std::uint32_t code;
+            if (n_out == 1) {  // the owner is outside: the edge leaves from the voxel below it
+              code = static_cast<std::uint32_t>((local(z, y, x, z0, y0, x0, by, bx) - lstep[c]) << 2) | 3u;
+            } else if (coord[c] == start[c]) {  // the lower end is outside
+              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | 3u;
+            } else {
+              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | static_cast<std::uint32_t>(c);
+            }
+            emit(code, affs_[c * n_ + g]);
+          }
+        }
+      }
+  }
+
+  // sorted_ = the gathered codes by level, high to low; stable (a counting sort), so the raster
+  // order within a level is kept.
+  void sort_by_level() {
+    std::int64_t pos = 0;
+    for (int k = 0; k < 256; ++k) {
+      const std::int64_t c = count_[k];
+      count_[k] = pos;
+      pos += c;
+    }
+    sorted_.resize(n_codes_);
+    for (std::size_t i = 0; i < n_codes_; ++i) sorted_[count_[255 - levels_[i]]++] = codes_[i];
+  }
   std::uint32_t find(std::uint32_t x) {
     while (parent_l_[x] != x) {
       parent_l_[x] = parent_l_[parent_l_[x]];
@@ -224,6 +281,8 @@ class BlockKruskal {
   const std::uint8_t* mask_;
   std::vector<std::uint32_t> codes_, sorted_, parent_l_;
   std::vector<std::uint8_t> levels_, rank_l_, flags_;
+  std::size_t n_codes_ = 0;     // gathered codes_ / levels_
+  std::int64_t count_[256] = {};  // gathered edges per level, high to low
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::vector<Index> gidx_;          // local -> global voxel index
 };
