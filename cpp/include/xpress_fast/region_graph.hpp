@@ -31,11 +31,13 @@
 namespace xpress_fast {
 
 inline int histogram_bin(std::uint8_t a) { return a; }
+// min(floor(a * 256), 255) clamped at 0, NaN as 0, without branches (checked equal to the
+// branching form for all 2^32 float bit patterns)
 inline int histogram_bin(float a) {
-  if (!(a > 0.0f)) return 0;
-  if (a >= 1.0f) return 255;
-  const int b = static_cast<int>(a * 256.0f);
-  return b > 255 ? 255 : b;
+  float t = a * 256.0f;
+  t = 0.0f < t ? t : 0.0f;
+  t = t < 255.0f ? t : 255.0f;
+  return static_cast<int>(t);
 }
 
 // Open-addressing hash map from a pair of non-zero labels to an index.

@@ -52,11 +52,13 @@ namespace xpress_fast {
 
 // The flood priority of an affinity: 0..255.
 inline int affinity_level(std::uint8_t a) { return a; }
+// floor(a * 255 + 0.5) clamped to [0, 255], NaN as 0, without branches (this runs for every
+// edge; checked equal to the branching form for all 2^32 float bit patterns)
 inline int affinity_level(float a) {
-  if (!(a > 0.0f)) return 0;
-  if (a >= 1.0f) return 255;
-  int level = static_cast<int>(a * 255.0f + 0.5f);  // a > 0: truncation is floor
-  return level > 255 ? 255 : level;
+  float t = a * 255.0f + 0.5f;
+  t = 0.0f < t ? t : 0.0f;  // NaN and negatives: 0
+  t = t < 255.0f ? t : 255.0f;
+  return static_cast<int>(t);  // t >= 0: truncation is floor
 }
 
 // Affinity as a float in [0, 1]: uint8 k means k / 255 (computed in float, as numpy does for
