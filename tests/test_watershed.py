@@ -291,6 +291,25 @@ def test_distance_seeds_number_components_as_scipy_label(shape, seed, fill, thre
     np.testing.assert_array_equal(seeds, expected)
 
 
+@given(st.tuples(st.integers(1, 40), st.integers(1, 20), st.integers(1, 20)), st.integers(0, 2**32 - 1),
+       st.floats(0.3, 0.97), st.integers(1, 16), st.integers(1, 4))
+@settings(max_examples=200)
+def test_distance_maxima_match_scipy_along_long_z(shape, seed, fill, size, threads):
+    # the z maximum is streamed over blocks of `size` slices: several blocks per thread, thread
+    # ranges that start inside a block, windows past both ends of z, size above Z, even sizes;
+    # the x maximum runs over bands of 16 rows (a last band narrower)
+    from xpress_fast import _segment
+
+    rng = np.random.default_rng(seed)
+    inside = (rng.random(shape) < fill).astype(np.uint8)
+    inside.ravel()[rng.integers(inside.size)] = 0
+    _, maxima, labels, n = _scipy_seeds(inside, size)
+    np.testing.assert_array_equal(_segment.distance_maxima(inside, size, threads).view(bool), maxima)
+    seeds, count = _segment.distance_seeds(inside, size, 0, threads)
+    assert count == n
+    np.testing.assert_array_equal(seeds, labels)
+
+
 @pytest.mark.parametrize("shape", [(3, 90, 33), (90, 3, 33), (2, 70, 70), (40, 40, 40)])
 def test_distance_seeds_match_scipy_far_from_background(shape):
     # distances beyond the kernel's direct search (32 rows) take the lower envelope

@@ -6,15 +6,18 @@
 //  - pass A, one z-slice at a time: distance along x to the nearest outside voxel of the row (two
 //    scans: on a binary map no lower envelope is needed), then the transform along y;
 //  - pass B, one y-slab (Z rows of X voxels, in cache) at a time: the transform along z (the
-//    final distances), then at once the maximum filter along z of the slab;
-//  - pass C, one z-slice at a time: the maximum filter along y, then along x row by row, compared
-//    with the distance on the fly: only the maxima's indices are kept (they are few), in raster
-//    order, and their components are found by a union-find over that list alone.
+//    final distances, in place);
+//  - pass C, the z-slices of each thread's range in order: the maximum filter along y, then along
+//    x (16 rows at a time, transposed), into the few slices that the maximum along z needs next
+//    (streamed, so that no second volume holds filtered values: fresh memory costs about 1 ms per
+//    MB to first touch on some VMs), compared with the distance on the fly: only the maxima's
+//    indices are kept (they are few), in raster order, and their components are found by a
+//    union-find over that list.
 // The transforms along y and z run over 16 columns side by side (contiguous along x, SSE): a
 // direct minimum over the rows within sqrt(current best) of each row, which is short because the
 // inside map is cut into cells; columns where that reach exceeds 32 rows fall back to the lower
 // envelope of Felzenszwalb & Huttenlocher on transposed, contiguous lines. The maximum filter is
-// van Herk / Gil-Werman (three scans whatever the size), over whole rows along y and z.
+// van Herk / Gil-Werman (three scans whatever the size), over whole rows along y, slices along z.
 // This replaced a per-line envelope and a deque filter on strided lines, and scipy's label:
 // 1.7-2 s -> 0.25 s at 256^3 on 2 threads.
 //
@@ -26,6 +29,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -125,26 +129,31 @@ inline void max_rows(const float* in, std::int64_t in_step, float* out, std::int
     for (std::int64_t p = 0; p < n; ++p) std::copy(in + p * in_step, in + p * in_step + w, out + p * out_step);
     return;
   }
-  // block b holds the p with (p + left) / size == b
+  // block b holds the p with (p + left) / size == b; phase = (p + left) % size, counted (short
+  // rows would pay a division each)
+  std::int64_t phase = left % size;
   for (std::int64_t p = 0; p < n; ++p) {
     const float* a = in + p * in_step;
     float* gp = g + p * w;
-    if (p == 0 || (p + left) % size == 0) {
+    if (p == 0 || phase == 0) {
       std::copy(a, a + w, gp);
     } else {
       const float* prev = gp - w;
       for (std::int64_t x = 0; x < w; ++x) gp[x] = std::max(prev[x], a[x]);
     }
+    if (++phase == size) phase = 0;
   }
+  phase = (n - 1 + left) % size;
   for (std::int64_t p = n - 1; p >= 0; --p) {
     const float* a = in + p * in_step;
     float* hp = h + p * w;
-    if (p == n - 1 || (p + left) % size == size - 1) {
+    if (p == n - 1 || phase == size - 1) {
       std::copy(a, a + w, hp);
     } else {
       const float* next = hp + w;
       for (std::int64_t x = 0; x < w; ++x) hp[x] = std::max(next[x], a[x]);
     }
+    if (--phase < 0) phase = size - 1;
   }
   for (std::int64_t q = 0; q < n; ++q) {
     const float* hl = h + std::max<std::int64_t>(0, q - left) * w;
@@ -156,33 +165,6 @@ inline void max_rows(const float* in, std::int64_t in_step, float* out, std::int
     }
     const float* gh = g + hi * w;
     for (std::int64_t x = 0; x < w; ++x) o[x] = std::max(hl[x], gh[x]);
-  }
-}
-
-// Scalar version of max_rows for one contiguous line (w = 1, no inner loop).
-inline void max_line(const float* in, float* out, std::int64_t n, std::int64_t size, float* g, float* h) {
-  const std::int64_t left = size / 2, right = size - 1 - left;
-  if (size == 1 || n == 1) {
-    std::copy(in, in + n, out);
-    return;
-  }
-  std::int64_t phase = left % size;  // (p + left) % size
-  float run = 0.0f;
-  for (std::int64_t p = 0; p < n; ++p) {
-    run = (p == 0 || phase == 0) ? in[p] : std::max(run, in[p]);
-    g[p] = run;
-    if (++phase == size) phase = 0;
-  }
-  phase = (n - 1 + left) % size;
-  for (std::int64_t p = n - 1; p >= 0; --p) {
-    run = (p == n - 1 || phase == size - 1) ? in[p] : std::max(run, in[p]);
-    h[p] = run;
-    if (--phase < 0) phase = size - 1;
-  }
-  for (std::int64_t q = 0; q < n; ++q) {
-    const float a = h[std::max<std::int64_t>(0, q - left)];
-    const std::int64_t hi = window_prefix(q + right, n, left, size);
-    out[q] = hi < 0 ? a : std::max(a, g[hi]);
   }
 }
 
@@ -349,54 +331,135 @@ inline void edt_xy(const std::uint8_t* inside, Shape3 s, float* dist, int n_thre
   });
 }
 
-// Pass B: the transform along z (dist in place), and with size > 0 the maximum filter along z
-// of the result into filtered; one y-slab (Z rows of X) at a time, so that it stays in cache.
-inline void edt_z_max_z(float* dist, Shape3 s, std::int64_t size, float* filtered, int n_threads) {
+// Pass B: the transform along z, dist in place (the final distances); one y-slab (Z rows of X)
+// at a time, so that it stays in cache.
+inline void edt_z(float* dist, Shape3 s, int n_threads) {
   const std::int64_t Z = s.z, X = s.x, slice = s.y * s.x;
-  if (Z == 1) {
-    if (size > 0) std::copy(dist, dist + s.size(), filtered);
-    return;
-  }
-  constexpr std::int64_t chunk = 64;  // columns per maximum-filter call
+  if (Z == 1) return;
   parallel_for(s.y, n_threads, [&](std::int64_t y0, std::int64_t y1) {
     auto slab = uninitialized<float>(Z * X);
-    auto g = uninitialized<float>(Z * chunk), h = uninitialized<float>(Z * chunk);
     ColumnScratch scratch(Z);
     for (std::int64_t y = y0; y < y1; ++y) {
       float* base = dist + y * X;
       edt_columns(base, slice, slab.get(), X, Z, X, scratch);
       for (std::int64_t z = 0; z < Z; ++z) std::copy(slab.get() + z * X, slab.get() + (z + 1) * X, base + z * slice);
-      if (size > 0)
-        for (std::int64_t x0 = 0; x0 < X; x0 += chunk)
-          max_rows(slab.get() + x0, X, filtered + y * X + x0, slice, Z, std::min(chunk, X - x0), size, g.get(),
-                   h.get());
     }
   });
 }
 
-// Pass C: maximum filter along y then x of `filtered` (z already done), compared with dist;
-// returns the indices of the inside voxels where they are equal, in raster order.
-inline std::vector<std::int64_t> max_yx_compare(const std::uint8_t* inside, Shape3 s, const float* dist,
-                                                const float* filtered, std::int64_t size, int n_threads) {
-  const std::int64_t Y = s.y, X = s.x, slice = Y * X;
+// The maximum filter of one z-slice along y, then along x (per-thread scratch). Along x, kLanes
+// rows at a time are transposed so that max_rows runs over them side by side (vectorised): a
+// scalar scan along each row took about half of pass C.
+class SliceMax {
+ public:
+  SliceMax(Shape3 s, std::int64_t size)
+      : Y_(s.y), X_(s.x), size_(size), ymax_(uninitialized<float>(s.y * s.x)),
+        g_(uninitialized<float>(s.y * s.x)), h_(uninitialized<float>(s.y * s.x)),
+        band_(uninitialized<float>(kLanes * s.x)), band_max_(uninitialized<float>(kLanes * s.x)) {}
+  void operator()(const float* in, float* out) {
+    max_rows(in, X_, ymax_.get(), X_, Y_, X_, size_, g_.get(), h_.get());
+    for (std::int64_t y0 = 0; y0 < Y_; y0 += kLanes) {
+      const std::int64_t lanes = std::min(kLanes, Y_ - y0);
+      transpose(ymax_.get() + y0 * X_, X_, band_.get(), lanes, lanes, X_);  // X rows of lanes
+      max_rows(band_.get(), lanes, band_max_.get(), lanes, X_, lanes, size_, g_.get(), h_.get());
+      transpose(band_max_.get(), lanes, out + y0 * X_, X_, X_, lanes);
+    }
+  }
+
+ private:
+  std::int64_t Y_, X_, size_;
+  std::unique_ptr<float[]> ymax_, g_, h_, band_, band_max_;
+};
+
+// The maximum along z over the window [q - size/2, q - size/2 + size - 1] truncated to [0, Z) of
+// the slices yx(p) (filter(p, out) writes slice p), for the output slices q in [z0, z1): calls
+// emit(q, a, b) in increasing q, the window maximum being a, or the elementwise max of a and b
+// where b is not null. The same van Herk / Gil-Werman blocks as max_rows (so the same values),
+// streamed: slices [z0 - left, z1 + right) are filtered once each, in order, into the block being
+// filled (`cur`), whose prefix maximum is kept (`g`); a complete block is turned into its suffix
+// maxima in place and kept (`h`) while the next one fills. A window is one block's suffix (from h)
+// or that and the next block's prefix (from g). So 2 size + 1 slices live at a time, not a volume
+// filtered along z; a thread's range recomputes only the size - 1 slices its neighbours also need.
+template <typename Filter, typename Emit>
+void max_z_streamed(Shape3 s, std::int64_t size, std::int64_t z0, std::int64_t z1, Filter filter, Emit emit) {
+  const std::int64_t Z = s.z, slice = s.y * s.x, left = size / 2, right = size - 1 - left;
+  const std::int64_t a = std::max<std::int64_t>(0, z0 - left), e = std::min(Z, z1 + right);
+  // slice p's slot in its block's buffer: blocks start at b * size - left, cut at a (the first
+  // one) and e (the last), so at most min(size, e - a) slots (size may far exceed Z)
+  const std::int64_t slots = std::min(size, e - a);
+  auto block = [&](std::int64_t p) { return (p + left) / size; };
+  auto slot = [&](std::int64_t p) { return p - std::max(a, block(p) * size - left); };
+  auto cur = uninitialized<float>(slots * slice), h = uninitialized<float>(slots * slice);
+  auto g = uninitialized<float>(slice);
+  std::int64_t q = z0;  // the next output slice
+  for (std::int64_t p = a; p < e; ++p) {
+    const std::int64_t k = slot(p);
+    float* c = cur.get() + k * slice;
+    filter(p, c);
+    if (k == 0) std::copy(c, c + slice, g.get());
+    else for (std::int64_t i = 0; i < slice; ++i) g[i] = std::max(g[i], c[i]);
+    const bool last = p == Z - 1;
+    const bool complete = last || (p + left) % size == size - 1;
+    // the windows that end at p (all those left at the volume's end), in order: those that
+    // start in the previous block first...
+    const std::int64_t q_end = last ? z1 : std::min(z1, p - right + 1);
+    for (; q < q_end && block(std::max<std::int64_t>(0, q - left)) < block(p); ++q)
+      emit(q, h.get() + slot(std::max<std::int64_t>(0, q - left)) * slice, g.get());
+    if (!complete) continue;
+    for (std::int64_t j = k - 1; j >= 0; --j) {  // suffix maxima of the block, in place
+      float* cj = cur.get() + j * slice;
+      const float* next = cj + slice;
+      for (std::int64_t i = 0; i < slice; ++i) cj[i] = std::max(cj[i], next[i]);
+    }
+    std::swap(cur, h);
+    // ...then those within this block (a whole block, or its part before the volume's end)
+    for (; q < q_end; ++q) emit(q, h.get() + slot(std::max<std::int64_t>(0, q - left)) * slice, nullptr);
+  }
+}
+
+// Appends o + i for the i < n where the window maximum (the max of a and b, or a where b is null)
+// equals the distance d and the voxel is inside: flags for 64 voxels at a time (vectorised), then
+// only the 8-voxel words that hold a flag are looked at (a branch per voxel took a fifth of pass C).
+inline void append_maxima(const float* a, const float* b, const float* d, const std::uint8_t* in, std::int64_t n,
+                          std::int64_t o, std::vector<std::int64_t>& found) {
+  constexpr std::int64_t B = 64;
+  std::uint8_t hit[B] = {};
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t m = std::min(B, n - i0);
+    const float *ai = a + i0, *di = d + i0;
+    const std::uint8_t* ii = in + i0;
+    if (b) {
+      const float* bi = b + i0;
+      for (std::int64_t i = 0; i < m; ++i) hit[i] = (std::max(ai[i], bi[i]) == di[i]) & (ii[i] != 0);
+    } else {
+      for (std::int64_t i = 0; i < m; ++i) hit[i] = (ai[i] == di[i]) & (ii[i] != 0);
+    }
+    for (std::int64_t w = 0; w < m; w += 8) {
+      std::uint64_t word;
+      std::memcpy(&word, hit + w, 8);
+      if (!word) continue;
+      for (std::int64_t i = w; i < std::min(m, w + 8); ++i)
+        if (hit[i]) found.push_back(o + i0 + i);
+    }
+  }
+}
+
+// Pass C: the size^3 maximum filter of dist (y and x per slice, then z streamed), compared with
+// dist on the fly; returns the indices of the inside voxels where they are equal, in raster order.
+inline std::vector<std::int64_t> maxima_compare(const std::uint8_t* inside, Shape3 s, const float* dist,
+                                                std::int64_t size, int n_threads) {
+  const std::int64_t slice = s.y * s.x;
   std::mutex mutex;
   std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> parts;  // (first z, indices)
   parallel_for(s.z, n_threads, [&](std::int64_t z0, std::int64_t z1) {
-    auto ymax = uninitialized<float>(slice), g = uninitialized<float>(slice), h = uninitialized<float>(slice);
-    auto row = uninitialized<float>(X);
+    SliceMax yx(s, size);
     std::vector<std::int64_t> found;
-    for (std::int64_t z = z0; z < z1; ++z) {
-      const std::int64_t o = z * slice;
-      max_rows(filtered + o, X, ymax.get(), X, Y, X, size, g.get(), h.get());
-      for (std::int64_t y = 0; y < Y; ++y) {
-        const std::int64_t r = o + y * X;
-        max_line(ymax.get() + y * X, row.get(), X, size, g.get(), h.get());
-        const float* d = dist + r;
-        const std::uint8_t* in = inside + r;
-        for (std::int64_t x = 0; x < X; ++x)
-          if (row[x] == d[x] && in[x]) found.push_back(r + x);
-      }
-    }
+    auto filter = [&](std::int64_t p, float* out) { yx(dist + p * slice, out); };
+    auto emit = [&](std::int64_t q, const float* m, const float* m2) {
+      const std::int64_t o = q * slice;
+      append_maxima(m, m2, dist + o, inside + o, slice, o, found);
+    };
+    max_z_streamed(s, size, z0, z1, filter, emit);
     std::lock_guard<std::mutex> lock(mutex);
     parts.emplace_back(z0, std::move(found));
   });
@@ -417,7 +480,7 @@ inline std::vector<std::int64_t> max_yx_compare(const std::uint8_t* inside, Shap
 inline void squared_distance_transform(const std::uint8_t* inside, Shape3 shape, float* out, int n_threads) {
   if (shape.size() == 0) return;
   detail::edt_xy(inside, shape, out, n_threads);
-  detail::edt_z_max_z(out, shape, 0, nullptr, n_threads);
+  detail::edt_z(out, shape, n_threads);
 }
 
 // Indices (raster order) of the inside voxels whose squared distance equals the maximum of a
@@ -425,11 +488,10 @@ inline void squared_distance_transform(const std::uint8_t* inside, Shape3 shape,
 inline std::vector<std::int64_t> distance_maxima_indices(const std::uint8_t* inside, Shape3 shape, std::int64_t size,
                                                          int n_threads) {
   if (shape.size() == 0) return {};
-  const std::int64_t n = shape.size();
-  auto dist = detail::uninitialized<float>(n), filtered = detail::uninitialized<float>(n);
+  auto dist = detail::uninitialized<float>(shape.size());
   detail::edt_xy(inside, shape, dist.get(), n_threads);
-  detail::edt_z_max_z(dist.get(), shape, size, filtered.get(), n_threads);
-  return detail::max_yx_compare(inside, shape, dist.get(), filtered.get(), size, n_threads);
+  detail::edt_z(dist.get(), shape, n_threads);
+  return detail::maxima_compare(inside, shape, dist.get(), size, n_threads);
 }
 
 // Seeds: 1 where inside and the squared distance equals the maximum of a size^3 window.
