@@ -26,6 +26,7 @@ affinities) in total and above the RSS at that point, the latter relative to the
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -148,6 +149,14 @@ def _vm(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def release_freed_memory() -> None:
+    """Hands the pages that malloc keeps after free() back to the OS (glibc only)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def child(method: str, data: str, truth: str) -> None:
     sys.path.insert(0, str(ROOT / "python"))
     import mahotas  # noqa: F401  (imports before the baseline measurement)
@@ -170,7 +179,11 @@ def child(method: str, data: str, truth: str) -> None:
     rows = []
     peak = 0
     start = time.perf_counter()
-    for t, seg in zip(THRESHOLDS, {"ours": run_ours, "waterz": run_waterz, "baseline": run_baseline}[method](affs)):
+    segmentations = {"ours": run_ours, "waterz": run_waterz, "baseline": run_baseline}[method](affs)
+    for t in THRESHOLDS:
+        # next() rather than zip(): zip's reused result tuple would keep the previous volume
+        # alive while the next one is made, two volumes in the peak instead of one
+        seg = next(segmentations)
         seconds += time.perf_counter() - start
         peak = max(peak, _vm("VmHWM"))
         # scored here with the clock stopped (writing 19 volumes to disk for scoring elsewhere
@@ -178,8 +191,10 @@ def child(method: str, data: str, truth: str) -> None:
         # out of the peak by resetting the high-water mark to what is live after it
         rows.append((t, *rand_voi(seg, labels)))
         del seg
+        release_freed_memory()  # what the scoring freed is not the method's memory
         Path("/proc/self/clear_refs").write_text("5")
         start = time.perf_counter()
+    segmentations.close()
     seconds += time.perf_counter() - start
     os.dup2(saved, 1)
     peak = max(peak, _vm("VmHWM"))

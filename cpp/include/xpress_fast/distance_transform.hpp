@@ -543,18 +543,34 @@ inline std::vector<std::int64_t> label_sparse(const std::vector<std::int64_t>& i
   return label;
 }
 
+// The automatic seeds as points: the voxels of distance_maxima (raster order) and the id of each,
+// 1, 2, ... as scipy.ndimage.label numbers their components. The distance maps are freed on
+// return, before the caller allocates the labels volume (the two need not coexist).
+struct SeedPoints {
+  std::vector<std::int64_t> indices, ids;
+  std::int64_t count = 0;  // number of seeds (components)
+};
+inline SeedPoints distance_seed_points(const std::uint8_t* inside, Shape3 shape, std::int64_t size, int n_threads) {
+  SeedPoints p;
+  p.indices = distance_maxima_indices(inside, shape, size, n_threads);
+  p.ids = label_sparse(p.indices, shape);
+  for (const std::int64_t id : p.ids) p.count = std::max(p.count, id);
+  return p;
+}
+
+// Writes the seeds' ids, plus id_offset, into `out` (which must hold zeros elsewhere).
+inline void write_seeds(const SeedPoints& p, std::uint64_t id_offset, std::uint64_t* out) {
+  for (std::size_t k = 0; k < p.indices.size(); ++k)
+    out[p.indices[k]] = id_offset + static_cast<std::uint64_t>(p.ids[k]);
+}
+
 // The automatic seeds: the components of distance_maxima, numbered id_offset + 1, ... as
 // scipy.ndimage.label numbers them, written into `out` (which must hold zeros).
 inline std::int64_t distance_seeds(const std::uint8_t* inside, Shape3 shape, std::int64_t size,
                                    std::uint64_t id_offset, std::uint64_t* out, int n_threads) {
-  const auto indices = distance_maxima_indices(inside, shape, size, n_threads);
-  const auto label = label_sparse(indices, shape);
-  std::int64_t count = 0;
-  for (std::size_t k = 0; k < indices.size(); ++k) {
-    out[indices[k]] = id_offset + static_cast<std::uint64_t>(label[k]);
-    count = std::max(count, label[k]);
-  }
-  return count;
+  const SeedPoints p = distance_seed_points(inside, shape, size, n_threads);
+  write_seeds(p, id_offset, out);
+  return p.count;
 }
 
 }  // namespace xpress_fast
