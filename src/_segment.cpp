@@ -53,25 +53,28 @@ void release_freed_memory() {
 #endif
 }
 
-// A zeroed C-contiguous array for kernels to fill, its pages faulted in here by one thread, in
-// order, without transparent huge pages. Measured on a 2-core VM at 384^3 (453 MB of labels):
-// kernels whose threads first touched one fresh volume at once spent 3.5-4.5 s in page faults,
-// against 0.4 s for one sequential pass; and numpy's huge-page advice on large arrays made that
-// pass stall on memory compaction now and then (0.1-1.9 s, against a steady 0.4 s without).
+// A zeroed C-contiguous array for kernels to fill, its pages faulted in here without transparent
+// huge pages, each thread zeroing one contiguous part. Measured on a 2-core VM at 384^3 (453 MB
+// of labels): kernels whose threads first touched one fresh volume at interleaved places spent
+// 3.5-4.5 s in page faults (they contend for the same page-table locks), one sequential pass
+// 0.3-0.4 s and two threads on two halves 0.16 s; and numpy's huge-page advice on large arrays
+// made the first touch stall on memory compaction now and then (0.1-1.9 s).
 template <typename T>
-carray<T> prefaulted(const std::vector<py::ssize_t>& shape) {
+carray<T> prefaulted(const std::vector<py::ssize_t>& shape, int threads) {
   carray<T> out(shape);
   T* p = out.mutable_data();
-  const std::size_t bytes = static_cast<std::size_t>(out.size()) * sizeof(T);
+  const std::int64_t n = static_cast<std::int64_t>(out.size());
   {
     py::gil_scoped_release nogil;
 #if defined(__linux__) && defined(MADV_NOHUGEPAGE)
     const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
     const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
-    const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
+    const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p + n)) / page * page;
     if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_NOHUGEPAGE);  // advice only
 #endif
-    std::memset(p, 0, bytes);
+    detail::parallel_for(n, n < (1 << 20) ? 1 : threads, [&](std::int64_t b, std::int64_t e) {
+      std::memset(static_cast<void*>(p + b), 0, static_cast<std::size_t>(e - b) * sizeof(T));
+    });
   }
   return out;
 }
@@ -174,7 +177,7 @@ py::tuple seeds(carray<std::uint8_t> inside, std::int64_t size, std::uint64_t id
     points = distance_seed_points(iptr, s, size, threads);
     release_freed_memory();
   }
-  auto out = prefaulted<std::uint64_t>({s.z, s.y, s.x});
+  auto out = prefaulted<std::uint64_t>({s.z, s.y, s.x}, threads);
   auto* optr = out.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -379,8 +382,7 @@ PYBIND11_MODULE(_segment, m) {
         py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
   m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
         py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
-  m.def("zeros_uint64", [](const std::vector<py::ssize_t>& shape) { return prefaulted<std::uint64_t>(shape); },
-        py::arg("shape"));
+  m.def("zeros_uint64", &prefaulted<std::uint64_t>, py::arg("shape"), py::arg("threads"));
   m.def("inside_float32", &inside<float>, py::arg("affs"), py::arg("threshold"));
   m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
   m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));

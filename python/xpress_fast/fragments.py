@@ -181,7 +181,7 @@ def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.
             raise ValueError(f"seeds must not contain negative labels; got minimum {seeds.min()}")
         from . import _segment
 
-        labels = _segment.zeros_uint64(shape)  # prefaulted: the watershed's threads write it
+        labels = _segment.zeros_uint64(shape, threads)  # prefaulted: the watershed's threads write it
         np.copyto(labels, seeds, casting="unsafe")  # negative ids were refused above
     mask_arr = None
     if mask is not None:
