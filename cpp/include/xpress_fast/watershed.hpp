@@ -425,32 +425,46 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
       };
       constexpr std::size_t kSeen = std::size_t(1) << 14;
       std::vector<Seen> seen(kSeen);
+      std::vector<std::uint32_t> candidates(static_cast<std::size_t>(3 * shape.x));
       for (std::int64_t s = next++; s < n_slabs; s = next++) {
         auto& out = buckets[s];
         std::fill(seen.begin(), seen.end(), Seen{});
         for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
-          for (std::int64_t y = 0, v = z * sz; y < shape.y; ++y)
-            for (std::int64_t x = 0; x < shape.x; ++x, ++v) {
-              const Label la = labels[v];
-              if (la == 0) continue;
-              const bool has[3] = {z > 0, y > 0, x > 0};
-              for (int c = 0; c < 3; ++c) {
-                if (!has[c]) continue;
-                const Label lb = labels[v - step[c]];
-                if (la == lb || lb == 0 || (la & lb & seeded)) continue;
-                const Index a = static_cast<Index>(la & ~seeded), b = static_cast<Index>(lb & ~seeded);
-                const Index lo = a < b ? a : b, hi = a < b ? b : a;
-                const int level = affinity_level(affs[c * n + v]);
-                Seen& e = seen[(static_cast<std::size_t>(lo) * 0x9E3779B1u + static_cast<std::size_t>(hi)) & (kSeen - 1)];
-                if (e.lo == lo && e.hi == hi) {
-                  if (e.level >= level) continue;
-                  e.level = level;
-                } else {
-                  e = Seen{lo, hi, level};
-                }
-                out[level].push(a, b);
-              }
+          for (std::int64_t y = 0; y < shape.y; ++y) {
+            const std::int64_t r = (z * shape.y + y) * shape.x;
+            const Label* row = labels + r;
+            // a row's edges between different labels, (x << 2 | c) in raster order, listed
+            // without a branch: most edges join equal labels, and a branch on each mispredicts
+            std::size_t k = 0;
+            const bool has_z = z > 0, has_y = y > 0;
+            for (std::int64_t x = 0; x < shape.x; ++x) {
+              const Label la = row[x];
+              const std::uint32_t code = static_cast<std::uint32_t>(x) << 2;
+              candidates[k] = code;
+              k += has_z && la != row[x - sz];
+              candidates[k] = code | 1u;
+              k += has_y && la != row[x - sy];
+              candidates[k] = code | 2u;
+              k += x > 0 && la != row[x - 1];
             }
+            for (std::size_t i = 0; i < k; ++i) {
+              const std::int64_t x = candidates[i] >> 2;
+              const int c = static_cast<int>(candidates[i] & 3u);
+              const Label la = row[x], lb = row[x - step[c]];
+              if (la == 0 || lb == 0 || (la & lb & seeded)) continue;
+              const Index a = static_cast<Index>(la & ~seeded), b = static_cast<Index>(lb & ~seeded);
+              const Index lo = a < b ? a : b, hi = a < b ? b : a;
+              const int level = affinity_level(affs[c * n + r + x]);
+              Seen& e = seen[(static_cast<std::size_t>(lo) * 0x9E3779B1u + static_cast<std::size_t>(hi)) & (kSeen - 1)];
+              if (e.lo == lo && e.hi == hi) {
+                if (e.level >= level) continue;
+                e.level = level;
+              } else {
+                e = Seen{lo, hi, level};
+              }
+              out[level].push(a, b);
+            }
+          }
       }
     });
   }
