@@ -27,7 +27,7 @@
 //      is small enough to stay in cache, where one over voxel indices would miss on every find.
 // The component ids live in the labels array between the steps (the seeds are read first), so
 // the memory besides the labels is 8 bytes per open edge (~3.6 bytes per voxel) and per thread
-// one block's buffers (~40 bytes per block voxel).
+// one block's buffers (~26 bytes per block voxel).
 //
 // Voxels outside the mask stay 0 and edges touching them are ignored; voxels of components
 // without a seed stay 0.
@@ -102,12 +102,20 @@ class BlockKruskal {
     //    order and channels z, y, x -- the global Kruskal order within a level. An edge code is
     //    (local voxel << 2) | c for an edge inside the block (to local voxel - lstep[c]), and
     //    (local voxel << 2) | 3 for an edge leaving the block from that voxel.
-    if (mask_ == nullptr)
-      gather_unmasked(z0, z1, y0, y1, x0, x1);
-    else
-      gather_masked(z0, z1, y0, y1, x0, x1);
-    // 2. high to low, the raster order kept within a level
-    sort_by_level();
+    // 2. high to low, the raster order kept within a level: a counting sort, whose two passes
+    //    each walk the edges (cheaper than writing them out and reading them back)
+    std::int64_t start[256] = {0};
+    gather([&](std::uint32_t, std::uint8_t level) { ++start[255 - level]; }, z0, z1, y0, y1, x0, x1);
+    std::int64_t total = 0;
+    for (int k = 0; k < 256; ++k) {
+      const std::int64_t c = start[k];
+      start[k] = total;
+      total += c;
+    }
+    sorted_.resize(static_cast<std::size_t>(total));
+    std::uint32_t* sorted = sorted_.data();
+    gather([&](std::uint32_t code, std::uint8_t level) { sorted[start[255 - level]++] = code; }, z0, z1, y0, y1,
+           x0, x1);
 
     // 3. Kruskal with seeded and frozen components (flags: 1 = holds a seed, 2 = frozen)
     parent_l_.resize(static_cast<std::size_t>(m));
@@ -156,30 +164,23 @@ class BlockKruskal {
                             std::int64_t x0, std::int64_t by, std::int64_t bx) {
     return ((z - z0) * by + (y - y0)) * bx + (x - x0);
   }
-  void emit(std::uint32_t code, const Aff& aff) {
-    const std::uint8_t level = static_cast<std::uint8_t>(affinity_level(aff));
-    codes_[n_codes_] = code;
-    levels_[n_codes_++] = level;
-    ++count_[255 - level];
+  template <typename Emit>
+  void gather(Emit emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+              std::int64_t x1) {
+    if (mask_ == nullptr)
+      gather_unmasked(emit, z0, z1, y0, y1, x0, x1);
+    else
+      gather_masked(emit, z0, z1, y0, y1, x0, x1);
   }
-  void start_gather(std::int64_t bz, std::int64_t by, std::int64_t bx) {
-    // at most 3 edges per block voxel and one per voxel of the three upper faces
-    const std::size_t most = static_cast<std::size_t>(3 * bz * by * bx + bz * by + bz * bx + by * bx);
-    if (codes_.size() < most) {
-      codes_.resize(most);
-      levels_.resize(most);
-    }
-    n_codes_ = 0;
-    std::fill(count_, count_ + 256, 0);
-  }
+  static std::uint8_t level_of(const Aff& a) { return static_cast<std::uint8_t>(affinity_level(a)); }
 
   // The common case, row by row: in a row inside the block, the z and y edges of every voxel
   // have the same kind, only the first voxel's x edge may leave.
-  void gather_unmasked(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
-                       std::int64_t x1) {
+  template <typename Emit>
+  void gather_unmasked(Emit& emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
+                       std::int64_t x0, std::int64_t x1) {
     const std::int64_t by = y1 - y0, bx = x1 - x0;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
-    start_gather(z1 - z0, by, bx);
     const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y);
     const Aff *a0 = affs_, *a1 = affs_ + n_, *a2 = affs_ + 2 * n_;
     for (std::int64_t z = z0; z < ze; ++z)
@@ -190,7 +191,7 @@ class BlockKruskal {
           const int c = z == z1 ? 0 : 1;
           const std::int64_t i = local(z == z1 ? z - 1 : z, y == y1 ? y - 1 : y, x0, z0, y0, x0, by, bx);
           const Aff* a = affs_ + c * n_ + g;
-          for (std::int64_t x = x0; x < x1; ++x) emit(static_cast<std::uint32_t>((i + x - x0) << 2) | 3u, a[x]);
+          for (std::int64_t x = x0; x < x1; ++x) emit(static_cast<std::uint32_t>((i + x - x0) << 2) | 3u, level_of(a[x]));
           continue;
         }
         const std::uint32_t i0 = static_cast<std::uint32_t>(local(z, y, x0, z0, y0, x0, by, bx));
@@ -198,23 +199,23 @@ class BlockKruskal {
         const std::uint32_t kz = z == z0 ? 3u : 0u, ky = y == y0 ? 3u : 1u;
         for (std::int64_t x = x0; x < x1; ++x) {
           const std::uint32_t i = (i0 + static_cast<std::uint32_t>(x - x0)) << 2;
-          if (has_z) emit(i | kz, a0[g + x]);
-          if (has_y) emit(i | ky, a1[g + x]);
-          if (x > 0) emit(i | (x == x0 ? 3u : 2u), a2[g + x]);
+          if (has_z) emit(i | kz, level_of(a0[g + x]));
+          if (has_y) emit(i | ky, level_of(a1[g + x]));
+          if (x > 0) emit(i | (x == x0 ? 3u : 2u), level_of(a2[g + x]));
         }
         if (x1 < shape_.x)  // the owner after the row's end: its x edge leaves from the row's last voxel
-          emit(((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u, a2[g + x1]);
+          emit(((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u, level_of(a2[g + x1]));
       }
   }
 
   // With a mask: voxel by voxel, edges touching a masked voxel left out.
-  void gather_masked(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
-                     std::int64_t x1) {
+  template <typename Emit>
+  void gather_masked(Emit& emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
+                     std::int64_t x0, std::int64_t x1) {
     const std::int64_t by = y1 - y0, bx = x1 - x0;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
     const std::int64_t gstep[3] = {sz, sy, 1};
     const std::int64_t lstep[3] = {by * bx, bx, 1};
-    start_gather(z1 - z0, by, bx);
     const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y),
                        xe = std::min(x1 + 1, shape_.x);
     for (std::int64_t z = z0; z < ze; ++z)
@@ -240,24 +241,12 @@ class BlockKruskal {
             } else {
               code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | static_cast<std::uint32_t>(c);
             }
-            emit(code, affs_[c * n_ + g]);
+            emit(code, level_of(affs_[c * n_ + g]));
           }
         }
       }
   }
 
-  // sorted_ = the gathered codes by level, high to low; stable (a counting sort), so the raster
-  // order within a level is kept.
-  void sort_by_level() {
-    std::int64_t pos = 0;
-    for (int k = 0; k < 256; ++k) {
-      const std::int64_t c = count_[k];
-      count_[k] = pos;
-      pos += c;
-    }
-    sorted_.resize(n_codes_);
-    for (std::size_t i = 0; i < n_codes_; ++i) sorted_[count_[255 - levels_[i]]++] = codes_[i];
-  }
   std::uint32_t find(std::uint32_t x) {
     while (parent_l_[x] != x) {
       parent_l_[x] = parent_l_[parent_l_[x]];
@@ -281,10 +270,8 @@ class BlockKruskal {
   std::int64_t n_;
   Label* labels_;
   const std::uint8_t* mask_;
-  std::vector<std::uint32_t> codes_, sorted_, parent_l_;
-  std::vector<std::uint8_t> levels_, rank_l_, flags_;
-  std::size_t n_codes_ = 0;     // gathered codes_ / levels_
-  std::int64_t count_[256] = {};  // gathered edges per level, high to low
+  std::vector<std::uint32_t> sorted_, parent_l_;
+  std::vector<std::uint8_t> rank_l_, flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::vector<Index> gidx_;          // local -> global voxel index
 };
