@@ -564,13 +564,4 @@ inline void write_seeds(const SeedPoints& p, std::uint64_t id_offset, std::uint6
     out[p.indices[k]] = id_offset + static_cast<std::uint64_t>(p.ids[k]);
 }
 
-// The automatic seeds: the components of distance_maxima, numbered id_offset + 1, ... as
-// scipy.ndimage.label numbers them, written into `out` (which must hold zeros).
-inline std::int64_t distance_seeds(const std::uint8_t* inside, Shape3 shape, std::int64_t size,
-                                   std::uint64_t id_offset, std::uint64_t* out, int n_threads) {
-  const SeedPoints p = distance_seed_points(inside, shape, size, n_threads);
-  write_seeds(p, id_offset, out);
-  return p.count;
-}
-
 }  // namespace xpress_fast
