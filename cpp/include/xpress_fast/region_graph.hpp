@@ -111,6 +111,15 @@ struct RegionGraphData {
 
 namespace detail {
 
+// Appends the non-empty bins of a dense 256-bin histogram to h, by bin, and clears them.
+inline void take_dense_histogram(std::uint64_t dense[256], SparseHistogram& h) {
+  for (int b = 0; b < 256; ++b)
+    if (dense[b] != 0) {
+      h.push_back((dense[b] << 8) | static_cast<std::uint64_t>(b));
+      dense[b] = 0;
+    }
+}
+
 // Sparse histograms of many edges from the bins of their voxel edges, given as (edge, bin) in any
 // order: a counting sort by edge, then each edge's bins counted in a dense 256-bin array. A
 // sparse histogram updated per voxel edge would scan its entries every time (a quarter of the
@@ -140,11 +149,7 @@ inline std::vector<SparseHistogram> histograms_of(const std::vector<std::uint32_
       }
       std::sort(h.begin(), h.end(), [](std::uint64_t a, std::uint64_t b) { return (a & 0xFF) < (b & 0xFF); });
     } else {
-      for (int b = 0; b < 256; ++b)
-        if (dense[b] != 0) {
-          h.push_back((dense[b] << 8) | static_cast<std::uint64_t>(b));
-          dense[b] = 0;
-        }
+      take_dense_histogram(dense, h);
     }
   }
   return out;
@@ -270,11 +275,7 @@ RegionGraphData<Label> merge_region_graphs(std::vector<RegionGraphData<Label>>& 
     }
     if (merged) {  // an edge found in several slabs: the sum of their histograms, by bin
       h.clear();
-      for (int b = 0; b < 256; ++b)
-        if (dense[b] != 0) {
-          h.push_back((dense[b] << 8) | static_cast<std::uint64_t>(b));
-          dense[b] = 0;
-        }
+      detail::take_dense_histogram(dense, h);
     }
     if (histogram) {
       h.shrink_to_fit();
