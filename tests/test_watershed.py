@@ -88,6 +88,34 @@ def test_watershed_on_a_volume_of_many_blocks_matches_reference():
         np.testing.assert_array_equal(labels, expected)
 
 
+@st.composite
+def densely_seeded_volumes(draw):
+    """Few affinity levels and seeds on up to half the voxels, in blocks of 3 or more voxels a
+    side: ties at the boundary between two seeds are where the shortcuts of the blocks (edges
+    dropped as the weakest of a square, voxels joined along their strongest edge) must follow
+    the Kruskal order exactly."""
+    shape = tuple(draw(st.integers(3, 9)) for _ in range(3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_levels = draw(st.integers(2, 4))
+    affs = (rng.integers(0, n_levels, size=(3,) + shape) * (255 // (n_levels - 1))).astype(np.uint8)
+    seeds = np.where(rng.random(shape) < draw(st.floats(0.05, 0.5)),
+                     rng.integers(1, 6, size=shape), 0).astype(np.uint64)
+    block = tuple(draw(st.integers(3, 6)) for _ in range(3))
+    return affs, seeds, block
+
+
+@given(densely_seeded_volumes())
+def test_watershed_with_dense_seeds_and_ties_matches_reference(vol):
+    from xpress_fast import _segment
+
+    affs, seeds, block = vol
+    expected = ref_watershed(affs, seeds)
+    np.testing.assert_array_equal(xf.watershed(affs, seeds=seeds), expected)
+    labels = seeds.copy()
+    _segment.watershed_uint8(affs, labels, None, 2, block)
+    np.testing.assert_array_equal(labels, expected)
+
+
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
 def test_watershed_rejects_bad_threads(threads):
     affs = np.zeros((3, 4, 4, 4), np.uint8)

@@ -20,14 +20,19 @@
 //      an end in the block, those leaving it included. A component without a seed whose
 //      strongest remaining edge leaves the block becomes "frozen"; two components that are each
 //      seeded or frozen are not joined here. Every edge taken is then the strongest edge of the
-//      unfrozen, unseeded component it joins, hence a forest edge.
+//      unfrozen, unseeded component it joins, hence a forest edge. Two shortcuts first, each
+//      exact because the forest is unique: the edge that Kruskal takes last in a square of four
+//      voxel edges is in no forest (the cycle property) and is dropped, and every voxel without
+//      a seed is joined along its strongest edge (the cut property). On noisy affinities they
+//      leave a fifth of the edges to sort and to find.
 //   2. The components the blocks leave get compact ids (a component per ~70 voxels on noisy
 //      affinities), and the edges still open between them (~15% of all) are bucketed by level.
 //   3. A global Kruskal over those edges, in the same order, on the compact ids: its union-find
 //      is small enough to stay in cache, where one over voxel indices would miss on every find.
 // The component ids live in the labels array between the steps (the seeds are read first), so
 // the memory besides the labels is 8 bytes per open edge (~3.6 bytes per voxel) and per thread
-// one block's buffers (~26 bytes per block voxel).
+// one block's buffers (~25 bytes per block voxel on noisy affinities, up to ~40 when few edges
+// are dropped).
 //
 // Voxels outside the mask stay 0 and edges touching them are ignored; voxels of components
 // without a seed stay 0.
@@ -98,26 +103,7 @@ class BlockKruskal {
     const std::int64_t lstep[3] = {by * bx, bx, 1};
     auto inside = [&](std::int64_t g) { return mask_ == nullptr || mask_[g] != 0; };
 
-    // 1. gather the edges with at least one end in the block, owners (the upper voxel) in raster
-    //    order and channels z, y, x -- the global Kruskal order within a level. An edge code is
-    //    (local voxel << 2) | c for an edge inside the block (to local voxel - lstep[c]), and
-    //    (local voxel << 2) | 3 for an edge leaving the block from that voxel.
-    // 2. high to low, the raster order kept within a level: a counting sort, whose two passes
-    //    each walk the edges (cheaper than writing them out and reading them back)
-    std::int64_t start[256] = {0};
-    gather([&](std::uint32_t, std::uint8_t level) { ++start[255 - level]; }, z0, z1, y0, y1, x0, x1);
-    std::int64_t total = 0;
-    for (int k = 0; k < 256; ++k) {
-      const std::int64_t c = start[k];
-      start[k] = total;
-      total += c;
-    }
-    sorted_.resize(static_cast<std::size_t>(total));
-    std::uint32_t* sorted = sorted_.data();
-    gather([&](std::uint32_t code, std::uint8_t level) { sorted[start[255 - level]++] = code; }, z0, z1, y0, y1,
-           x0, x1);
-
-    // 3. Kruskal with seeded and frozen components (flags: 1 = holds a seed, 2 = frozen)
+    // 0. one singleton component per voxel (flags: 1 = holds a seed, 2 = frozen)
     parent_l_.resize(static_cast<std::size_t>(m));
     rank_l_.assign(static_cast<std::size_t>(m), 0);
     flags_.resize(static_cast<std::size_t>(m));
@@ -130,7 +116,35 @@ class BlockKruskal {
           flags_[i] = labels_[g] != 0 ? 1 : 0;
           gidx_[i] = static_cast<Index>(g);
         }
-    for (const std::uint32_t code : sorted_) {
+    // 1. without a mask (the common case; both steps are optional shortcuts): drop the edges
+    //    that cannot be in the forest, and join each voxel along its strongest edge
+    if (mask_ == nullptr) {
+      quantize_and_drop(z0, z1, y0, y1, x0, x1);
+      link_steepest_edges(bz, by, bx);
+    }
+    // 2. list the other edges with at least one end in the block, owners (the upper voxel) in
+    //    raster order and channels z, y, x -- the global Kruskal order within a level. An edge
+    //    code is (local voxel << 2) | c for an edge inside the block (to local voxel - lstep[c]),
+    //    and (local voxel << 2) | 3 for an edge leaving the block from that voxel. Then high to
+    //    low, the raster order kept within a level: a counting sort.
+    const std::int64_t n_edges = collect(z0, z1, y0, y1, x0, x1);
+    std::int64_t start[256] = {0};
+    const std::uint8_t* buckets = buckets_.get();
+    const std::uint32_t* codes = codes_.get();
+    for (std::int64_t e = 0; e < n_edges; ++e) ++start[buckets[e]];
+    std::int64_t total = 0;
+    for (int k = 0; k < 256; ++k) {
+      const std::int64_t c = start[k];
+      start[k] = total;
+      total += c;
+    }
+    sorted_.resize(static_cast<std::size_t>(total));
+    std::uint32_t* sorted = sorted_.data();
+    for (std::int64_t e = 0; e < n_edges; ++e) sorted[start[buckets[e]]++] = codes[e];
+
+    // 3. Kruskal with seeded and frozen components
+    for (std::int64_t e = 0; e < total; ++e) {
+      const std::uint32_t code = sorted[e];
       const std::uint32_t a = find(code >> 2);
       const std::uint32_t c = code & 3u;
       if (c == 3) {  // an edge leaving the block: the strongest edge of this component?
@@ -164,25 +178,201 @@ class BlockKruskal {
                             std::int64_t x0, std::int64_t by, std::int64_t bx) {
     return ((z - z0) * by + (y - y0)) * bx + (x - x0);
   }
-  template <typename Emit>
-  void gather(Emit emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
-              std::int64_t x1) {
-    if (mask_ == nullptr)
-      gather_unmasked(emit, z0, z1, y0, y1, x0, x1);
-    else
-      gather_masked(emit, z0, z1, y0, y1, x0, x1);
+  // Lists the block's edges (see run) that are not dropped into codes_ / buckets_ (255 - level),
+  // owners in raster order and channels z, y, x; returns their number.
+  std::int64_t collect(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                       std::int64_t x1) {
+    const std::int64_t bz = z1 - z0, by = y1 - y0, bx = x1 - x0;
+    // at most three edges per voxel and one per voxel of the faces past its end, plus the slots
+    // that collect_unmasked writes past the last kept edge
+    const std::int64_t capacity = 3 * bz * by * bx + by * bx + bz * bx + bz * by + 4;
+    if (capacity > capacity_) {
+      codes_.reset(new std::uint32_t[static_cast<std::size_t>(capacity)]);
+      buckets_.reset(new std::uint8_t[static_cast<std::size_t>(capacity)]);
+      capacity_ = capacity;
+    }
+    if (mask_ == nullptr) return collect_unmasked(z0, z1, y0, y1, x0, x1);
+    std::int64_t k = 0;
+    gather_masked([&](std::uint32_t code, int bucket) {
+      codes_[k] = code;
+      buckets_[k++] = static_cast<std::uint8_t>(bucket);
+    }, z0, z1, y0, y1, x0, x1);
+    return k;
   }
   static std::uint8_t level_of(const Aff& a) { return static_cast<std::uint8_t>(affinity_level(a)); }
 
+  // Per block voxel i and channel c, the level of the edge {i, i - e_c} (levels_, channel-major)
+  // and whether that edge is the weakest of a square of four voxel edges inside the block (bit c
+  // of dropped_). By the cycle property, the last edge of a cycle in the strict Kruskal order is
+  // in no maximum spanning forest, and joining all seed voxels into one vertex keeps a cycle a
+  // closed walk; so Kruskal over the remaining edges builds the same forest, hence the same
+  // labels. On noisy affinities this drops 55% of the block's edges before the sort and the
+  // finds, for one vectorised pass over bytes.
+  void quantize_and_drop(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                         std::int64_t x1) {
+    const std::int64_t bz = z1 - z0, by = y1 - y0, bx = x1 - x0, m = bz * by * bx;
+    const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
+    levels_.resize(static_cast<std::size_t>(3 * m));
+    dropped_.assign(static_cast<std::size_t>(m), 0);
+    for (int c = 0; c < 3; ++c) {
+      const Aff* a = affs_ + c * n_;
+      std::uint8_t* out = levels_.data() + c * m;
+      for (std::int64_t z = z0, i = 0; z < z1; ++z)
+        for (std::int64_t y = y0; y < y1; ++y, i += bx) {
+          const Aff* row = a + z * sz + y * sy + x0;
+          for (std::int64_t x = 0; x < bx; ++x) out[i + x] = level_of(row[x]);
+        }
+    }
+    // In the square of axes p < q at voxel v, the edges in Kruskal order within a level (owner in
+    // raster order, then channel) are: q-edge of v - e_p, p-edge of v - e_q, p-edge of v, q-edge
+    // of v. Kruskal takes the one of lowest level last, of those the latest in this order.
+    const std::uint8_t *lz = levels_.data(), *ly = lz + m, *lx = ly + m;
+    std::uint8_t* drop = dropped_.data();
+    const std::int64_t pz = by * bx;
+    row_bits_.resize(static_cast<std::size_t>(2 * bx));
+    std::uint8_t* left = row_bits_.data();  // the drops of the edges of v - e_x, by x of v
+    std::uint8_t* here = left + bx;         // the drops of the edges of v
+    for (std::int64_t z = 0; z < bz; ++z)
+      for (std::int64_t y = 0; y < by; ++y) {
+        const std::int64_t i = z * pz + y * bx;
+        std::fill(left, left + 2 * bx, std::uint8_t(0));
+        if (z > 0 && y > 0)  // plane (z, y)
+          weakest_of_squares(lz + i, ly + i, lz + i - bx, ly + i - pz, here, drop + i - bx, drop + i - pz, 1, 2, bx);
+        if (z > 0 && bx > 1)  // plane (z, x)
+          weakest_of_squares(lz + i + 1, lx + i + 1, lz + i, lx + i - pz + 1, here + 1, left + 1, drop + i - pz + 1, 1, 4,
+                             bx - 1);
+        if (y > 0 && bx > 1)  // plane (y, x)
+          weakest_of_squares(ly + i + 1, lx + i + 1, ly + i, lx + i - bx + 1, here + 1, left + 1, drop + i - bx + 1, 2, 4,
+                             bx - 1);
+        std::uint8_t* __restrict d = drop + i;
+        for (std::int64_t x = 0; x + 1 < bx; ++x) d[x] = static_cast<std::uint8_t>(d[x] | here[x] | left[x + 1]);
+        d[bx - 1] = static_cast<std::uint8_t>(d[bx - 1] | here[bx - 1]);
+      }
+  }
+
+  // For n squares side by side along x: levels of the p-edge and q-edge of v (p_v, q_v), of the
+  // p-edge of v - e_q (p_q) and of the q-edge of v - e_p (q_p); or-s bit_p / bit_q into the drops
+  // of v, of v - e_q and of v - e_p for the one edge of each square that Kruskal takes last.
+  // Bytes only, so that the loop runs 16 or 32 squares per instruction.
+  static void weakest_of_squares(const std::uint8_t* __restrict p_v, const std::uint8_t* __restrict q_v,
+                                 const std::uint8_t* __restrict p_q, const std::uint8_t* __restrict q_p,
+                                 std::uint8_t* __restrict d_v, std::uint8_t* __restrict d_q,
+                                 std::uint8_t* __restrict d_p, std::uint8_t bit_p, std::uint8_t bit_q, std::int64_t n) {
+    for (std::int64_t x = 0; x < n; ++x) {
+      const std::uint8_t lo = std::min(std::min(p_v[x], q_v[x]), std::min(p_q[x], q_p[x]));
+      const bool last = q_v[x] == lo;                      // q-edge of v
+      const bool third = !last && p_v[x] == lo;            // p-edge of v
+      const bool second = !last && !third && p_q[x] == lo;  // p-edge of v - e_q
+      const bool first = !last && !third && !second;       // q-edge of v - e_p
+      d_v[x] = static_cast<std::uint8_t>(d_v[x] | (third ? bit_p : 0) | (last ? bit_q : 0));
+      d_q[x] = static_cast<std::uint8_t>(d_q[x] | (second ? bit_p : 0));
+      d_p[x] = static_cast<std::uint8_t>(d_p[x] | (first ? bit_q : 0));
+    }
+  }
+
+  // Every voxel without a seed is joined to it along its strongest edge (the first of its six in
+  // Kruskal order): by the cut property that edge is in the forest (the voxel alone is one side
+  // of a cut; the seeds are one vertex on the other). These edges link each voxel to a neighbour,
+  // so they are set as parent pointers at once, without finds, and leave the sort (marked as
+  // dropped). Each tree holds at most one seed voxel: a tree of k voxels has k - 1 pointers, one
+  // from each voxel but its root, and seed voxels point nowhere. Two voxels that pick the same
+  // edge would point at each other: the lower one stays the root. Voxels on the block's faces
+  // are left to the Kruskal (their strongest edge may leave the block).
+  void link_steepest_edges(std::int64_t bz, std::int64_t by, std::int64_t bx) {
+    const std::int64_t m = bz * by * bx, pz = by * bx;
+    if (bz < 3 || by < 3 || bx < 3) return;
+    const std::uint8_t *lz = levels_.data(), *ly = lz + m, *lx = ly + m;
+    // 0..5: the own z, y, x edge (to v - e), the x, y, z edge of v + e; 6: none
+    steepest_.assign(static_cast<std::size_t>(m), 6);
+    std::uint8_t* dir = steepest_.data();
+    for (std::int64_t z = 1; z + 1 < bz; ++z)
+      for (std::int64_t y = 1; y + 1 < by; ++y) {
+        const std::int64_t i = z * pz + y * bx;
+        strongest_of_six(lz + i, ly + i, lx + i, lx + i + 1, ly + i + bx, lz + i + pz, flags_.data() + i, dir + i, bx);
+      }
+    // row by row, without branches (the directions follow no pattern): each voxel's own edges
+    // that it or the voxel before it along that axis picked leave the sort; and each voxel
+    // points along its pick unless the voxel there picked the same edge and i is the lower one
+    std::uint8_t* drop = dropped_.data();
+    std::uint32_t* parent = parent_l_.data();
+    for (std::int64_t z = 1; z + 1 < bz; ++z)
+      for (std::int64_t y = 1; y + 1 < by; ++y) {
+        const std::int64_t i = z * pz + y * bx;
+        mark_picked_edges(dir + i, dir + i - 1, dir + i - bx, dir + i - pz, drop + i, bx);
+        if (y + 2 == by) mark_picked_edges(dir + i + bx, dir + i + bx - 1, dir + i, dir + i + bx - pz, drop + i + bx, bx);
+        if (z + 2 == bz)
+          mark_picked_edges(dir + i + pz, dir + i + pz - 1, dir + i + pz - bx, dir + i, drop + i + pz, bx);
+        point_along_picks(dir + i, dir + i + 1, dir + i + bx, dir + i + pz, parent + i, static_cast<std::uint32_t>(i),
+                          static_cast<std::uint32_t>(bx), static_cast<std::uint32_t>(pz), bx);
+      }
+  }
+
+  // For n voxels along x: bit c of drop is set where the voxel picked its own c edge or the
+  // voxel before it along c picked that edge (from the other end).
+  static void mark_picked_edges(const std::uint8_t* __restrict dir, const std::uint8_t* __restrict dir_x,
+                                const std::uint8_t* __restrict dir_y, const std::uint8_t* __restrict dir_z,
+                                std::uint8_t* __restrict drop, std::int64_t n) {
+    drop[0] = static_cast<std::uint8_t>(drop[0] | (dir[0] < 3 ? 1 << dir[0] : 0) | (dir_y[0] == 4 ? 2 : 0) |
+                                        (dir_z[0] == 5 ? 1 : 0));
+    for (std::int64_t x = 1; x < n; ++x) {
+      const std::uint8_t d = dir[x];
+      const std::uint8_t own = d == 0 ? 1 : d == 1 ? 2 : d == 2 ? 4 : 0;
+      drop[x] = static_cast<std::uint8_t>(drop[x] | own | (dir_x[x] == 3 ? 4 : 0) | (dir_y[x] == 4 ? 2 : 0) |
+                                          (dir_z[x] == 5 ? 1 : 0));
+    }
+  }
+
+  // For n voxels along x, first local index i0: parent = the voxel along the pick (itself for
+  // none, or for the lower of two voxels that picked the same edge).
+  static void point_along_picks(const std::uint8_t* __restrict dir, const std::uint8_t* __restrict dir_px,
+                                const std::uint8_t* __restrict dir_py, const std::uint8_t* __restrict dir_pz,
+                                std::uint32_t* __restrict parent, std::uint32_t i0, std::uint32_t sy, std::uint32_t sz,
+                                std::int64_t n) {
+    for (std::int64_t x = 1; x + 1 < n; ++x) {
+      const std::uint32_t d = dir[x], px = dir_px[x], py = dir_py[x], pz = dir_pz[x];  // all read: no branches
+      const std::uint32_t i = i0 + static_cast<std::uint32_t>(x);
+      // the offset by masks (at most one is all ones), which vectorises where selects did not
+      std::uint32_t off = (0u - (d == 0)) & (0u - sz);
+      off |= (0u - (d == 1)) & (0u - sy);
+      off |= (0u - (d == 2)) & (0u - 1u);
+      off |= (0u - ((d == 3) & (px != 2))) & 1u;
+      off |= (0u - ((d == 4) & (py != 1))) & sy;
+      off |= (0u - ((d == 5) & (pz != 0))) & sz;
+      parent[x] = i + off;
+    }
+  }
+
+  // For n voxels along x (the first and last of the row are faces: not written), the direction
+  // of each one's strongest edge, 6 for seeded voxels; ties go to the earliest in Kruskal order:
+  // own edges (owner v) z, y, x, then those owned by v + e_x, v + e_y, v + e_z.
+  static void strongest_of_six(const std::uint8_t* __restrict a0, const std::uint8_t* __restrict a1,
+                               const std::uint8_t* __restrict a2, const std::uint8_t* __restrict a3,
+                               const std::uint8_t* __restrict a4, const std::uint8_t* __restrict a5,
+                               const std::uint8_t* __restrict flags, std::uint8_t* __restrict dir, std::int64_t n) {
+    for (std::int64_t x = 1; x + 1 < n; ++x) {
+      const std::uint8_t hi = std::max(std::max(std::max(a0[x], a1[x]), std::max(a2[x], a3[x])), std::max(a4[x], a5[x]));
+      std::uint8_t d = a4[x] == hi ? 4 : 5;
+      d = a3[x] == hi ? 3 : d;
+      d = a2[x] == hi ? 2 : d;
+      d = a1[x] == hi ? 1 : d;
+      d = a0[x] == hi ? 0 : d;
+      dir[x] = flags[x] != 0 ? 6 : d;
+    }
+  }
+
   // The common case, row by row: in a row inside the block, the z and y edges of every voxel
-  // have the same kind, only the first voxel's x edge may leave.
-  template <typename Emit>
-  void gather_unmasked(Emit& emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
-                       std::int64_t x0, std::int64_t x1) {
-    const std::int64_t by = y1 - y0, bx = x1 - x0;
+  // have the same kind, only the first voxel's x edge may leave. Levels and drops come from
+  // quantize_and_drop, except for owners outside the block. Each edge is written to the next
+  // slot, which only a kept edge then takes: no branch on the drops, which follow no pattern.
+  std::int64_t collect_unmasked(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
+                                std::int64_t x1) {
+    const std::int64_t by = y1 - y0, bx = x1 - x0, m = (z1 - z0) * by * bx;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
     const std::int64_t ze = std::min(z1 + 1, shape_.z), ye = std::min(y1 + 1, shape_.y);
-    const Aff *a0 = affs_, *a1 = affs_ + n_, *a2 = affs_ + 2 * n_;
+    const std::uint8_t *lz = levels_.data(), *ly = lz + m, *lx = ly + m, *drop = dropped_.data();
+    std::uint32_t* __restrict codes = codes_.get();
+    std::uint8_t* __restrict buckets = buckets_.get();
+    std::int64_t k = 0;
     for (std::int64_t z = z0; z < ze; ++z)
       for (std::int64_t y = y0; y < ye; ++y) {
         if (z == z1 && y == y1) continue;
@@ -191,26 +381,39 @@ class BlockKruskal {
           const int c = z == z1 ? 0 : 1;
           const std::int64_t i = local(z == z1 ? z - 1 : z, y == y1 ? y - 1 : y, x0, z0, y0, x0, by, bx);
           const Aff* a = affs_ + c * n_ + g;
-          for (std::int64_t x = x0; x < x1; ++x) emit(static_cast<std::uint32_t>((i + x - x0) << 2) | 3u, level_of(a[x]));
+          for (std::int64_t x = x0; x < x1; ++x, ++k) {
+            codes[k] = static_cast<std::uint32_t>((i + x - x0) << 2) | 3u;
+            buckets[k] = static_cast<std::uint8_t>(255 - level_of(a[x]));
+          }
           continue;
         }
         const std::uint32_t i0 = static_cast<std::uint32_t>(local(z, y, x0, z0, y0, x0, by, bx));
-        const bool has_z = z > 0, has_y = y > 0;
+        const int has_z = z > 0, has_y = y > 0;
         const std::uint32_t kz = z == z0 ? 3u : 0u, ky = y == y0 ? 3u : 1u;
         for (std::int64_t x = x0; x < x1; ++x) {
-          const std::uint32_t i = (i0 + static_cast<std::uint32_t>(x - x0)) << 2;
-          if (has_z) emit(i | kz, level_of(a0[g + x]));
-          if (has_y) emit(i | ky, level_of(a1[g + x]));
-          if (x > 0) emit(i | (x == x0 ? 3u : 2u), level_of(a2[g + x]));
+          const std::uint32_t j = i0 + static_cast<std::uint32_t>(x - x0), i = j << 2;
+          const int d = drop[j];
+          codes[k] = i | kz;
+          buckets[k] = static_cast<std::uint8_t>(255 - lz[j]);
+          k += has_z & ~d & 1;
+          codes[k] = i | ky;
+          buckets[k] = static_cast<std::uint8_t>(255 - ly[j]);
+          k += has_y & (~d >> 1) & 1;
+          codes[k] = i | (x == x0 ? 3u : 2u);
+          buckets[k] = static_cast<std::uint8_t>(255 - lx[j]);
+          k += (x > 0) & (~d >> 2) & 1;
         }
-        if (x1 < shape_.x)  // the owner after the row's end: its x edge leaves from the row's last voxel
-          emit(((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u, level_of(a2[g + x1]));
+        if (x1 < shape_.x) {  // the owner after the row's end: its x edge leaves from the row's last voxel
+          codes[k] = ((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u;
+          buckets[k++] = static_cast<std::uint8_t>(255 - level_of(affs_[2 * n_ + g + x1]));
+        }
       }
+    return k;
   }
 
   // With a mask: voxel by voxel, edges touching a masked voxel left out.
   template <typename Emit>
-  void gather_masked(Emit& emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
+  void gather_masked(Emit emit, std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1,
                      std::int64_t x0, std::int64_t x1) {
     const std::int64_t by = y1 - y0, bx = x1 - x0;
     const std::int64_t sz = shape_.y * shape_.x, sy = shape_.x;
@@ -241,7 +444,7 @@ class BlockKruskal {
             } else {
               code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | static_cast<std::uint32_t>(c);
             }
-            emit(code, level_of(affs_[c * n_ + g]));
+            emit(code, 255 - affinity_level(affs_[c * n_ + g]));
           }
         }
       }
@@ -273,6 +476,10 @@ class BlockKruskal {
   std::vector<std::uint32_t> sorted_, parent_l_;
   std::vector<std::uint8_t> rank_l_, flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
+  std::unique_ptr<std::uint32_t[]> codes_;  // collect's list: edge codes
+  std::unique_ptr<std::uint8_t[]> buckets_;  // and 255 - level
+  std::int64_t capacity_ = 0;
+  std::vector<std::uint8_t> levels_, dropped_, row_bits_, steepest_;  // quantize_and_drop's, link_steepest_edges'
   std::vector<Index> gidx_;          // local -> global voxel index
 };
 
