@@ -308,12 +308,11 @@ class BlockKruskal {
   }
 
   // For n voxels along x: bit c of drop is set where the voxel picked its own c edge or the
-  // voxel before it along c picked that edge (from the other end).
+  // voxel before it along c picked that edge (from the other end). The row's first voxel and
+  // those before it along y and z lie on the face x = 0, which picks nothing.
   static void mark_picked_edges(const std::uint8_t* __restrict dir, const std::uint8_t* __restrict dir_x,
                                 const std::uint8_t* __restrict dir_y, const std::uint8_t* __restrict dir_z,
                                 std::uint8_t* __restrict drop, std::int64_t n) {
-    drop[0] = static_cast<std::uint8_t>(drop[0] | (dir[0] < 3 ? 1 << dir[0] : 0) | (dir_y[0] == 4 ? 2 : 0) |
-                                        (dir_z[0] == 5 ? 1 : 0));
     for (std::int64_t x = 1; x < n; ++x) {
       const std::uint8_t d = dir[x];
       const std::uint8_t own = d == 0 ? 1 : d == 1 ? 2 : d == 2 ? 4 : 0;
