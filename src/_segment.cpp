@@ -21,6 +21,7 @@
 #include "xpress_fast/agglomeration.hpp"
 #include "xpress_fast/merge_functions.hpp"
 #include "xpress_fast/merge_history_labels.hpp"
+#include "xpress_fast/mutex_watershed.hpp"
 #include "xpress_fast/region_graph.hpp"
 #include "xpress_fast/distance_transform.hpp"
 #include "xpress_fast/watershed.hpp"
@@ -133,6 +134,58 @@ std::int64_t filter(carray<Aff> affs, carray<std::uint64_t> labels, float level)
   return filter_fragments(aptr, s, lptr, level);
 }
 
+template <typename Aff>
+std::int64_t clear(carray<Aff> affs, carray<std::uint64_t> labels, float threshold, int threads) {
+  const auto ab = affs.request();
+  const Shape3 s = affs_shape(ab);
+  auto lb = labels.request(true);
+  check_volume(lb, s, "labels");
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
+  py::gil_scoped_release nogil;
+  return clear_boundary(aptr, s, threshold, lptr, std::max(threads, 1));
+}
+
+// offsets, strides: (C, 3) int64; bias: (C,) float32 (the Python side checks every value)
+template <typename Aff>
+carray<std::uint64_t> mutex(carray<Aff> affs, carray<std::int64_t> offsets, carray<std::int64_t> strides,
+                            carray<float> bias, py::object mask, int threads) {
+  const auto ab = affs.request();
+  if (ab.ndim != 4) throw std::invalid_argument("affs must have shape (C, Z, Y, X)");
+  const Shape3 s{ab.shape[1], ab.shape[2], ab.shape[3]};
+  const auto n_channels = ab.shape[0];
+  if (offsets.ndim() != 2 || offsets.shape(0) != n_channels || offsets.shape(1) != 3 || strides.ndim() != 2 ||
+      strides.shape(0) != n_channels || strides.shape(1) != 3 || bias.ndim() != 1 || bias.shape(0) != n_channels)
+    throw std::invalid_argument("offsets and strides must be (C, 3) and bias (C,)");
+  std::vector<MutexChannel> channels(static_cast<std::size_t>(n_channels));
+  for (py::ssize_t c = 0; c < n_channels; ++c) {
+    auto& ch = channels[static_cast<std::size_t>(c)];
+    for (int a = 0; a < 3; ++a) {
+      ch.offset[a] = offsets.at(c, a);
+      ch.stride[a] = strides.at(c, a);
+      if (ch.stride[a] < 1) throw std::invalid_argument("strides must be >= 1");
+    }
+    ch.bias = bias.at(c);
+  }
+  const std::uint8_t* mptr = nullptr;
+  carray<std::uint8_t> m;
+  if (!mask.is_none()) {
+    m = mask.cast<carray<std::uint8_t>>();
+    auto mb = m.request();
+    check_volume(mb, s, "mask");
+    mptr = static_cast<const std::uint8_t*>(mb.ptr);
+  }
+  carray<std::uint64_t> labels({s.z, s.y, s.x});
+  auto* lptr = labels.mutable_data();
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
+  {
+    py::gil_scoped_release nogil;
+    mutex_watershed(aptr, s, channels, mptr, lptr, std::max(threads, 1));
+    release_freed_memory();
+  }
+  return labels;
+}
+
 carray<std::uint8_t> maxima(carray<std::uint8_t> inside, std::int64_t size, int threads) {
   const auto ib = inside.request();
   if (ib.ndim != 3) throw std::invalid_argument("inside must be 3-dimensional");
@@ -194,10 +247,18 @@ carray<T> to_numpy(const std::vector<T>& v) {
 }
 
 template <typename Aff>
+// further: (K, 4) int64 rows (channel, dz, dy, dx) of further channels; nearest: count channels 0-2
 py::dict graph(carray<std::uint64_t> fragments, carray<Aff> affs, std::int64_t cz, std::int64_t cy, std::int64_t cx,
-               bool histogram, int threads) {
+               bool histogram, int threads, bool nearest, carray<std::int64_t> further) {
   const auto ab = affs.request();
   const Shape3 s = affs_shape(ab);
+  if (further.ndim() != 2 || further.shape(1) != 4) throw std::invalid_argument("further must be (K, 4)");
+  std::vector<OffsetChannel> channels;
+  for (py::ssize_t k = 0; k < further.shape(0); ++k) {
+    const std::int64_t c = further.at(k, 0);
+    if (c < 0 || c >= ab.shape[0]) throw std::invalid_argument("further channel out of range");
+    channels.push_back({c, {further.at(k, 1), further.at(k, 2), further.at(k, 3)}});
+  }
   const auto fb = fragments.request();
   check_volume(fb, s, "fragments");
   const std::int64_t context[3] = {cz, cy, cx};
@@ -209,7 +270,7 @@ py::dict graph(carray<std::uint64_t> fragments, carray<Aff> affs, std::int64_t c
   std::vector<std::uint64_t> counts;
   {
     py::gil_scoped_release nogil;
-    g = region_graph(aptr, s, fptr, context, histogram, threads);
+    g = region_graph(aptr, s, fptr, context, histogram, threads, nearest, channels);
     if (histogram) {
       offsets.resize(g.size() + 1, 0);
       std::size_t total = 0;
@@ -387,13 +448,22 @@ PYBIND11_MODULE(_segment, m) {
   m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
   m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));
   m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
+  m.def("clear_boundary_float32", &clear<float>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
+        py::arg("threads"));
+  m.def("clear_boundary_uint8", &clear<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
+        py::arg("threads"));
+  m.def("mutex_watershed_float32", &mutex<float>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),
+        py::arg("bias"), py::arg("mask"), py::arg("threads"));
+  m.def("mutex_watershed_uint8", &mutex<std::uint8_t>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),
+        py::arg("bias"), py::arg("mask"), py::arg("threads"));
   m.def("distance_maxima", &maxima, py::arg("inside"), py::arg("size"), py::arg("threads"));
   m.def("squared_edt", &squared_edt, py::arg("inside"), py::arg("threads"));
   m.def("distance_seeds", &seeds, py::arg("inside"), py::arg("size"), py::arg("id_offset"), py::arg("threads"));
   m.def("region_graph_float32", &graph<float>, py::arg("fragments"), py::arg("affs"), py::arg("cz"), py::arg("cy"),
-        py::arg("cx"), py::arg("histogram"), py::arg("threads"));
+        py::arg("cx"), py::arg("histogram"), py::arg("threads"), py::arg("nearest"), py::arg("further"));
   m.def("region_graph_uint8", &graph<std::uint8_t>, py::arg("fragments"), py::arg("affs"), py::arg("cz"),
-        py::arg("cy"), py::arg("cx"), py::arg("histogram"), py::arg("threads"));
+        py::arg("cy"), py::arg("cx"), py::arg("histogram"), py::arg("threads"), py::arg("nearest"),
+        py::arg("further"));
   m.def("agglomerate", &agglomerate, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("count"), py::arg("sum"),
         py::arg("min"), py::arg("max"), py::arg("hist_offsets"), py::arg("hist_bins"), py::arg("hist_counts"),
         py::arg("statistic"), py::arg("quantile"), py::arg("init_with_max"), py::arg("stop"));

@@ -121,6 +121,44 @@ def ref_region_graph(fragments, affs, context=(0, 0, 0)):
     return graph
 
 
+def ref_long_range_graph(fragments, affs, offsets, inside_threshold=None):
+    """The region graph with every channel's voxel pairs and an inside gate, by brute force.
+
+    Channel c's pair {v, v + offsets[c]} between different non-zero fragments counts toward
+    their edge; pairs of fragments that no nearest-neighbour pair (channels 0-2) joins are
+    dropped. With ``inside_threshold`` only voxels whose mean of channels 0-2 (float32, as
+    the kernels compute it) is > the threshold take part.
+    """
+    values = affinity_values(affs)
+    bins = hist_bins(affs)
+    frag = fragments.astype(np.int64)
+    if inside_threshold is not None:
+        mean = (values[0] + values[1] + values[2]) / np.float32(3)
+        frag = np.where(mean > np.float32(inside_threshold), frag, 0)
+    graph, touching = {}, set()
+    for p in np.ndindex(frag.shape):
+        a = int(frag[p])
+        for c, off in enumerate(offsets):
+            q = tuple(int(p[d] + off[d]) for d in range(3))
+            if any(not 0 <= q[d] < frag.shape[d] for d in range(3)):
+                continue
+            b = int(frag[q])
+            if a == 0 or b == 0 or a == b:
+                continue
+            key = (min(a, b), max(a, b))
+            if c < 3:
+                touching.add(key)
+            e = graph.setdefault(key, {"count": 0, "sum": 0.0, "min": 1.0, "max": 0.0, "hist": {}})
+            val = float(values[(c,) + p])
+            e["count"] += 1
+            e["sum"] += val
+            e["min"] = min(e["min"], val)
+            e["max"] = max(e["max"], val)
+            b_ = int(bins[(c,) + p])
+            e["hist"][b_] = e["hist"].get(b_, 0) + 1
+    return {k: v for k, v in graph.items() if k in touching}
+
+
 def _statistic(kind, q, e):
     if kind == "mean":
         return e["sum"] / e["count"]

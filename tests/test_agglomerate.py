@@ -36,8 +36,9 @@ def volumes(draw, max_side=8, max_labels=12):
     return frags, affs
 
 
-def reference_segmentations(frags, affs, merge_function, thresholds, tol=0.0):
-    graph = as_dict(xf.region_graph(frags, affs))
+def reference_segmentations(frags, affs, merge_function, thresholds, tol=0.0, inside_threshold=0.5):
+    """The reference merges on the graph that agglomerate builds (by default: inside voxels only)."""
+    graph = as_dict(xf.region_graph(frags, affs, inside_threshold=inside_threshold))
     out, tie = [], False
     for t in thresholds:
         mapping, t_tie = ref_agglomerate(graph, merge_function, t, tol)
@@ -73,12 +74,13 @@ def _waterz(frags, affs, merge_function, thresholds):
 @given(volumes(max_labels=8), st.sampled_from(sorted(WATERZ)))
 def test_agglomerate_matches_waterz_without_ties(data, merge_function):
     frags, affs = data
-    _, tie = reference_segmentations(frags, affs, merge_function, THRESHOLDS, tol=1e-5)
+    # waterz counts every voxel pair: so does inside_threshold=None
+    _, tie = reference_segmentations(frags, affs, merge_function, THRESHOLDS, tol=1e-5, inside_threshold=None)
     if tie:  # waterz's order among equal scores is its heap's; nothing to compare
         event("tie")
         return
     event("compared")
-    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=merge_function)
+    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=merge_function, inside_threshold=None)
     for t, theirs in zip(THRESHOLDS, _waterz(frags, affs, merge_function, THRESHOLDS)):
         assert same_partition(result.segmentation(t), theirs), (t, merge_function)
 
@@ -98,11 +100,11 @@ def test_mean_matches_waterz_on_a_realistic_volume():
     for seed in range(10):  # the first volume whose scores never come within 1e-6 of each other
         affs = _blobs(seed=seed, quantised=False)
         frags = xf.watershed(affs, min_seed_distance=3)
-        _, tie = reference_segmentations(frags, affs, "mean", THRESHOLDS, tol=1e-6)
+        _, tie = reference_segmentations(frags, affs, "mean", THRESHOLDS, tol=1e-6, inside_threshold=None)
         if not tie:
             break
     assert not tie and len(np.unique(frags)) > 50
-    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function="mean")
+    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function="mean", inside_threshold=None)
     counts = []
     for t, theirs in zip(THRESHOLDS, _waterz(frags, affs, "mean", THRESHOLDS)):
         ours = result.segmentation(t)
@@ -168,8 +170,8 @@ def test_block_graphs_agglomerate_like_the_whole_volume():
     frags = xf.watershed(affs, min_seed_distance=3)
     whole = xf.agglomerate(affs, THRESHOLDS, fragments=frags)
     z = affs.shape[1] // 2
-    top = xf.region_graph(frags[:z], affs[:, :z])
-    bottom = xf.region_graph(frags[z - 1:], affs[:, z - 1:], context=(1, 0, 0))
+    top = xf.region_graph(frags[:z], affs[:, :z], inside_threshold=0.5)  # agglomerate's default graph
+    bottom = xf.region_graph(frags[z - 1:], affs[:, z - 1:], context=(1, 0, 0), inside_threshold=0.5)
     graph = RegionGraph.concatenate([top, bottom])
     from_graph = xf.agglomerate(None, THRESHOLDS, graph=graph, fragments=frags)
     direct = agglomerate_graph(graph, THRESHOLDS, merge_function="hist_quant_50")

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import xpress_fast as xf
 from xpress_fast.region_graphs import RegionGraph
-from reference_segment import ref_region_graph
+from reference_segment import ref_long_range_graph, ref_region_graph
 
 
 @st.composite
@@ -64,6 +64,53 @@ def test_region_graph_matches_reference(data, threads):
         bins = graph.hist_bins[graph.hist_offsets[e]:graph.hist_offsets[e + 1]]
         assert np.all(np.diff(bins.astype(int)) > 0)
         assert graph.hist_counts[graph.hist_offsets[e]:graph.hist_offsets[e + 1]].sum() == graph.counts[e]
+
+
+NEAREST = [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
+FURTHER = [(-2, 0, 0), (0, -3, 0), (0, 0, -2), (1, 0, 0), (-1, -1, 0), (0, 2, -1)]
+
+
+@given(labelled(), st.lists(st.sampled_from(FURTHER), max_size=4, unique=True),
+       st.sampled_from([None, 0.0, 0.3, 0.5, 0.7]), st.integers(1, 3))
+def test_long_range_evidence_and_inside_gate_match_reference(data, further, inside, threads):
+    frags, affs3 = data
+    rng = np.random.default_rng(int(frags.sum()) % 2**32 + len(further))
+    extra = (rng.integers(0, 256, size=(len(further),) + frags.shape, dtype=np.uint8) if affs3.dtype == np.uint8
+             else rng.random((len(further),) + frags.shape, dtype=np.float32))
+    affs = np.concatenate([affs3, extra])
+    offsets = NEAREST + further
+    before = frags.copy(), affs.copy()
+    graph = xf.region_graph(frags, affs, offsets=offsets, inside_threshold=inside, threads=threads)
+    np.testing.assert_array_equal(frags, before[0])
+    np.testing.assert_array_equal(affs, before[1])
+    assert_same_graph(as_dict(graph), ref_long_range_graph(frags, affs, offsets, inside))
+    if not further:  # without further channels, offsets change nothing
+        assert_same_graph(as_dict(graph), as_dict(xf.region_graph(frags, affs, inside_threshold=inside)))
+
+
+def test_inside_gate_leaves_out_the_boundary_voxels_between_two_fragments():
+    # 1 x 1 x 5: fragment 1 | boundary voxel (mean 0.1) of fragment 1 | fragment 2
+    frags = np.array([[[1, 1, 1, 2, 2]]], np.uint64)
+    affs = np.full((3, 1, 1, 5), 0.9, np.float32)
+    affs[:, 0, 0, 2] = 0.1  # voxel 2 is outside; the x-link 1->2 lives on voxel 2 (to voxel 1)
+    affs[2, 0, 0, 3] = 0.2  # the x-link between voxel 2 (fragment 1) and voxel 3 (fragment 2)
+    g_all = xf.region_graph(frags, affs)
+    assert g_all.edges.tolist() == [[1, 2]] and g_all.counts.tolist() == [1]
+    g_inside = xf.region_graph(frags, affs, inside_threshold=0.5)
+    assert g_inside.n_edges == 0  # the only contact runs through the boundary voxel
+    assert frags.tolist() == [[[1, 1, 1, 2, 2]]]  # the caller's fragments keep every voxel
+
+
+def test_long_range_pairs_add_to_touching_fragments_only():
+    # 1 x 1 x 6: fragments 1 1 2 2 3 3; a long-range channel along x by 2
+    frags = np.array([[[1, 1, 2, 2, 3, 3]]], np.uint64)
+    affs = np.zeros((4, 1, 1, 6), np.float32)
+    affs[2] = 0.5
+    affs[3] = 0.25  # pairs (v, v - 2): (1,0) (2,0) ... -> 1-2 twice, 2-3 twice, 1-3 never (no touch)
+    g = xf.region_graph(frags, affs, offsets=NEAREST + [(0, 0, -2)])
+    assert g.edges.tolist() == [[1, 2], [2, 3]]
+    assert g.counts.tolist() == [3, 3]  # 1 nearest + 2 long-range pairs each
+    np.testing.assert_allclose(g.sums, [1.0, 1.0])
 
 
 @given(labelled(max_side=8), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3))
@@ -155,6 +202,19 @@ def test_concatenate_of_empty_graphs():
          "context must be a non-negative int or three"),
         (np.ones((2, 2, 2), np.uint64), np.ones((3, 2, 2, 2), np.float32), {"threads": 0}, ValueError,
          "threads must be a positive integer"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((4, 2, 2, 2), np.float32), {"offsets": NEAREST}, ValueError,
+         "offsets must give one offset per affinity channel: affs has 4 channels, offsets has 3"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((4, 2, 2, 2), np.float32), {"offsets": NEAREST + [(0, 0, 0)]},
+         ValueError, "offsets must not contain a zero offset"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((4, 2, 2, 2), np.float32),
+         {"offsets": [(0, -1, 0), (-1, 0, 0), (0, 0, -1), (0, 0, -3)]}, ValueError,
+         "offsets must start with the nearest neighbours"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((3, 2, 2, 2), np.float32), {"offsets": [(1, 2)] * 3}, ValueError,
+         "offsets must be a sequence of"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((3, 2, 2, 2), np.float32), {"offsets": [(0.5, 0, 0)] * 3},
+         ValueError, "offsets must be integers"),
+        (np.ones((2, 2, 2), np.uint64), np.ones((3, 2, 2, 2), np.float32), {"inside_threshold": 1.5}, ValueError,
+         r"inside_threshold must be None or a number in \[0, 1\]"),
     ],
 )
 def test_region_graph_rejects_bad_input(frags, affs, kwargs, error, match):

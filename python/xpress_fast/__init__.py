@@ -39,6 +39,7 @@ _EXPORTS = {
     "agglomerate": "agglomeration",
     "Agglomeration": "agglomeration",
     "MERGE_FUNCTIONS": "agglomeration",
+    "mutex_watershed": "mutex",
     # threshold sweeps scored against skeletons
     "sweep": "sweeps",
     "SweepResult": "sweeps",

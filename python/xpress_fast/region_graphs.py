@@ -159,7 +159,44 @@ def _context(value) -> tuple:
     return ctx
 
 
-def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads: int | None = None) -> RegionGraph:
+#: The nearest-neighbour offsets that channels 0, 1, 2 must have.
+NEAREST_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
+#: Default ``inside_threshold`` of :func:`xpress_fast.agglomerate` (the inside map of the seeds).
+DEFAULT_INSIDE_THRESHOLD = 0.5
+
+
+def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray:
+    """(C, 3) int64 offsets, one per affinity channel, the first three the nearest neighbours."""
+    try:
+        arr = np.asarray(offsets, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
+    if arr.shape[0] != n_channels:
+        raise ValueError(f"{name} must give one offset per affinity channel: affs has {n_channels} channels, "
+                         f"{name} has {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must be integers; got {offsets!r}")
+    if np.any(np.all(arr == 0, axis=1)):
+        raise ValueError(f"{name} must not contain a zero offset (0, 0, 0); got {arr.astype(int).tolist()}")
+    if arr.shape[0] < 3 or arr[:3].astype(int).tolist() != [list(o) for o in NEAREST_OFFSETS]:
+        raise ValueError(f"{name} must start with the nearest neighbours {list(NEAREST_OFFSETS)} (what channels "
+                         f"0, 1, 2 hold); got {arr[:3].astype(int).tolist()}")
+    return arr.astype(np.int64)
+
+
+def _inside_threshold(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"inside_threshold must be None or a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
+def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads: int | None = None,
+                 offsets=None, inside_threshold: float | None = None) -> RegionGraph:
     """The region adjacency graph of ``fragments`` with boundary-affinity statistics.
 
     Parameters
@@ -178,16 +215,28 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
         Build the sparse histograms (needed by the ``hist_quant_*`` merge functions).
     threads : int, optional
         Worker threads (default: the CPU count, at most 8).
+    offsets : C integer triples, optional
+        The offset of every channel of ``affs`` (the first three must be the nearest neighbours).
+        Given, the further (long-range) channels add evidence: a voxel pair ``{v, v + offsets[c]}``
+        whose fragments touch adds its affinity to their edge's statistics, so an edge's score
+        is read from many more voxel pairs. Pairs of fragments that do not touch are not edges.
+        Default: only channels 0, 1, 2.
+    inside_threshold : float, optional
+        Count only voxel pairs whose two voxels are both inside (mean of channels 0-2 ``>``
+        this, the inside map of the seeds): the boundary voxels between two fragments (myelin,
+        membranes) then do not dilute their score, while every voxel keeps its fragment. Default:
+        every voxel.
 
     Returns
     -------
     RegionGraph
     """
-    return _region_graph(fragments, check_affinities(affs), context=context, histograms=histograms, threads=threads)
+    return _region_graph(fragments, check_affinities(affs), context=context, histograms=histograms, threads=threads,
+                         offsets=offsets, inside_threshold=inside_threshold)
 
 
 def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = True,
-                  threads: int | None = None) -> RegionGraph:
+                  threads: int | None = None, offsets=None, inside_threshold: float | None = None) -> RegionGraph:
     """:func:`region_graph` with affinities that :func:`check_affinities` passed."""
     frag = label_array("fragments", fragments)
     if frag.shape != affs.shape[1:]:
@@ -197,9 +246,52 @@ def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = 
         threads = min(os.cpu_count() or 1, 8)
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer; got {threads!r}")
-    out = _kernel("region_graph", affs)(frag, affs, cz, cy, cx, bool(histograms), int(threads))
-    edges = np.stack([out["u"], out["v"]], axis=1)
-    hist = (out["hist_offsets"], out["hist_bins"], out["hist_counts"]) if histograms else (None, None, None)
-    graph = RegionGraph(edges, out["count"], out["sum"], out["min"], out["max"], *hist)
+    offs = None if offsets is None else check_offsets(offsets, affs.shape[0])
+    inside_threshold = _inside_threshold(inside_threshold)
+    if inside_threshold is not None:
+        # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel
+        frag = frag.copy()
+        _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(threads))
+    kernel = _kernel("region_graph", affs)
+    no_further = np.zeros((0, 4), dtype=np.int64)
+    out = kernel(frag, affs, cz, cy, cx, bool(histograms), int(threads), True, no_further)
+    graph = _graph_of(out, histograms)
+    if offs is not None and len(offs) > 3:
+        further = np.concatenate([np.arange(3, len(offs), dtype=np.int64)[:, None], offs[3:]], axis=1)
+        lifted = _graph_of(kernel(frag, affs, cz, cy, cx, bool(histograms), int(threads), False,
+                                  np.ascontiguousarray(further)), histograms)
+        graph = _add_evidence(graph, lifted)
     logger.debug("region graph: %d edges", graph.n_edges)
     return graph
+
+
+def _graph_of(out: dict, histograms: bool) -> RegionGraph:
+    edges = np.stack([out["u"], out["v"]], axis=1)
+    hist = (out["hist_offsets"], out["hist_bins"], out["hist_counts"]) if histograms else (None, None, None)
+    return RegionGraph(edges, out["count"], out["sum"], out["min"], out["max"], *hist)
+
+
+def _edge_rows(graph: RegionGraph, keep: np.ndarray) -> RegionGraph:
+    """The graph restricted to the edges where ``keep`` is True."""
+    hist = (None, None, None)
+    if graph.has_histograms:
+        lengths = np.diff(graph.hist_offsets)
+        entry_keep = np.repeat(keep, lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+        hist = (offsets, graph.hist_bins[entry_keep], graph.hist_counts[entry_keep])
+    return RegionGraph(graph.edges[keep], graph.counts[keep], graph.sums[keep], graph.mins[keep], graph.maxs[keep],
+                       *hist)
+
+
+def _add_evidence(graph: RegionGraph, lifted: RegionGraph) -> RegionGraph:
+    """``graph`` with the statistics of ``lifted``'s edges that are also edges of ``graph`` added."""
+    if graph.n_edges == 0 or lifted.n_edges == 0:
+        return graph
+    # dense ranks of the ids in both graphs, so that a pair of them is one int64 key
+    ids, rank = np.unique(np.concatenate([graph.edges.ravel(), lifted.edges.ravel()]), return_inverse=True)
+    rank = rank.astype(np.int64).reshape(-1, 2)
+    n = np.int64(len(ids))
+    keys = rank[:graph.n_edges, 0] * n + rank[:graph.n_edges, 1]
+    lifted_keys = rank[graph.n_edges:, 0] * n + rank[graph.n_edges:, 1]
+    keep = np.isin(lifted_keys, keys)
+    return RegionGraph.concatenate([graph, _edge_rows(lifted, keep)])

@@ -155,9 +155,20 @@ inline std::vector<SparseHistogram> histograms_of(const std::vector<std::uint32_
   return out;
 }
 
+}  // namespace detail
+
+// A further affinity channel: channel `channel` at voxel v links v to v + offset (z, y, x).
+struct OffsetChannel {
+  std::int64_t channel;
+  std::int64_t offset[3];
+};
+
+namespace detail {
+
 template <typename Aff, typename Label>
 void region_graph_slab(const Aff* affs, Shape3 shape, const Label* labels, const std::int64_t context[3],
-                       std::int64_t z0, std::int64_t z1, bool histogram, RegionGraphData<Label>& out) {
+                       std::int64_t z0, std::int64_t z1, bool histogram, RegionGraphData<Label>& out,
+                       bool nearest, const std::vector<OffsetChannel>& further) {
   const std::int64_t n = shape.size();
   const std::int64_t sz = shape.y * shape.x, sy = shape.x;
   const std::int64_t step[3] = {sz, sy, 1};
@@ -204,7 +215,25 @@ void region_graph_slab(const Aff* affs, Shape3 shape, const Label* labels, const
   // boundary takes the branch (the order of the voxel edges does not matter but for the last
   // bits of the sums, which already depend on the slabs)
   const std::int64_t x0 = context[2];
-  for (std::int64_t z = std::max(z0, context[0]); z < z1; ++z)
+  // further channels: the voxel edge {v, v + offset} belongs to v, like the nearest ones
+  for (const OffsetChannel& ch : further) {
+    const std::int64_t* o = ch.offset;
+    const std::int64_t step_o = o[0] * sz + o[1] * sy + o[2];
+    const std::int64_t ylo = std::max(context[1], -o[1]), yhi = std::min(shape.y, shape.y - o[1]);
+    const std::int64_t xlo = std::max(x0, -o[2]), xhi = std::min(shape.x, shape.x - o[2]);
+    for (std::int64_t z = std::max({z0, context[0], -o[0]}); z < std::min(z1, shape.z - o[0]); ++z)
+      for (std::int64_t y = ylo; y < yhi; ++y) {
+        const std::int64_t r = (z * shape.y + y) * shape.x;
+        const Label* row = labels + r;
+        const Label* nb = row + step_o;
+        for (std::int64_t x = xlo; x < xhi; ++x) {
+          const Label a = row[x], b = nb[x];
+          if (a == b || a == 0 || b == 0) continue;
+          add(a, b, r + x, static_cast<int>(ch.channel));
+        }
+      }
+  }
+  for (std::int64_t z = std::max(z0, context[0]); nearest && z < z1; ++z)
     for (std::int64_t y = context[1]; y < shape.y; ++y) {
       const std::int64_t r = (z * shape.y + y) * shape.x;
       const Label* row = labels + r;
@@ -292,7 +321,8 @@ RegionGraphData<Label> merge_region_graphs(std::vector<RegionGraphData<Label>>& 
 
 template <typename Aff, typename Label>
 RegionGraphData<Label> region_graph(const Aff* affs, Shape3 shape, const Label* labels, const std::int64_t context[3],
-                                    bool histogram, int n_threads) {
+                                    bool histogram, int n_threads, bool nearest = true,
+                                    const std::vector<OffsetChannel>& further = {}) {
   for (int d = 0; d < 3; ++d)
     if (context[d] < 0) throw std::invalid_argument("context must be non-negative");
   if (n_threads < 1) n_threads = 1;
@@ -305,7 +335,8 @@ RegionGraphData<Label> region_graph(const Aff* affs, Shape3 shape, const Label* 
     const std::int64_t z0 = zspan * t / n_threads, z1 = zspan * (t + 1) / n_threads;
     auto work = [&, t, z0, z1] {
       try {
-        detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)]);
+        detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)],
+                                  nearest, further);
       } catch (...) {
         errors[static_cast<std::size_t>(t)] = std::current_exception();
       }

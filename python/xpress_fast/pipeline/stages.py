@@ -42,6 +42,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..fragments import DEFAULT_CONTEXT
+from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
 from .runner import CompletionRecords, check_run_options, check_run_settings, run_blocks
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,12 @@ class _FragmentsBlock:
 
 
 class _GraphBlock:
-    def __init__(self, affs_path, affs_dataset, fragments_path, fragments_dataset, work, histograms):
+    def __init__(self, affs_path, affs_dataset, fragments_path, fragments_dataset, work, histograms,
+                 inside_threshold):
         self.affs_path, self.affs_dataset = str(affs_path), affs_dataset
         self.fragments_path, self.fragments_dataset = str(fragments_path), fragments_dataset
         self.work, self.histograms = str(work), histograms
+        self.inside_threshold = inside_threshold
 
     def __call__(self, block) -> dict:
         from ..region_graphs import region_graph
@@ -135,7 +138,8 @@ class _GraphBlock:
         frags = _open(self.fragments_path, self.fragments_dataset).data
         read, ctx = block.lower_overlap()
         g = region_graph(np.asarray(frags[read]), np.asarray(affs[(slice(None),) + read]),
-                         context=ctx, histograms=self.histograms, threads=1)
+                         context=ctx, histograms=self.histograms, threads=1,
+                         inside_threshold=self.inside_threshold)
         arrays = {"edges": g.edges, "counts": g.counts, "sums": g.sums, "mins": g.mins, "maxs": g.maxs}
         if g.has_histograms:
             arrays.update(hist_offsets=g.hist_offsets, hist_bins=g.hist_bins, hist_counts=g.hist_counts)
@@ -204,6 +208,7 @@ def segment_volume(
     fragments_only: bool = False,
     write_thresholds: Optional[Sequence[float]] = None,
     progress: Optional[Callable] = None,
+    inside_threshold: Optional[float] = DEFAULT_INSIDE_THRESHOLD,
 ) -> SegmentResult:
     """Segment an affinity volume block-wise: fragments, one global agglomeration, relabelling.
 
@@ -224,6 +229,9 @@ def segment_volume(
         Default 128³ (clipped to the volume).
     context : 3 ints
         Margin (voxels) read around each block for the watershed.
+    inside_threshold : float or None
+        The region graph counts only voxel pairs whose voxels are both inside (see
+        :func:`xpress_fast.agglomerate`, whose default it shares); None counts every pair.
     watershed_options : mapping, optional
         Keyword arguments for :func:`xpress_fast.watershed` (not ``id_offset``, ``seeds``,
         ``mask``). The fragments equal ``xpress_fast.fragments.blockwise_watershed(affs,
@@ -301,6 +309,7 @@ def segment_volume(
         "fragments": None if fragments is None else [str(Path(fragments[0]).resolve()), fragments[1]],
         "shape": list(shape), "block_shape": list(bs), "context": list(ctx),
         "merge_function": merge_function, "thresholds": [float(t) for t in ts],
+        "inside_threshold": inside_threshold,
         "watershed_options": {k: v for k, v in sorted(wopts.items())},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -338,7 +347,8 @@ def segment_volume(
     (work / "graphs").mkdir(parents=True, exist_ok=True)
     if not (work / "agglomeration.npz").is_file():
         histograms = merge_function.startswith("hist_quant")
-        fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms)
+        fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms,
+                         inside_threshold)
         reports.append(run_blocks("graph", layout, fn, **kw))
         graph = RegionGraph.concatenate([_load_graph(work / "graphs" / f"{b.index}.npz") for b in layout])
         t0 = time.perf_counter()
