@@ -253,11 +253,54 @@ def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
     # the in-memory sweep over the same affinities gives a table too
     assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.5",
                  "--min-seed-distance", "4"]) == 0
-    assert "best threshold 0.500" in capsys.readouterr().out
+    assert "best: agglomerate hist_quant_50 at threshold 0.500" in capsys.readouterr().out
     # ... and with the segment run's blocks, exactly the segment run's scores
     assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.3,0.5,0.7",
                  "--min-seed-distance", "4", "--block-shape", "16,16,16", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == rows
+    in_memory = json.loads(capsys.readouterr().out)
+    assert [r.pop("method") for r in in_memory] == ["agglomerate"] * 3
+    assert [r.pop("method") for r in rows] == ["segment-run"] * 3
+    assert in_memory == rows
+
+
+def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, capsys):
+    """sweep scores merge functions x thresholds (+ long-range, mutex) in one run; segment
+    --choice then makes exactly the best row's segmentation."""
+    from xpress_fast.region_graphs import axis_offsets
+
+    vol = case["vol"]
+    nn = _noisy_affs(vol.labels, seed=1, noise=0.6)
+    rng = np.random.default_rng(2)
+    long_range = [np.clip(0.5 * nn[c % 3] + 0.5 * rng.random(nn.shape[1:], dtype=np.float32), 0, 1)
+                  for c in range(6)]
+    affs = tmp_path / "affs9.zarr"
+    io.write_volume(affs, "affinities", np.concatenate([nn, np.stack(long_range)]).astype(np.float32),
+                    voxel_size=vol.voxel_size, offset=vol.offset)
+    choice = tmp_path / "choice.json"
+    assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--merge-function", "hist_quant_50", "mean",
+                 "--long-range", "3,9", "--mutex-biases", "0.5", "--thresholds", "0.2,0.4,0.6",
+                 "--min-seed-distance", "4", "--json", "--write-choice", str(choice)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    methods = [(r["method"], r["merge_function"]) for r in rows]
+    assert methods == ([("agglomerate", "hist_quant_50")] * 3 + [("agglomerate", "mean")] * 3
+                       + [("agglomerate-longrange", "hist_quant_50")] * 3 + [("agglomerate-longrange", "mean")] * 3
+                       + [("mutex", None)])
+    chosen = json.loads(choice.read_text())
+    best = max((r for r in rows if r["method"] != "mutex"), key=lambda r: r["xpress_erl_rand"])
+    if chosen["method"] == "mutex":  # the mutex won: segment refuses, naming the API to use
+        assert main(["segment", str(affs), "--out", str(tmp_path / "o.zarr"), "--choice", str(choice), "-q"]) == 2
+        assert "mutex_watershed" in capsys.readouterr().err
+        return
+    assert chosen["xpress_erl_rand"] == pytest.approx(best["xpress_erl_rand"])
+    assert chosen["long_range"] == ([3, 9] if chosen["method"] == "agglomerate-longrange" else None)
+    out = tmp_path / "seg.zarr"
+    assert main(["segment", str(affs), "--out", str(out), "--choice", str(choice), "--min-seed-distance", "4",
+                 "--block-shape", "64,64,64", "-q"]) == 0
+    capsys.readouterr()
+    dataset = f"segmentation_{chosen['threshold']:g}"
+    assert main(["evaluate", str(out), "--dataset", dataset, "--skeletons", str(case["skel"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["xpress_erl_rand"] == pytest.approx(chosen["xpress_erl_rand"])
+    assert axis_offsets((3, 9))[3:] == [(-3, 0, 0), (0, -3, 0), (0, 0, -3), (-9, 0, 0), (0, -9, 0), (0, 0, -9)]
 
 
 def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):
@@ -283,6 +326,13 @@ def test_segment_sweep_user_errors(case, tmp_path, capsys):
     assert "sweep needs AFFS" in capsys.readouterr().err
     assert main(["sweep", "--segmented", str(tmp_path / "none.zarr"), "--skeletons", str(case["skel"])]) == 2
     assert "no finished agglomeration" in capsys.readouterr().err
+    assert main(["sweep", str(case["seg"]), "--affinities-dataset", "labels", "--skeletons", str(case["skel"]),
+                 "--mutex-biases", "0.5"]) == 2
+    assert "--mutex-biases needs --long-range" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["segment", str(case["seg"]), "--out", str(tmp_path / "o.zarr"), "--choice", str(bad)]) == 2
+    assert "not a choice written by 'sweep --write-choice'" in capsys.readouterr().err
 
 
 def test_train_then_predict(case, tmp_path, capsys):

@@ -150,6 +150,42 @@ def test_blockwise_fragments_and_segmentations_identical_to_in_memory(volume, tm
     assert n_segments[0] > n_segments[-1]  # the thresholds differ, so each comparison is its own
 
 
+@pytest.mark.parametrize("merge_function", ["hist_quant_50", "mean"])
+def test_long_range_evidence_blockwise_identical_to_in_memory(volume, tmp_path, merge_function):
+    """Long-range pairs read from the planes below each block, and their evidence kept for
+    fragments that touch anywhere in the volume: the same agglomeration as in memory."""
+    from xpress_fast.region_graphs import axis_offsets
+
+    d = volume["dir"]
+    labels = volume["vol"].labels
+    offsets = axis_offsets((3, 9))
+    rng = np.random.default_rng(3)
+    long_range = []
+    for o in offsets[3:]:
+        shifted = np.full(labels.shape, -1, np.int64)
+        here = tuple(slice(-c, None) if c < 0 else slice(None) for c in o)
+        there = tuple(slice(None, c) if c < 0 else slice(None) for c in o)
+        shifted[here] = labels[there]
+        same = (shifted == labels) & (labels > 0)
+        long_range.append(np.clip(same * 0.7 + rng.random(labels.shape) * 0.3, 0, 1))
+    affs = np.concatenate([volume["affs"], np.stack(long_range).astype(np.float32)])
+    io.write_volume(tmp_path / "affs9.zarr", "affs", affs, voxel_size=volume["vol"].voxel_size)
+    res = segment_volume(tmp_path / "affs9.zarr", "affs", tmp_path / "out.zarr", thresholds=THRESHOLDS,
+                         merge_function=merge_function, fragments=(d / "frags.h5", "fragments"),
+                         block_shape=(16, 16, 16), offsets=offsets)
+    assert res.n_blocks > 1
+    agg = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function,
+                                  offsets=offsets)
+    plain = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function)
+    assert not np.array_equal(agg.scores, plain.scores)  # the long-range channels change the run
+    for t in THRESHOLDS:
+        seg = io.read_volume(tmp_path / "out.zarr", segmentation_dataset(t))
+        np.testing.assert_array_equal(seg.data, agg.segmentation(t))
+    with pytest.raises(ValueError, match="offsets must have no positive component"):
+        segment_volume(tmp_path / "affs9.zarr", "affs", tmp_path / "out2.zarr", thresholds=THRESHOLDS,
+                       offsets=offsets[:3] + [(3, 0, 0)] + offsets[4:])
+
+
 def _flaky_watershed(monkeypatch, fail_blocks, failures_per_block, calls):
     """Make the watershed of some blocks (found by id_offset) fail a number of times."""
     module = sys.modules["xpress_fast.fragments"]

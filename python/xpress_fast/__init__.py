@@ -43,6 +43,8 @@ _EXPORTS = {
     # threshold sweeps scored against skeletons
     "sweep": "sweeps",
     "SweepResult": "sweeps",
+    "sweep_methods": "sweeps",
+    "MethodSweepResult": "sweeps",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

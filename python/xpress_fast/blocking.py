@@ -47,11 +47,12 @@ class Block:
             inner.append(slice(b - rb, e - rb))
         return tuple(read), tuple(inner)
 
-    def lower_overlap(self) -> tuple:
-        """``(read, context)``: the core grown by one plane at each lower face that is not the
-        volume's, and the per-axis context (0 or 1) for ``region_graph``, so that the blocks'
-        voxel edges partition the volume's (each counted exactly once)."""
-        ctx = tuple(1 if b > 0 else 0 for b in self.begin)
+    def lower_overlap(self, planes=(1, 1, 1)) -> tuple:
+        """``(read, context)``: the core grown by ``planes`` planes (clipped to the volume) at
+        each lower face, and that per-axis context for ``region_graph``, so that the blocks'
+        voxel edges partition the volume's (each counted exactly once; one plane is enough for
+        the nearest neighbours, ``k`` for long-range pairs up to ``k`` voxels back)."""
+        ctx = tuple(min(int(p), b) for p, b in zip(planes, self.begin))
         return tuple(slice(b - c, e) for b, e, c in zip(self.begin, self.end, ctx)), ctx
 
 

@@ -76,6 +76,31 @@ def _thresholds(text) -> tuple:
     return tuple(vals)
 
 
+def _long_range(text) -> tuple:
+    """'3,9' -> (3, 9): the long-range distances of the U-Net's channel layout."""
+    try:
+        vals = [int(p) for p in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers like '3,9'; got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers like '3,9'; got {text!r}")
+    return tuple(vals)
+
+
+def _offsets_arg(args):
+    """The affinity channels' offsets named by --long-range (the U-Net's layout), or None."""
+    if getattr(args, "long_range", None) is None:
+        return None
+    from .region_graphs import axis_offsets
+
+    return axis_offsets(args.long_range)
+
+
+def _inside_arg(args):
+    t = args.inside_threshold
+    return None if t < 0 else t
+
+
 def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> dict:
     p = Path(path)
     if not p.is_file():
@@ -257,8 +282,28 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _apply_choice(args) -> None:
+    """--choice FILE.json (written by sweep --write-choice) sets the merge function, the
+    threshold, --long-range and --inside-threshold."""
+    try:
+        choice = json.loads(Path(args.choice).read_text())
+        method, merge_function, threshold = choice["method"], choice["merge_function"], float(choice["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"--choice {args.choice}: not a choice written by 'sweep --write-choice' ({exc})") from None
+    if method == "mutex":
+        raise CliError(f"--choice {args.choice} chose the mutex watershed, which 'segment' does not run block-wise; "
+                       f"use xpress_fast.mutex_watershed(affs, offsets, bias={threshold})")
+    args.merge_function, args.thresholds = merge_function, (threshold,)
+    args.long_range = tuple(choice.get("long_range") or ()) or None
+    inside = choice.get("inside_threshold", 0.5)
+    args.inside_threshold = -1.0 if inside is None else float(inside)
+
+
 def cmd_segment(args) -> int:
     from .pipeline import segment_volume
+
+    if args.choice:
+        _apply_choice(args)
 
     fragments = (args.fragments, args.fragments_dataset) if args.fragments else None
     wopts = {"min_seed_distance": args.min_seed_distance}
@@ -266,6 +311,7 @@ def cmd_segment(args) -> int:
         args.affinities, args.affinities_dataset, args.out,
         thresholds=args.thresholds, merge_function=args.merge_function, fragments=fragments,
         block_shape=args.block_shape, context=args.context, watershed_options=wopts,
+        offsets=_offsets_arg(args), inside_threshold=_inside_arg(args),
         scheduler=args.scheduler, workers=args.workers, retries=args.retries,
         write_thresholds=args.write_thresholds, progress=_progress("segment", args.quiet),
     )
@@ -280,23 +326,26 @@ def cmd_segment(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .io import open_volume, read_volume
-    from .sweeps import sweep
+    from .sweeps import DEFAULT_SWEEP_MERGE_FUNCTIONS, sweep, sweep_methods
 
     skeletons = _load_skeletons_arg(args.skeletons)
     t0 = time.perf_counter()
+    names = list(DEFAULT_SWEEP_MERGE_FUNCTIONS) if args.merge_function == ["all"] else list(args.merge_function)
+    roi_begin, roi_shape = _roi_from_args(args)
     if args.segmented:
         from .pipeline import load_agglomeration
 
+        if len(names) > 1 or args.long_range is not None or args.mutex_biases is not None:
+            raise CliError("--segmented sweeps the run's own agglomeration: give no other --merge-function, "
+                           "--long-range or --mutex-biases")
         agg = load_agglomeration(args.segmented)
         frag_vol = open_volume(args.segmented, "fragments")
-        thresholds = args.thresholds
-        geometry = frag_vol
-        fragments = frag_vol.data
+        result = sweep(agg, skeletons, args.thresholds, voxel_size=frag_vol.voxel_size, offset=frag_vol.offset,
+                       roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring, fragments=frag_vol.data)
+        rows = [{"method": "segment-run", "merge_function": agg.merge_function, **r} for r in result.rows()]
     else:
         if not args.affinities:
             raise CliError("sweep needs AFFS (affinities) or --segmented OUT.zarr (a 'segment' run)")
-        import xpress_fast
-
         affs = read_volume(args.affinities, args.affinities_dataset)
         fragments = None
         if args.fragments:
@@ -304,30 +353,43 @@ def cmd_sweep(args) -> int:
         wopts = {"min_seed_distance": args.min_seed_distance}
         if args.block_shape is not None:  # the fragments a 'segment' run with these blocks makes
             wopts.update(block_shape=args.block_shape, context=args.context)
-        agg = xpress_fast.agglomerate(
-            affs.data, list(args.thresholds or DEFAULT_THRESHOLDS), fragments=fragments, merge_function=args.merge_function,
-            watershed_options=wopts,
-        )
-        thresholds, geometry, fragments = list(args.thresholds or DEFAULT_THRESHOLDS), affs, None
-    roi_begin, roi_shape = _roi_from_args(args)
-    result = sweep(agg, skeletons, thresholds, voxel_size=geometry.voxel_size, offset=geometry.offset,
-                   roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring, fragments=fragments)
-    rows = result.rows()
+        if args.mutex_biases is not None and args.long_range is None:
+            raise CliError("--mutex-biases needs --long-range (the offsets of every affinity channel)")
+        rows = list(sweep_methods(
+            affs.data, skeletons, list(args.thresholds or DEFAULT_THRESHOLDS), merge_functions=names,
+            offsets=_offsets_arg(args), mutex_biases=args.mutex_biases, fragments=fragments,
+            watershed_options=wopts, inside_threshold=_inside_arg(args), voxel_size=affs.voxel_size,
+            offset=affs.offset, roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring,
+        ).rows)
+    from .sweeps import MethodSweepResult
+
+    table = MethodSweepResult(tuple(rows))
+    best = table.best()
+    if args.write_choice:
+        from .pipeline.runner import atomic_write_json
+
+        choice = {**table.choice(), "long_range": list(args.long_range) if table.choice()["uses_offsets"] else None,
+                  "inside_threshold": _inside_arg(args)}
+        atomic_write_json(Path(args.write_choice), _jsonable(choice))
+        if not args.json:
+            _print(f"wrote {args.write_choice} (use it with: xpress-fast segment ... --choice {args.write_choice})")
     if args.out:
         from .report import plot_scores, write_scores
 
         write_scores(rows, Path(args.out))
-        plot_scores(rows, Path(args.out) / "scores.png")
+        same = [r for r in rows if r["method"] == best["method"] and r["merge_function"] == best["merge_function"]]
+        plot_scores(same, Path(args.out) / "scores.png")
     if args.json:
         _print(json.dumps(_jsonable(rows), indent=2))
         return 0
-    _print(f"{'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} {'erl+rand':>9} {'splits':>7} {'merges':>7}")
+    _print(f"{'method':>21} {'merge function':>14} {'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} "
+           f"{'erl+rand':>9} {'splits':>7} {'merges':>7}")
     for r in rows:
-        _print(f"{r['threshold']:9.3f} {r['nerl']:8.4f} {r['xpress_rand']:8.4f} {r['xpress_voi']:8.4f} "
-               f"{r['xpress_erl_rand']:9.4f} {r['split_count']:7d} {r['merge_count']:7d}")
-    best = result.best()
-    _print(f"best threshold {best['threshold']:.3f}: xpress_erl_rand {best['xpress_erl_rand']:.4f} "
-           f"({time.perf_counter() - t0:.1f} s)")
+        _print(f"{r['method']:>21} {str(r['merge_function'] or '-'):>14} {r['threshold']:9.3f} {r['nerl']:8.4f} "
+               f"{r['xpress_rand']:8.4f} {r['xpress_voi']:8.4f} {r['xpress_erl_rand']:9.4f} {r['split_count']:7d} "
+               f"{r['merge_count']:7d}")
+    _print(f"best: {best['method']} {best['merge_function'] or ''} at threshold {best['threshold']:.3f}: "
+           f"xpress_erl_rand {best['xpress_erl_rand']:.4f} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -450,6 +512,16 @@ def _geometry(p: argparse.ArgumentParser) -> None:
                    help="offset in nm (z,y,x); default: the dataset's 'offset' attr, else 0")
 
 
+def _graph_options(p) -> None:
+    p.add_argument("--long-range", type=_long_range, default=None, metavar="K1,K2,...",
+                   help="the affinities hold the U-Net's long-range channels -K along z, y, x for each K "
+                        "(e.g. 3,9 for the tiny preset, 3,9,27 for the default); they add evidence to "
+                        "the scores of touching fragments (default: use channels 0-2 only)")
+    p.add_argument("--inside-threshold", type=float, default=0.5, metavar="T",
+                   help="the region graph counts only voxel pairs whose mean nearest-neighbour affinity "
+                        "is > T at both voxels (default: %(default)s; a negative value counts every pair)")
+
+
 def _roi(p: argparse.ArgumentParser, default_mode: str = "full") -> None:
     p.add_argument("--mode", choices=("full", "validation", "test"), default=default_mode,
                    help="the evaluation ROI: the whole array (full), or the challenge's validation "
@@ -550,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
                    help="write segmentation volumes only for these of --thresholds (default: all); "
                         "the merge history for every threshold is saved either way (see sweep --segmented)")
+    _graph_options(p)
+    p.add_argument("--choice", metavar="FILE.json",
+                   help="take the merge function, threshold, --long-range and --inside-threshold from the "
+                        "file 'sweep --write-choice' wrote")
     p.add_argument("--fragments", metavar="PATH", help="use these fragments instead of the watershed")
     p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="the dataset inside the fragments container (default: %(default)s)")
     p.add_argument("--min-seed-distance", type=int, default=10,
@@ -586,8 +662,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
                    help="agglomeration thresholds in [0, 1] (default: 0.05,0.10,...,0.95; with "
                         "--segmented: the run's thresholds)")
-    p.add_argument("--merge-function", default="hist_quant_50",
-                   help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
+    p.add_argument("--merge-function", nargs="+", default=["hist_quant_50"], metavar="NAME",
+                   help="one or more of mean, max, min, hist_quant_<Q>, or 'all' (hist_quant_50, 75, 90, "
+                        "mean, max); several are scored side by side (default: hist_quant_50)")
+    _graph_options(p)
+    p.add_argument("--mutex-biases", type=_thresholds, default=None, metavar="B1,B2,...",
+                   help="also score the mutex watershed over every channel at these biases (needs --long-range)")
+    p.add_argument("--write-choice", metavar="FILE.json",
+                   help="write the best method, merge function and threshold (by XPRESS ERL+Rand) here")
     _roi(p)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--out", metavar="DIR", help="also write scores.json, scores.csv and scores.png here")

@@ -35,8 +35,10 @@ DEFAULT_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1), (-3, 0, 0), (0, -3, 0), (
 def _offsets(offsets, n_channels: int) -> np.ndarray:
     try:
         arr = np.asarray(offsets, dtype=np.float64)
-    except (TypeError, ValueError):
+    except TypeError:
         raise TypeError(f"offsets must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
+    except ValueError:  # ragged: not all triples
+        raise ValueError(f"offsets must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"offsets must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
     if arr.shape[0] != n_channels:
@@ -73,8 +75,11 @@ def _strides(strides, n_channels: int) -> np.ndarray:
         return np.ones((n_channels, 3), dtype=np.int64)
     try:
         arr = np.asarray(strides, dtype=np.float64)
-    except (TypeError, ValueError):
+    except TypeError:
         raise TypeError(f"strides must be None or one (z, y, x) integer triple per channel; got {strides!r}") from None
+    except ValueError:  # ragged
+        raise ValueError(f"strides must be None or one (z, y, x) integer triple per channel; got {strides!r}") \
+            from None
     if arr.shape != (n_channels, 3):
         raise ValueError(f"strides must be None or one (z, y, x) integer triple per channel, shape "
                          f"({n_channels}, 3); got shape {arr.shape}")

@@ -11,7 +11,7 @@ import numpy as np
 from ._validate import label_array
 from .fragments import _kernel, check_affinities
 
-__all__ = ["RegionGraph", "region_graph"]
+__all__ = ["RegionGraph", "region_graph", "long_range_graph", "axis_offsets", "check_offsets"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ class RegionGraph:
         _, first = np.unique(edge_of[idx], return_index=True)
         return (self.hist_bins[idx[first]].astype(np.float64) + 0.5) / 256.0
 
+    def add_evidence(self, lifted: "RegionGraph") -> "RegionGraph":
+        """This graph with the statistics of ``lifted``'s edges that are also edges here added
+        (counts and sums add, min/max and histograms combine); ``lifted``'s other edges (pairs
+        of fragments that do not touch) are dropped. See :func:`long_range_graph`."""
+        if not isinstance(lifted, RegionGraph):
+            raise TypeError(f"lifted must be a RegionGraph; got {type(lifted).__name__}")
+        if self.has_histograms != lifted.has_histograms:
+            raise ValueError("both graphs must have histograms, or neither")
+        return _add_evidence(self, lifted)
+
     @classmethod
     def concatenate(cls, graphs: Sequence["RegionGraph"]) -> "RegionGraph":
         """One graph from several (e.g. per-block graphs): statistics of shared edges combine.
@@ -169,8 +179,10 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray
     """(C, 3) int64 offsets, one per affinity channel, the first three the nearest neighbours."""
     try:
         arr = np.asarray(offsets, dtype=np.float64)
-    except (TypeError, ValueError):
+    except TypeError:
         raise TypeError(f"{name} must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
+    except ValueError:  # ragged: not all triples
+        raise ValueError(f"{name} must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"{name} must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
     if arr.shape[0] != n_channels:
@@ -184,6 +196,17 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray
         raise ValueError(f"{name} must start with the nearest neighbours {list(NEAREST_OFFSETS)} (what channels "
                          f"0, 1, 2 hold); got {arr[:3].astype(int).tolist()}")
     return arr.astype(np.int64)
+
+
+def axis_offsets(long_range: Sequence[int] = ()) -> list:
+    """The U-Net's channel layout: nearest neighbours ``-e_z, -e_y, -e_x``, then ``-k e_axis``
+    for every k in ``long_range`` (``axis_offsets((3, 9))`` is the tiny preset's 9 channels)."""
+    offs = [tuple(o) for o in NEAREST_OFFSETS]
+    for k in long_range:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"long_range must be positive integers; got {list(long_range)!r}")
+        offs += [(-int(k), 0, 0), (0, -int(k), 0), (0, 0, -int(k))]
+    return offs
 
 
 def _inside_threshold(value):
@@ -238,10 +261,42 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
 def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = True,
                   threads: int | None = None, offsets=None, inside_threshold: float | None = None) -> RegionGraph:
     """:func:`region_graph` with affinities that :func:`check_affinities` passed."""
+    frag, offs, inside_threshold, threads, ctx = _graph_inputs(fragments, affs, context, threads, offsets,
+                                                               inside_threshold)
+    no_further = np.zeros((0, 4), dtype=np.int64)
+    graph = _graph_of(_kernel("region_graph", affs)(frag, affs, *ctx, bool(histograms), threads, True, no_further),
+                      histograms)
+    if offs is not None and len(offs) > 3:
+        graph = _add_evidence(graph, _long_range(frag, affs, offs, ctx, histograms, threads))
+    logger.debug("region graph: %d edges", graph.n_edges)
+    return graph
+
+
+def long_range_graph(fragments, affs, offsets, *, context=0, histograms: bool = True,
+                     threads: int | None = None, inside_threshold: float | None = None) -> RegionGraph:
+    """The graph of the long-range channels alone: every pair ``{v, v + offsets[c]}``, c >= 3,
+    between different non-zero fragments, touching or not.
+
+    ``region_graph(f, affs, offsets=o, inside_threshold=t)`` equals
+    ``region_graph(f, affs, inside_threshold=t).add_evidence(long_range_graph(f, affs, o,
+    inside_threshold=t))``. Block-wise: the pair belongs to ``v``, so with non-positive offsets,
+    blocks read with ``max(-offset)`` planes of overlap at their lower faces and that
+    ``context`` count every pair once, and ``RegionGraph.concatenate`` of the blocks' graphs
+    equals the whole volume's (restrict to touching pairs only after concatenating).
+    """
+    affs = check_affinities(affs)
+    frag, offs, inside_threshold, threads, ctx = _graph_inputs(fragments, affs, context, threads, offsets,
+                                                               inside_threshold)
+    if offs is None:
+        raise ValueError("offsets are required (one per channel of affs)")
+    return _long_range(frag, affs, offs, ctx, histograms, threads)
+
+
+def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
     frag = label_array("fragments", fragments)
     if frag.shape != affs.shape[1:]:
         raise ValueError(f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {frag.shape}")
-    cz, cy, cx = _context(context)
+    ctx = _context(context)
     if threads is None:
         threads = min(os.cpu_count() or 1, 8)
     if not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -252,17 +307,13 @@ def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = 
         # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel
         frag = frag.copy()
         _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(threads))
-    kernel = _kernel("region_graph", affs)
-    no_further = np.zeros((0, 4), dtype=np.int64)
-    out = kernel(frag, affs, cz, cy, cx, bool(histograms), int(threads), True, no_further)
-    graph = _graph_of(out, histograms)
-    if offs is not None and len(offs) > 3:
-        further = np.concatenate([np.arange(3, len(offs), dtype=np.int64)[:, None], offs[3:]], axis=1)
-        lifted = _graph_of(kernel(frag, affs, cz, cy, cx, bool(histograms), int(threads), False,
-                                  np.ascontiguousarray(further)), histograms)
-        graph = _add_evidence(graph, lifted)
-    logger.debug("region graph: %d edges", graph.n_edges)
-    return graph
+    return frag, offs, inside_threshold, int(threads), ctx
+
+
+def _long_range(frag, affs, offs, ctx, histograms, threads) -> RegionGraph:
+    further = np.concatenate([np.arange(3, len(offs), dtype=np.int64)[:, None], offs[3:]], axis=1)
+    return _graph_of(_kernel("region_graph", affs)(frag, affs, *ctx, bool(histograms), threads, False,
+                                                   np.ascontiguousarray(further, dtype=np.int64)), histograms)
 
 
 def _graph_of(out: dict, histograms: bool) -> RegionGraph:

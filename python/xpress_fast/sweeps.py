@@ -24,7 +24,11 @@ from ._validate import sorted_thresholds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sweep", "SweepResult", "node_fragment_ids"]
+__all__ = ["sweep", "SweepResult", "node_fragment_ids", "sweep_methods", "MethodSweepResult",
+           "DEFAULT_SWEEP_MERGE_FUNCTIONS"]
+
+#: The merge functions :func:`sweep_methods` tries by default (the baseline's three and two more).
+DEFAULT_SWEEP_MERGE_FUNCTIONS = ("hist_quant_50", "hist_quant_75", "hist_quant_90", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -179,3 +183,120 @@ def sweep(
     scores = index.score_node_labels_many(labels)  # one kernel call for every threshold
     log.info("sweep: %d thresholds scored from %d node labels", len(ts), index.n_nodes)
     return SweepResult(ts, tuple(scores))
+
+
+@dataclass(frozen=True)
+class MethodSweepResult:
+    """Scores for every method x threshold of :func:`sweep_methods`.
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        One per (method, threshold): ``method`` (``"agglomerate"``, ``"agglomerate-longrange"``
+        or ``"mutex"``), ``merge_function`` (None for mutex), ``threshold`` (the mutex's bias),
+        and every score of ``XpressScores.as_dict``.
+    """
+
+    rows: tuple
+
+    def best(self, key: str = "xpress_erl_rand") -> dict:
+        """The row with the highest ``key`` (NaN never wins; the first of equal rows)."""
+        values = np.array([r[key] for r in self.rows], dtype=np.float64)
+        return dict(self.rows[int(np.argmax(np.where(np.isnan(values), -np.inf, values)))])
+
+    def choice(self, key: str = "xpress_erl_rand") -> dict:
+        """The best row's settings, as ``segment`` takes them: method, merge_function, threshold,
+        uses_offsets, and the score it reached."""
+        b = self.best(key)
+        return {"method": b["method"], "merge_function": b["merge_function"], "threshold": b["threshold"],
+                "uses_offsets": b["method"] != "agglomerate", key: b[key]}
+
+
+def sweep_methods(
+    affs,
+    skeletons,
+    thresholds: Optional[Sequence[float]] = None,
+    *,
+    merge_functions: Sequence[str] = DEFAULT_SWEEP_MERGE_FUNCTIONS,
+    offsets=None,
+    mutex_biases: Optional[Sequence[float]] = None,
+    fragments=None,
+    watershed_options=None,
+    inside_threshold=0.5,
+    voxel_size=None,
+    offset=(0, 0, 0),
+    roi_begin=None,
+    roi_shape=None,
+    mode: str = "official",
+) -> MethodSweepResult:
+    """Score every merge function x threshold (and the long-range methods) against skeletons.
+
+    The fragments are made once (or given); for each merge function one merge run serves every
+    threshold (:func:`sweep`). With ``offsets`` (one per channel of ``affs``) each merge function
+    is also run with the long-range evidence (``agglomerate(..., offsets=offsets)``), and with
+    ``mutex_biases`` the mutex watershed runs once per bias (its rows' ``threshold`` is the bias).
+
+    Parameters
+    ----------
+    affs : (C, Z, Y, X) float32 in [0, 1] or uint8
+    skeletons : Skeletons, networkx.Graph or SkeletonIndex (built for the volume's shape)
+    thresholds : strictly increasing floats in [0, 1]; default 0.05, 0.10, ..., 0.95
+    merge_functions : names from :data:`xpress_fast.MERGE_FUNCTIONS`
+    offsets : C integer triples, optional
+    mutex_biases : floats in [0, 1], optional (needs ``offsets``)
+    fragments, watershed_options, inside_threshold : as for :func:`xpress_fast.agglomerate`
+    voxel_size, offset, roi_begin, roi_shape, mode : as for :func:`sweep`
+
+    Returns
+    -------
+    MethodSweepResult
+        ``.best()`` is the row of the highest XPRESS ERL+Rand; ``.choice()`` its settings.
+    """
+    from .agglomeration import _make_fragments, _parse_merge_function, agglomerate
+    from .fragments import check_affinities
+    from .metrics import SkeletonIndex
+    from .mutex import mutex_watershed
+    from .region_graphs import check_offsets
+
+    affs = check_affinities(affs)
+    names = [merge_functions] if isinstance(merge_functions, str) else list(merge_functions)
+    if not names:
+        raise ValueError("merge_functions must name at least one merge function")
+    for name in names:
+        _parse_merge_function(name)
+    ts = sorted_thresholds("thresholds", [round(0.05 * i, 2) for i in range(1, 20)] if thresholds is None
+                           else thresholds)
+    if offsets is not None:
+        check_offsets(offsets, affs.shape[0])
+    biases = [] if mutex_biases is None else list(sorted_thresholds("mutex_biases", mutex_biases))
+    if biases and offsets is None:
+        raise ValueError("mutex_biases needs offsets (one per channel of affs)")
+    shape = tuple(affs.shape[1:])
+    if isinstance(skeletons, SkeletonIndex):
+        if voxel_size is not None:
+            raise ValueError("voxel_size must not be given with a SkeletonIndex")
+        if skeletons.shape != shape:
+            raise ValueError(f"skeletons (a SkeletonIndex) was built for shape {skeletons.shape}; "
+                             f"affs has spatial shape {shape}")
+        index = skeletons
+    else:
+        if voxel_size is None:
+            raise ValueError("voxel_size is required unless skeletons is a SkeletonIndex")
+        index = SkeletonIndex(skeletons, voxel_size=voxel_size, offset=offset, shape=shape,
+                              roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
+    if fragments is None:
+        fragments = _make_fragments(affs, watershed_options)
+    rows: list = []
+    variants = [("agglomerate", None)] + ([("agglomerate-longrange", offsets)] if offsets is not None else [])
+    for method, offs in variants:
+        for name in names:
+            agg = agglomerate(affs, ts, fragments=fragments, merge_function=name, offsets=offs,
+                              inside_threshold=inside_threshold)
+            for row in sweep(agg, index).rows():
+                rows.append({"method": method, "merge_function": name, **row})
+    for bias in biases:
+        seg = mutex_watershed(affs, offsets, bias=float(bias))
+        rows.append({"method": "mutex", "merge_function": None, "threshold": float(bias),
+                     **index.score(seg).as_dict()})
+    log.info("sweep_methods: %d rows", len(rows))
+    return MethodSweepResult(tuple(rows))

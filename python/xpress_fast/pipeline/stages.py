@@ -125,24 +125,29 @@ class _FragmentsBlock:
 
 class _GraphBlock:
     def __init__(self, affs_path, affs_dataset, fragments_path, fragments_dataset, work, histograms,
-                 inside_threshold):
+                 inside_threshold, offsets):
         self.affs_path, self.affs_dataset = str(affs_path), affs_dataset
         self.fragments_path, self.fragments_dataset = str(fragments_path), fragments_dataset
         self.work, self.histograms = str(work), histograms
-        self.inside_threshold = inside_threshold
+        self.inside_threshold, self.offsets = inside_threshold, offsets
 
     def __call__(self, block) -> dict:
-        from ..region_graphs import region_graph
+        from ..region_graphs import long_range_graph, region_graph
 
         affs = _open(self.affs_path, self.affs_dataset).data
         frags = _open(self.fragments_path, self.fragments_dataset).data
-        read, ctx = block.lower_overlap()
-        g = region_graph(np.asarray(frags[read]), np.asarray(affs[(slice(None),) + read]),
-                         context=ctx, histograms=self.histograms, threads=1,
+        # long-range pairs {v, v + o} (o <= 0) belong to v: read max(-o) planes below each block
+        planes = (1, 1, 1) if self.offsets is None else tuple(max(1, -int(min(o[a] for o in self.offsets)))
+                                                              for a in range(3))
+        read, ctx = block.lower_overlap(planes)
+        f, a = np.asarray(frags[read]), np.asarray(affs[(slice(None),) + read])
+        g = region_graph(f, a, context=ctx, histograms=self.histograms, threads=1,
                          inside_threshold=self.inside_threshold)
-        arrays = {"edges": g.edges, "counts": g.counts, "sums": g.sums, "mins": g.mins, "maxs": g.maxs}
-        if g.has_histograms:
-            arrays.update(hist_offsets=g.hist_offsets, hist_bins=g.hist_bins, hist_counts=g.hist_counts)
+        arrays = _graph_arrays(g)
+        if self.offsets is not None:
+            lifted = long_range_graph(f, a, self.offsets, context=ctx, histograms=self.histograms, threads=1,
+                                      inside_threshold=self.inside_threshold)
+            arrays.update({f"long_range_{k}": v for k, v in _graph_arrays(lifted).items()})
         _atomic_save_npz(Path(self.work) / "graphs" / f"{block.index}.npz", **arrays)
         return {"n_edges": int(g.n_edges)}
 
@@ -179,13 +184,21 @@ class _RelabelBlock:
         return {}
 
 
-def _load_graph(path: Path):
+def _graph_arrays(g) -> dict:
+    arrays = {"edges": g.edges, "counts": g.counts, "sums": g.sums, "mins": g.mins, "maxs": g.maxs}
+    if g.has_histograms:
+        arrays.update(hist_offsets=g.hist_offsets, hist_bins=g.hist_bins, hist_counts=g.hist_counts)
+    return arrays
+
+
+def _load_graph(path: Path, prefix: str = ""):
     from ..region_graphs import RegionGraph
 
     with np.load(path) as z:
-        hist = ((z["hist_offsets"], z["hist_bins"], z["hist_counts"]) if "hist_offsets" in z.files
-                else (None, None, None))
-        return RegionGraph(z["edges"], z["counts"], z["sums"], z["mins"], z["maxs"], *hist)
+        hist = ((z[prefix + "hist_offsets"], z[prefix + "hist_bins"], z[prefix + "hist_counts"])
+                if prefix + "hist_offsets" in z.files else (None, None, None))
+        return RegionGraph(z[prefix + "edges"], z[prefix + "counts"], z[prefix + "sums"], z[prefix + "mins"],
+                           z[prefix + "maxs"], *hist)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,6 +222,7 @@ def segment_volume(
     write_thresholds: Optional[Sequence[float]] = None,
     progress: Optional[Callable] = None,
     inside_threshold: Optional[float] = DEFAULT_INSIDE_THRESHOLD,
+    offsets: Optional[Sequence[Sequence[int]]] = None,
 ) -> SegmentResult:
     """Segment an affinity volume block-wise: fragments, one global agglomeration, relabelling.
 
@@ -229,6 +243,10 @@ def segment_volume(
         Default 128³ (clipped to the volume).
     context : 3 ints
         Margin (voxels) read around each block for the watershed.
+    offsets : C integer triples, optional
+        The offset of every affinity channel (the first three the nearest neighbours, every
+        component <= 0, as the U-Net lays them out): the long-range channels add evidence to
+        touching fragments, as ``xpress_fast.agglomerate(..., offsets=offsets)``.
     inside_threshold : float or None
         The region graph counts only voxel pairs whose voxels are both inside (see
         :func:`xpress_fast.agglomerate`, whose default it shares); None counts every pair.
@@ -303,6 +321,14 @@ def segment_volume(
                              f"got {', '.join(unknown)}")
     wopts = check_block_options(watershed_options)
 
+    offs = None
+    if offsets is not None:
+        from ..region_graphs import check_offsets
+
+        offs = check_offsets(offsets, int(_open(affinities, affinities_dataset).data.shape[0])).tolist()
+        if any(c > 0 for o in offs for c in o):
+            raise ValueError(f"offsets must have no positive component in a block-wise run (each long-range pair "
+                             f"is read from the planes below a block); got {offs}")
     work = out / WORK
     settings = {
         "affinities": [str(Path(affinities).resolve()), affinities_dataset],
@@ -310,6 +336,7 @@ def segment_volume(
         "shape": list(shape), "block_shape": list(bs), "context": list(ctx),
         "merge_function": merge_function, "thresholds": [float(t) for t in ts],
         "inside_threshold": inside_threshold,
+        "offsets": None if offs is None else offs,
         "watershed_options": {k: v for k, v in sorted(wopts.items())},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -348,9 +375,12 @@ def segment_volume(
     if not (work / "agglomeration.npz").is_file():
         histograms = merge_function.startswith("hist_quant")
         fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms,
-                         inside_threshold)
+                         inside_threshold, offs)
         reports.append(run_blocks("graph", layout, fn, **kw))
         graph = RegionGraph.concatenate([_load_graph(work / "graphs" / f"{b.index}.npz") for b in layout])
+        if offs is not None:  # the long-range evidence of pairs that touch anywhere in the volume
+            graph = graph.add_evidence(RegionGraph.concatenate(
+                [_load_graph(work / "graphs" / f"{b.index}.npz", "long_range_") for b in layout]))
         t0 = time.perf_counter()
         agg = agglomerate_graph(graph, ts, merge_function=merge_function)
         keys = agg.fragment_ids
