@@ -43,6 +43,7 @@ THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
 OFFSETS = [(-1, 0, 0), (0, -1, 0), (0, 0, -1), (-3, 0, 0), (0, -3, 0), (0, 0, -3),
            (-9, 0, 0), (0, -9, 0), (0, 0, -9)]
 NOISE = 2.0  # amplitude of the smoothed noise field (its standard deviation is ~0.18 of this)
+REAL_NOISE = 0.6
 WATERZ_SCORING = {
     "hist_quant_50": "OneMinus<HistogramQuantileAffinity<RegionGraphType,50,ScoreValue,256,false>>",
     "hist_quant_75": "OneMinus<HistogramQuantileAffinity<RegionGraphType,75,ScoreValue,256,false>>",
@@ -182,10 +183,14 @@ def main(argv=None) -> None:
     import xpress_fast as xf
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[100, 101, 102],
+                        help="synthetic volumes (seeds 0 and 1 were used in development)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--noise", type=float, default=NOISE, help="noise amplitude of the affinities")
     parser.add_argument("--real", action="store_true", help="also the real label volume in ../shared/data")
+    parser.add_argument("--real-noise", type=float, default=REAL_NOISE,
+                        help="noise amplitude for the real volume (its processes are thinner: the synthetic "
+                             "default merges everything for every method)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--markdown", type=Path, help="write the summary table here")
@@ -193,7 +198,7 @@ def main(argv=None) -> None:
 
     cases = [lambda s=s: tubes(args.size, s, args.noise) for s in args.seeds]
     if args.real:
-        cases.append(lambda: neuroproof(0, args.noise))
+        cases.append(lambda: neuroproof(0, args.real_noise))
     results = []
     for make in cases:
         case = make()

@@ -174,7 +174,7 @@ def test_block_graphs_agglomerate_like_the_whole_volume():
     bottom = xf.region_graph(frags[z - 1:], affs[:, z - 1:], context=(1, 0, 0), inside_threshold=0.5)
     graph = RegionGraph.concatenate([top, bottom])
     from_graph = xf.agglomerate(None, THRESHOLDS, graph=graph, fragments=frags)
-    direct = agglomerate_graph(graph, THRESHOLDS, merge_function="hist_quant_50")
+    direct = agglomerate_graph(graph, THRESHOLDS)  # the default merge function, as whole's
     assert direct.fragments is None
     for t in THRESHOLDS:
         np.testing.assert_array_equal(from_graph.segmentation(t), whole.segmentation(t))

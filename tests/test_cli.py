@@ -253,7 +253,7 @@ def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
     # the in-memory sweep over the same affinities gives a table too
     assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.5",
                  "--min-seed-distance", "4"]) == 0
-    assert "best: agglomerate hist_quant_50 at threshold 0.500" in capsys.readouterr().out
+    assert "best: agglomerate mean at threshold 0.500" in capsys.readouterr().out
     # ... and with the segment run's blocks, exactly the segment run's scores
     assert main(["sweep", str(affs), "--skeletons", str(case["skel"]), "--thresholds", "0.3,0.5,0.7",
                  "--min-seed-distance", "4", "--block-shape", "16,16,16", "--json"]) == 0

@@ -36,9 +36,12 @@ _EXPORTS = {
     "blockwise_watershed": "fragments",
     "region_graph": "region_graphs",
     "RegionGraph": "region_graphs",
+    "long_range_graph": "region_graphs",
+    "axis_offsets": "region_graphs",
     "agglomerate": "agglomeration",
     "Agglomeration": "agglomeration",
     "MERGE_FUNCTIONS": "agglomeration",
+    "DEFAULT_MERGE_FUNCTION": "agglomeration",
     "mutex_watershed": "mutex",
     # threshold sweeps scored against skeletons
     "sweep": "sweeps",

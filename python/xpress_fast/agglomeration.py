@@ -17,7 +17,7 @@ from ._validate import as_array, check_choice, label_array, sorted_thresholds
 from .region_graphs import DEFAULT_INSIDE_THRESHOLD, RegionGraph, _region_graph
 from .fragments import _watershed, blockwise_watershed, check_affinities
 
-__all__ = ["MERGE_FUNCTIONS", "Agglomeration", "agglomerate", "agglomerate_graph"]
+__all__ = ["MERGE_FUNCTIONS", "DEFAULT_MERGE_FUNCTION", "Agglomeration", "agglomerate", "agglomerate_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ _QUANTILES = tuple(range(10, 95, 5))
 #: percentile from a 256-bin histogram, lsd's names for waterz's
 #: ``HistogramQuantileAffinity<..., Q, ..., 256, false>``) and ``hist_quant_Q_initmax`` (waterz's
 #: InitWithMax: each initial edge's histogram holds only its largest affinity).
+#: The default merge function: the best measured without validation data (benchmarks/bench_quality.py:
+#: best XPRESS ERL+Rand, synthetic tubes at 3 held-out seeds, mean 0.931 vs hist_quant_75 0.928 and
+#: hist_quant_50 0.907; real-label affinities 0.508 vs 0.504 and 0.492).
+DEFAULT_MERGE_FUNCTION = "mean"
 MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
     f"hist_quant_{q}{suffix}" for suffix in ("", "_initmax") for q in _QUANTILES
 )
@@ -188,7 +192,7 @@ def _thresholds(thresholds) -> np.ndarray:
     return sorted_thresholds("thresholds", values.ravel(), 0.0, 1.0)
 
 
-def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = "hist_quant_50",
+def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = DEFAULT_MERGE_FUNCTION,
                       fragments=None) -> Agglomeration:
     """Agglomerate a region graph (e.g. ``RegionGraph.concatenate`` of per-block graphs).
 
@@ -240,7 +244,7 @@ def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
     return _watershed(affs, **opts)
 
 
-def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist_quant_50",
+def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
                 graph: RegionGraph | None = None, watershed_options: Mapping | None = None,
                 offsets=None, inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD):
     """Segmentations from affinities at one or many thresholds, from one merge run.
@@ -257,7 +261,9 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = "hist
         Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``), or
         :func:`~xpress_fast.fragments.blockwise_watershed` when they hold ``block_shape``.
     merge_function : str
-        One of :data:`MERGE_FUNCTIONS`; default ``hist_quant_50`` (the XPRESS baseline's).
+        One of :data:`MERGE_FUNCTIONS`; default :data:`DEFAULT_MERGE_FUNCTION` (``mean``, the best
+        measured without validation data; the XPRESS baseline uses ``hist_quant_50``). With
+        validation skeletons, :func:`xpress_fast.sweep_methods` picks the best for the data.
     graph : RegionGraph, optional
         A precomputed region graph of ``fragments`` (e.g. merged from blocks).
     watershed_options : mapping, optional

@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .agglomeration import DEFAULT_MERGE_FUNCTION
 from .fragments import DEFAULT_CONTEXT
 
 log = logging.getLogger("xpress_fast")
@@ -617,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output zarr container (also holds the block completion records)")
     p.add_argument("--thresholds", type=_thresholds, default=(0.5,), metavar="T1,T2,...",
                    help="agglomeration thresholds in [0, 1] (waterz semantics; default: 0.5)")
-    p.add_argument("--merge-function", default="hist_quant_50",
+    p.add_argument("--merge-function", default=DEFAULT_MERGE_FUNCTION,
                    help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
     p.add_argument("--write-thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
                    help="write segmentation volumes only for these of --thresholds (default: all); "
@@ -662,9 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
                    help="agglomeration thresholds in [0, 1] (default: 0.05,0.10,...,0.95; with "
                         "--segmented: the run's thresholds)")
-    p.add_argument("--merge-function", nargs="+", default=["hist_quant_50"], metavar="NAME",
+    p.add_argument("--merge-function", nargs="+", default=[DEFAULT_MERGE_FUNCTION], metavar="NAME",
                    help="one or more of mean, max, min, hist_quant_<Q>, or 'all' (hist_quant_50, 75, 90, "
-                        "mean, max); several are scored side by side (default: hist_quant_50)")
+                        "mean, max); several are scored side by side (default: %(default)s)")
     _graph_options(p)
     p.add_argument("--mutex-biases", type=_thresholds, default=None, metavar="B1,B2,...",
                    help="also score the mutex watershed over every channel at these biases (needs --long-range)")

@@ -42,6 +42,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..fragments import DEFAULT_CONTEXT
+from ..agglomeration import DEFAULT_MERGE_FUNCTION
 from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
 from .runner import CompletionRecords, check_run_options, check_run_settings, run_blocks
 
@@ -210,7 +211,7 @@ def segment_volume(
     out,
     *,
     thresholds: Sequence[float],
-    merge_function: str = "hist_quant_50",
+    merge_function: str = DEFAULT_MERGE_FUNCTION,
     fragments: Optional[tuple] = None,
     block_shape=None,
     context=DEFAULT_CONTEXT,
