@@ -4,6 +4,7 @@ Methods (each runs in its own subprocess, so peak memory is its own and a crash 
 not fatal):
 
 * ``ours``       ``xpress_fast.agglomerate(affs, thresholds, merge_function="hist_quant_50")``
+* ``ours-all-pairs``  the same with ``inside_threshold=None`` (every voxel pair in the graph)
                  (distance-transform seeds, seeded watershed, region graph, one merge run) and
                  the 19 segmentations from it.
 * ``waterz``     ``waterz.agglomerate`` with its own watershed and hist_quant_50 (InitWithMax
@@ -114,6 +115,17 @@ def run_ours(affs):
         yield result.segmentation(t)
 
 
+def run_ours_all_pairs(affs):
+    """Ours as before the inside-only region graph (every voxel pair counted, as waterz)."""
+    import xpress_fast as xf
+
+    start = time.perf_counter()
+    result = xf.agglomerate(affs, THRESHOLDS, merge_function="hist_quant_50", inside_threshold=None)
+    PHASES["agglomerate"] = time.perf_counter() - start
+    for t in THRESHOLDS:
+        yield result.segmentation(t)
+
+
 def run_waterz(affs):
     import waterz
 
@@ -179,7 +191,8 @@ def child(method: str, data: str, truth: str) -> None:
     rows = []
     peak = 0
     start = time.perf_counter()
-    segmentations = {"ours": run_ours, "waterz": run_waterz, "baseline": run_baseline}[method](affs)
+    segmentations = {"ours": run_ours, "ours-all-pairs": run_ours_all_pairs, "waterz": run_waterz,
+                     "baseline": run_baseline}[method](affs)
     for t in THRESHOLDS:
         # next() rather than zip(): zip's reused result tuple would keep the previous volume
         # alive while the next one is made, two volumes in the peak instead of one
