@@ -213,3 +213,63 @@ def test_map_many_bad_input(case):
         agg.map_many(ids.astype(np.float64), [0.5])
     with pytest.raises(ValueError, match="fragment_ids must not be negative"):
         agg.map_many(np.array([-1]), [0.5])
+
+
+def test_sweep_methods_rows_equal_one_sweep_per_method(case):
+    from xpress_fast.region_graphs import axis_offsets
+    from xpress_fast.sweeps import sweep_methods
+
+    vol, agg = case
+    lab = vol.labels
+    offsets = axis_offsets((3,))
+    rng = np.random.default_rng(5)
+    far = []
+    for o in offsets[3:]:
+        shifted = np.roll(lab, shift=[-c for c in o], axis=(0, 1, 2))  # lab[v + o], wrapped
+        far.append(np.clip(0.6 * ((shifted == lab) & (lab > 0)) + 0.4 * rng.random(lab.shape), 0, 1))
+    nn = np.clip(0.6 * label_affinities(lab) + 0.4 * rng.random((3,) + lab.shape), 0, 1)
+    affs = np.concatenate([nn, np.stack(far)]).astype(np.float32)
+    frags = xpress_fast.watershed(affs, min_seed_distance=3)
+    result = sweep_methods(affs, vol.skeletons, THRESHOLDS, merge_functions=["mean", "hist_quant_75"],
+                           offsets=offsets, mutex_biases=[0.4, 0.6], fragments=frags, voxel_size=vol.voxel_size,
+                           offset=vol.offset)
+    rows = list(result.rows)
+    assert len(rows) == 2 * 2 * len(THRESHOLDS) + 2
+    k = 0
+    for method, offs in (("agglomerate", None), ("agglomerate-longrange", offsets)):
+        for mf in ("mean", "hist_quant_75"):
+            want = sweep(xpress_fast.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=mf, offsets=offs),
+                         vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset).rows()
+            for w in want:
+                assert rows[k] == pytest.approx({"method": method, "merge_function": mf, **w}, nan_ok=True)
+                k += 1
+    for bias in (0.4, 0.6):
+        seg = xpress_fast.mutex_watershed(affs, offsets, bias=bias)
+        want = xpress_fast.xpress_scores(seg, vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset)
+        assert rows[k]["method"] == "mutex" and rows[k]["threshold"] == bias
+        assert rows[k]["xpress_erl_rand"] == pytest.approx(want.xpress_erl_rand)
+        k += 1
+    best = max(rows, key=lambda r: r["xpress_erl_rand"])
+    assert result.best() == best
+    assert result.choice()["xpress_erl_rand"] == best["xpress_erl_rand"]
+    assert result.choice()["uses_offsets"] == (best["method"] != "agglomerate")
+
+
+def test_sweep_methods_bad_input(case):
+    from xpress_fast.sweeps import sweep_methods
+
+    vol, agg = case
+    affs = np.full((3,) + vol.labels.shape, 0.5, np.float32)
+    kw = {"voxel_size": vol.voxel_size}
+    with pytest.raises(ValueError, match="merge_function must be one of"):
+        sweep_methods(affs, vol.skeletons, merge_functions=["median"], **kw)
+    with pytest.raises(ValueError, match="merge_functions must name at least one"):
+        sweep_methods(affs, vol.skeletons, merge_functions=[], **kw)
+    with pytest.raises(ValueError, match=r"thresholds must lie in \[0.0, 1.0\]"):
+        sweep_methods(affs, vol.skeletons, [0.5, 1.5], **kw)
+    with pytest.raises(ValueError, match="mutex_biases needs offsets"):
+        sweep_methods(affs, vol.skeletons, mutex_biases=[0.5], **kw)
+    with pytest.raises(ValueError, match="offsets must give one offset per affinity channel"):
+        sweep_methods(affs, vol.skeletons, offsets=[(-1, 0, 0)], **kw)
+    with pytest.raises(ValueError, match="voxel_size is required"):
+        sweep_methods(affs, vol.skeletons)

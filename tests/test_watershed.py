@@ -428,3 +428,24 @@ def test_agglomerate_refuses_context_without_block_shape():
     affs, _ = _blobs(shape=(8, 8, 8))
     with pytest.raises(ValueError, match="watershed_options sets context without block_shape"):
         xf.agglomerate(affs, 0.5, watershed_options={"context": (2, 2, 2)})
+
+
+def test_clear_boundary_zeroes_exactly_the_voxels_outside_the_inside_map():
+    affs, _ = _blobs(seed=4)
+    full = xf.watershed(affs, min_seed_distance=5)
+    cleared = xf.watershed(affs, min_seed_distance=5, clear_boundary=True)
+    values = affs[:3].astype(np.float32) / np.float32(255)
+    inside = (values[0] + values[1] + values[2]) / np.float32(3) > np.float32(0.5)
+    assert 0 < inside.sum() < inside.size
+    np.testing.assert_array_equal(cleared, np.where(inside, full, 0))
+    np.testing.assert_array_equal(full, xf.watershed(affs, min_seed_distance=5, clear_boundary=False))
+    with pytest.raises(TypeError, match="clear_boundary must be True or False"):
+        xf.watershed(affs, clear_boundary="yes")
+
+
+def test_channel_last_affinities_are_refused():
+    affs = np.zeros((40, 8, 8, 3), np.float32)  # (Z, Y, X, C) read as C = 40
+    with pytest.raises(ValueError, match=r"channel-last \(Z, Y, X, C\) affinities must be transposed"):
+        xf.watershed(affs)
+    with pytest.raises(ValueError, match="at most 32 channels"):
+        xf.agglomerate(affs, [0.5])

@@ -22,6 +22,9 @@ __all__ = ["watershed", "blockwise_watershed", "WatershedBlocks", "watershed_blo
 logger = logging.getLogger(__name__)
 
 AFFINITY_DTYPES = ("float32", "uint8")
+#: More channels than this are taken for a channel-last array read as (C, Z, Y, X) (the U-Net's
+#: default has 12, its tiny preset 9).
+MAX_CHANNELS = 32
 #: Voxels of margin read around each block by :func:`blockwise_watershed` (and the pipeline).
 DEFAULT_CONTEXT = (8, 8, 8)
 
@@ -38,6 +41,11 @@ def check_affinities(value, name: str = "affs") -> np.ndarray:
     if arr.shape[0] < 3:
         raise ValueError(
             f"{name} must have at least 3 channels (the z, y, x nearest neighbours); got shape {arr.shape}"
+        )
+    if arr.shape[0] > MAX_CHANNELS:
+        raise ValueError(
+            f"{name} must be (C, Z, Y, X) with at most {MAX_CHANNELS} channels; got shape {arr.shape} "
+            f"(channel-last (Z, Y, X, C) affinities must be transposed: np.moveaxis(affs, -1, 0))"
         )
     check_nonempty(name, arr)
     if arr.dtype == np.float32:
