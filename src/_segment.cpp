@@ -134,16 +134,25 @@ std::int64_t filter(carray<Aff> affs, carray<std::uint64_t> labels, float level)
   return filter_fragments(aptr, s, lptr, level);
 }
 
+// out: None clears labels in place; else a volume of labels' shape that receives the cleared copy
 template <typename Aff>
-std::int64_t clear(carray<Aff> affs, carray<std::uint64_t> labels, float threshold, int threads) {
+std::int64_t clear(carray<Aff> affs, carray<std::uint64_t> labels, float threshold, int threads, py::object out) {
   const auto ab = affs.request();
   const Shape3 s = affs_shape(ab);
-  auto lb = labels.request(true);
+  auto lb = labels.request(out.is_none());  // written only when cleared in place
   check_volume(lb, s, "labels");
-  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
   auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
+  std::uint64_t* optr = lptr;
+  carray<std::uint64_t> o;
+  if (!out.is_none()) {
+    o = out.cast<carray<std::uint64_t>>();
+    auto obuf = o.request(true);
+    check_volume(obuf, s, "out");
+    optr = static_cast<std::uint64_t*>(obuf.ptr);
+  }
+  const Aff* aptr = static_cast<const Aff*>(ab.ptr);
   py::gil_scoped_release nogil;
-  return clear_boundary(aptr, s, threshold, lptr, std::max(threads, 1));
+  return clear_boundary(aptr, s, threshold, lptr, optr, std::max(threads, 1));
 }
 
 // offsets, strides: (C, 3) int64; bias: (C,) float32 (the Python side checks every value)
@@ -449,9 +458,9 @@ PYBIND11_MODULE(_segment, m) {
   m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));
   m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
   m.def("clear_boundary_float32", &clear<float>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
-        py::arg("threads"));
+        py::arg("threads"), py::arg("out") = py::none());
   m.def("clear_boundary_uint8", &clear<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
-        py::arg("threads"));
+        py::arg("threads"), py::arg("out") = py::none());
   m.def("mutex_watershed_float32", &mutex<float>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),
         py::arg("bias"), py::arg("mask"), py::arg("threads"));
   m.def("mutex_watershed_uint8", &mutex<std::uint8_t>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),

@@ -305,8 +305,11 @@ def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
     inside_threshold = _inside_threshold(inside_threshold)
     if inside_threshold is not None:
         # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel
-        frag = frag.copy()
-        _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(threads))
+        from . import _segment
+
+        cleared = _segment.zeros_uint64(frag.shape, int(threads))  # prefaulted by the threads
+        _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(threads), cleared)
+        frag = cleared
     return frag, offs, inside_threshold, int(threads), ctx
 
 

@@ -719,8 +719,10 @@ void inside_map(const Aff* affs, Shape3 shape, float threshold, std::uint8_t* ou
 // some fragment, and two fragments of one thin axon touch mostly through its myelin sheath,
 // where the affinities are low: their median affinity stays low and they never merge.
 // Returns the number of voxels cleared.
+// `out` may be `labels` (in place) or another volume, which then receives the cleared copy.
 template <typename Aff, typename Label>
-std::int64_t clear_boundary(const Aff* affs, Shape3 shape, float threshold, Label* labels, int n_threads = 1) {
+std::int64_t clear_boundary(const Aff* affs, Shape3 shape, float threshold, const Label* labels, Label* out,
+                            int n_threads = 1) {
   const std::int64_t n = shape.size();
   std::vector<std::int64_t> cleared(static_cast<std::size_t>(std::max(n_threads, 1)), 0);
   const int parts = std::max(n_threads, 1);
@@ -731,7 +733,7 @@ std::int64_t clear_boundary(const Aff* affs, Shape3 shape, float threshold, Labe
       const float m = (affinity_value(affs[i]) + affinity_value(affs[n + i]) + affinity_value(affs[2 * n + i])) / 3.0f;
       const bool outside = !(m > threshold);
       c += outside && labels[i] != 0;
-      labels[i] = outside ? Label(0) : labels[i];
+      out[i] = outside ? Label(0) : labels[i];
     }
     cleared[static_cast<std::size_t>(t)] = c;
   });
