@@ -266,6 +266,7 @@ def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
 def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, capsys):
     """sweep scores merge functions x thresholds (+ long-range, mutex) in one run; segment
     --choice then makes exactly the best row's segmentation."""
+    from xpress_fast.mutex import mutex_watershed
     from xpress_fast.region_graphs import axis_offsets
 
     vol = case["vol"]
@@ -287,11 +288,8 @@ def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, c
                        + [("mutex", None)])
     chosen = json.loads(choice.read_text())
     best = max((r for r in rows if r["method"] != "mutex"), key=lambda r: r["xpress_erl_rand"])
-    if chosen["method"] == "mutex":  # the mutex won: segment refuses, naming the API to use
-        assert main(["segment", str(affs), "--out", str(tmp_path / "o.zarr"), "--choice", str(choice), "-q"]) == 2
-        assert "mutex_watershed" in capsys.readouterr().err
-        return
-    assert chosen["xpress_erl_rand"] == pytest.approx(best["xpress_erl_rand"])
+    if chosen["method"] != "mutex":
+        assert chosen["xpress_erl_rand"] == pytest.approx(best["xpress_erl_rand"])
     assert chosen["long_range"] == ([3, 9] if chosen["method"] == "agglomerate-longrange" else None)
     out = tmp_path / "seg.zarr"
     assert main(["segment", str(affs), "--out", str(out), "--choice", str(choice), "--min-seed-distance", "4",
@@ -301,6 +299,19 @@ def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, c
     assert main(["evaluate", str(out), "--dataset", dataset, "--skeletons", str(case["skel"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["xpress_erl_rand"] == pytest.approx(chosen["xpress_erl_rand"])
     assert axis_offsets((3, 9))[3:] == [(-3, 0, 0), (0, -3, 0), (0, 0, -3), (-9, 0, 0), (0, -9, 0), (0, 0, -9)]
+    # the mutex watershed from the command line: one segmentation per bias, as the API makes it
+    mutex_out = tmp_path / "mutex.zarr"
+    assert main(["segment", str(affs), "--out", str(mutex_out), "--method", "mutex", "--long-range", "3,9",
+                 "--thresholds", "0.5", "-q"]) == 0
+    capsys.readouterr()
+    want = mutex_watershed(io.read_volume(affs, "affinities").data, axis_offsets((3, 9)), bias=0.5)
+    np.testing.assert_array_equal(io.read_volume(mutex_out, "segmentation_0.5").data, want)
+    mutex_row = [r for r in rows if r["method"] == "mutex"][0]
+    assert main(["evaluate", str(mutex_out), "--dataset", "segmentation_0.5", "--skeletons", str(case["skel"]),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["xpress_erl_rand"] == pytest.approx(mutex_row["xpress_erl_rand"])
+    assert main(["segment", str(affs), "--out", str(mutex_out), "--method", "mutex", "-q"]) == 2
+    assert "--method mutex needs --long-range" in capsys.readouterr().err
 
 
 def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):

@@ -283,6 +283,32 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _segment_mutex(args) -> int:
+    """segment --method mutex: the mutex watershed of the whole volume in memory, one
+    segmentation_<bias> per --thresholds value (the biases)."""
+    import xpress_fast
+    from .io import read_volume, write_volume
+    from .pipeline import segmentation_dataset
+
+    offsets = _offsets_arg(args)
+    if offsets is None:
+        raise CliError("--method mutex needs --long-range (the offsets of every affinity channel)")
+    if args.fragments:
+        raise CliError("--method mutex makes its own segmentation: give no --fragments")
+    t0 = time.perf_counter()
+    affs = read_volume(args.affinities, args.affinities_dataset)
+    names = []
+    for bias in args.thresholds:
+        seg = xpress_fast.mutex_watershed(affs.data, offsets, bias=bias)
+        name = segmentation_dataset(bias)
+        write_volume(args.out, name, seg, voxel_size=affs.voxel_size, offset=affs.offset,
+                     attrs={"method": "mutex", "bias": float(bias), "offsets": [list(o) for o in offsets]})
+        names.append(name)
+    _print(f"wrote {args.out}: {len(names)} mutex watershed segmentations ({', '.join(names)}); "
+           f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _apply_choice(args) -> None:
     """--choice FILE.json (written by sweep --write-choice) sets the merge function, the
     threshold, --long-range and --inside-threshold."""
@@ -291,10 +317,8 @@ def _apply_choice(args) -> None:
         method, merge_function, threshold = choice["method"], choice["merge_function"], float(choice["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CliError(f"--choice {args.choice}: not a choice written by 'sweep --write-choice' ({exc})") from None
-    if method == "mutex":
-        raise CliError(f"--choice {args.choice} chose the mutex watershed, which 'segment' does not run block-wise; "
-                       f"use xpress_fast.mutex_watershed(affs, offsets, bias={threshold})")
-    args.merge_function, args.thresholds = merge_function, (threshold,)
+    args.method = "mutex" if method == "mutex" else "agglomerate"
+    args.merge_function, args.thresholds = merge_function or args.merge_function, (threshold,)
     args.long_range = tuple(choice.get("long_range") or ()) or None
     inside = choice.get("inside_threshold", 0.5)
     args.inside_threshold = -1.0 if inside is None else float(inside)
@@ -305,6 +329,8 @@ def cmd_segment(args) -> int:
 
     if args.choice:
         _apply_choice(args)
+    if args.method == "mutex":
+        return _segment_mutex(args)
 
     fragments = (args.fragments, args.fragments_dataset) if args.fragments else None
     wopts = {"min_seed_distance": args.min_seed_distance}
@@ -624,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write segmentation volumes only for these of --thresholds (default: all); "
                         "the merge history for every threshold is saved either way (see sweep --segmented)")
     _graph_options(p)
+    p.add_argument("--method", choices=("agglomerate", "mutex"), default="agglomerate",
+                   help="agglomerate: block-wise fragments + one merge tree (default); mutex: the mutex "
+                        "watershed over every channel, in memory, --thresholds are its biases (needs --long-range)")
     p.add_argument("--choice", metavar="FILE.json",
                    help="take the merge function, threshold, --long-range and --inside-threshold from the "
                         "file 'sweep --write-choice' wrote")
