@@ -290,7 +290,8 @@ def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, c
     best = max((r for r in rows if r["method"] != "mutex"), key=lambda r: r["xpress_erl_rand"])
     if chosen["method"] != "mutex":
         assert chosen["xpress_erl_rand"] == pytest.approx(best["xpress_erl_rand"])
-    assert chosen["long_range"] == ([3, 9] if chosen["method"] == "agglomerate-longrange" else None)
+    uses = chosen["method"] != "agglomerate"
+    assert chosen["offsets"] == ([list(o) for o in axis_offsets((3, 9))] if uses else None)
     out = tmp_path / "seg.zarr"
     assert main(["segment", str(affs), "--out", str(out), "--choice", str(choice), "--min-seed-distance", "4",
                  "--block-shape", "64,64,64", "-q"]) == 0
@@ -310,8 +311,23 @@ def test_sweep_methods_writes_a_choice_that_segment_reproduces(case, tmp_path, c
     assert main(["evaluate", str(mutex_out), "--dataset", "segmentation_0.5", "--skeletons", str(case["skel"]),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["xpress_erl_rand"] == pytest.approx(mutex_row["xpress_erl_rand"])
-    assert main(["segment", str(affs), "--out", str(mutex_out), "--method", "mutex", "-q"]) == 2
+    assert main(["segment", str(affs), "--out", str(tmp_path / "m2.zarr"), "--method", "mutex", "-q"]) == 2
     assert "--method mutex needs --long-range" in capsys.readouterr().err
+    # never over another run's output (a resumed 'segment' would take the mutex volume as its own)
+    assert main(["segment", str(affs), "--out", str(mutex_out), "--method", "mutex", "--long-range", "3,9",
+                 "--thresholds", "0.5", "-q"]) == 2
+    assert "give --method mutex an output of its own" in capsys.readouterr().err
+    assert main(["segment", str(affs), "--out", str(out), "--method", "mutex", "--long-range", "3,9",
+                 "--thresholds", "0.7", "-q"]) == 2
+    assert "already holds a 'segment' run" in capsys.readouterr().err
+    # a choice from a finished run's own sweep carries that run's settings
+    run_choice = tmp_path / "run_choice.json"
+    assert main(["sweep", "--segmented", str(out), "--skeletons", str(case["skel"]), "--write-choice",
+                 str(run_choice), "-q"]) == 0
+    capsys.readouterr()
+    got = json.loads(run_choice.read_text())
+    assert got["method"] == "segment-run" and got["inside_threshold"] == 0.5
+    assert got["offsets"] == chosen["offsets"] and got["uses_offsets"] == uses
 
 
 def test_segment_block_failure_exits_1(case, tmp_path, capsys, monkeypatch):

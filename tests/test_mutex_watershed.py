@@ -457,3 +457,10 @@ def test_reference_matches_mwatershed(mwatershed, case):
         if all(o >= 0 or o % s == 0 for off, st_ in zip(offsets, strides) for o, s in zip(off, st_)):
             assert same_partition(mutex_watershed_weights(weights, offsets, strides=strides),
                                   singletons_to_labels(native))
+
+
+def test_offsets_beyond_int64_are_refused_not_read_out_of_bounds():
+    affs = np.full((4, 6, 7, 5), 0.75, np.float32)
+    for bad in [(-2**63, 5, 0), (1e19, 0, 0), (2**31, 0, 0)]:
+        with pytest.raises(ValueError, match=r"offsets must be smaller than 2\*\*31 in magnitude"):
+            xf.mutex_watershed(affs, [(-1, 0, 0), (0, -1, 0), (0, 0, -1), bad], mask=np.ones((6, 7, 5), bool))

@@ -181,6 +181,13 @@ def test_long_range_evidence_blockwise_identical_to_in_memory(volume, tmp_path, 
     for t in THRESHOLDS:
         seg = io.read_volume(tmp_path / "out.zarr", segmentation_dataset(t))
         np.testing.assert_array_equal(seg.data, agg.segmentation(t))
+    with pytest.raises(ValueError, match=r"inside_threshold must be None or a number in \[0, 1\]"):
+        segment_volume(tmp_path / "affs9.zarr", "affs", tmp_path / "out3.zarr", thresholds=THRESHOLDS,
+                       inside_threshold=2.0)
+    assert not (tmp_path / "out3.zarr").exists()  # refused before anything was written
+    res32 = segment_volume(d / "affs.zarr", "affs", tmp_path / "out4.zarr", thresholds=THRESHOLDS,
+                           fragments=(d / "frags.h5", "fragments"), inside_threshold=np.float32(0.5))
+    assert res32.n_blocks >= 1  # a numpy float is a valid setting (recorded as a plain float)
     with pytest.raises(ValueError, match="offsets must have no positive component"):
         segment_volume(tmp_path / "affs9.zarr", "affs", tmp_path / "out2.zarr", thresholds=THRESHOLDS,
                        offsets=offsets[:3] + [(3, 0, 0)] + offsets[4:])

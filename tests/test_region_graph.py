@@ -88,6 +88,19 @@ def test_long_range_evidence_and_inside_gate_match_reference(data, further, insi
         assert_same_graph(as_dict(graph), as_dict(xf.region_graph(frags, affs, inside_threshold=inside)))
 
 
+def test_long_range_inputs_are_checked():
+    frags = np.ones((2, 3, 4), np.uint64)
+    affs = np.full((4, 2, 3, 4), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"offsets must be smaller than 2\*\*31 in magnitude"):
+        xf.region_graph(frags, affs, offsets=NEAREST + [(-2**63, 0, 0)])
+    affs[3, 0, 0, 0] = np.nan  # channels 0-2 are fine: the long-range channel is checked too
+    with pytest.raises(ValueError, match="affs must not contain NaN"):
+        xf.region_graph(frags, affs, offsets=NEAREST + [(0, 0, -2)])
+    affs[3, 0, 0, 0] = 7.0
+    with pytest.raises(ValueError, match=r"affs must lie in \[0, 1\]"):
+        xf.long_range_graph(frags, affs, NEAREST + [(0, 0, -2)])
+
+
 def test_inside_gate_leaves_out_the_boundary_voxels_between_two_fragments():
     # 1 x 1 x 5: fragment 1 | boundary voxel (mean 0.1) of fragment 1 | fragment 2
     frags = np.array([[[1, 1, 1, 2, 2]]], np.uint64)

@@ -90,6 +90,8 @@ def _long_range(text) -> tuple:
 
 def _offsets_arg(args):
     """The affinity channels' offsets named by --long-range (the U-Net's layout), or None."""
+    if getattr(args, "choice_offsets", None) is not None:  # from --choice
+        return args.choice_offsets
     if getattr(args, "long_range", None) is None:
         return None
     from .region_graphs import axis_offsets
@@ -295,6 +297,13 @@ def _segment_mutex(args) -> int:
         raise CliError("--method mutex needs --long-range (the offsets of every affinity channel)")
     if args.fragments:
         raise CliError("--method mutex makes its own segmentation: give no --fragments")
+    from .pipeline.stages import WORK
+
+    out = Path(args.out)
+    taken = [segmentation_dataset(b) for b in args.thresholds if (out / segmentation_dataset(b)).exists()]
+    if (out / WORK / "run.json").exists() or taken:
+        raise CliError(f"{args.out} already holds a 'segment' run or {', '.join(taken) or 'its datasets'}; "
+                       f"give --method mutex an output of its own")
     t0 = time.perf_counter()
     affs = read_volume(args.affinities, args.affinities_dataset)
     names = []
@@ -319,7 +328,8 @@ def _apply_choice(args) -> None:
         raise CliError(f"--choice {args.choice}: not a choice written by 'sweep --write-choice' ({exc})") from None
     args.method = "mutex" if method == "mutex" else "agglomerate"
     args.merge_function, args.thresholds = merge_function or args.merge_function, (threshold,)
-    args.long_range = tuple(choice.get("long_range") or ()) or None
+    offsets = choice.get("offsets")
+    args.choice_offsets = None if not offsets else [tuple(int(c) for c in o) for o in offsets]
     inside = choice.get("inside_threshold", 0.5)
     args.inside_threshold = -1.0 if inside is None else float(inside)
 
@@ -357,7 +367,10 @@ def cmd_sweep(args) -> int:
 
     skeletons = _load_skeletons_arg(args.skeletons)
     t0 = time.perf_counter()
-    names = list(DEFAULT_SWEEP_MERGE_FUNCTIONS) if args.merge_function == ["all"] else list(args.merge_function)
+    names = [args.merge_function] if isinstance(args.merge_function, str) else list(args.merge_function)  # config
+    if names == ["all"]:
+        names = list(DEFAULT_SWEEP_MERGE_FUNCTIONS)
+    run_settings: dict = {}
     roi_begin, roi_shape = _roi_from_args(args)
     if args.segmented:
         from .pipeline import load_agglomeration
@@ -367,6 +380,12 @@ def cmd_sweep(args) -> int:
                            "--long-range or --mutex-biases")
         agg = load_agglomeration(args.segmented)
         frag_vol = open_volume(args.segmented, "fragments")
+        from .pipeline.stages import WORK
+
+        try:  # what the run was made with, for --write-choice
+            run_settings = json.loads((Path(args.segmented) / WORK / "run.json").read_text())
+        except (OSError, ValueError):
+            run_settings = {}
         result = sweep(agg, skeletons, args.thresholds, voxel_size=frag_vol.voxel_size, offset=frag_vol.offset,
                        roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring, fragments=frag_vol.data)
         rows = [{"method": "segment-run", "merge_function": agg.merge_function, **r} for r in result.rows()]
@@ -395,8 +414,15 @@ def cmd_sweep(args) -> int:
     if args.write_choice:
         from .pipeline.runner import atomic_write_json
 
-        choice = {**table.choice(), "long_range": list(args.long_range) if table.choice()["uses_offsets"] else None,
-                  "inside_threshold": _inside_arg(args)}
+        if args.segmented:  # the run's own settings
+            offsets = run_settings.get("offsets")
+            inside = run_settings.get("inside_threshold", _inside_arg(args))
+        else:
+            offsets = _offsets_arg(args) if table.choice()["uses_offsets"] else None
+            inside = _inside_arg(args)
+        choice = {**table.choice(), "offsets": None if offsets is None else [list(o) for o in offsets],
+                  "inside_threshold": inside}
+        choice["uses_offsets"] = offsets is not None
         atomic_write_json(Path(args.write_choice), _jsonable(choice))
         if not args.json:
             _print(f"wrote {args.write_choice} (use it with: xpress-fast segment ... --choice {args.write_choice})")

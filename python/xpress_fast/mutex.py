@@ -49,6 +49,8 @@ def _offsets(offsets, n_channels: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
         raise ValueError(f"offsets must be integers; got {offsets!r}")
+    if np.any(np.abs(arr) >= 2 ** 31):
+        raise ValueError(f"offsets must be smaller than 2**31 in magnitude; got {offsets!r}")
     if np.any(np.all(arr == 0, axis=1)):
         raise ValueError(f"offsets must not contain a zero offset (0, 0, 0); got {arr.astype(int).tolist()}")
     return arr.astype(np.int64)
@@ -150,7 +152,7 @@ def mutex_watershed(
     n_voxels = int(np.prod(arr.shape[1:]))
     if n_channels * n_voxels >= 2 ** 32:
         raise ValueError(f"affs is too large for one mutex watershed: {n_channels} channels x {n_voxels} voxels "
-                         f">= 2**32 edges; process it in blocks or pass strides")
+                         f">= 2**32 edges (strides do not lift this limit); process it in blocks")
     mask_arr = None
     if mask is not None:
         m = as_array("mask", mask)

@@ -190,6 +190,8 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray
                          f"{name} has {arr.shape[0]}")
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
         raise ValueError(f"{name} must be integers; got {offsets!r}")
+    if np.any(np.abs(arr) >= 2 ** 31):
+        raise ValueError(f"{name} must be smaller than 2**31 in magnitude; got {offsets!r}")
     if np.any(np.all(arr == 0, axis=1)):
         raise ValueError(f"{name} must not contain a zero offset (0, 0, 0); got {arr.astype(int).tolist()}")
     if arr.shape[0] < 3 or arr[:3].astype(int).tolist() != [list(o) for o in NEAREST_OFFSETS]:
@@ -302,6 +304,13 @@ def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer; got {threads!r}")
     offs = None if offsets is None else check_offsets(offsets, affs.shape[0])
+    if offs is not None and affs.dtype == np.float32 and affs.shape[0] > 3:
+        further = affs[3:]  # check_affinities read channels 0-2; these now feed the scores too
+        low, high = float(np.min(further)), float(np.max(further))
+        if np.isnan(low) or np.isnan(high):
+            raise ValueError("affs must not contain NaN (in its long-range channels)")
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"affs must lie in [0, 1]; got values in [{low}, {high}] in its long-range channels")
     inside_threshold = _inside_threshold(inside_threshold)
     if inside_threshold is not None:
         # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel

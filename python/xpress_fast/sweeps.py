@@ -209,7 +209,7 @@ class MethodSweepResult:
         uses_offsets, and the score it reached."""
         b = self.best(key)
         return {"method": b["method"], "merge_function": b["merge_function"], "threshold": b["threshold"],
-                "uses_offsets": b["method"] != "agglomerate", key: b[key]}
+                "uses_offsets": b["method"] in ("agglomerate-longrange", "mutex"), key: b[key]}
 
 
 def sweep_methods(
