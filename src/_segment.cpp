@@ -44,6 +44,15 @@ void check_volume(const py::buffer_info& v, Shape3 s, const char* name) {
     throw std::invalid_argument(std::string(name) + " must have the spatial shape of affs");
 }
 
+// The uint8 mask of a volume of shape s, or nullptr for None; `keep` holds the array.
+const std::uint8_t* optional_mask(const py::object& mask, Shape3 s, carray<std::uint8_t>& keep) {
+  if (mask.is_none()) return nullptr;
+  keep = mask.cast<carray<std::uint8_t>>();
+  const auto mb = keep.request();
+  check_volume(mb, s, "mask");
+  return static_cast<const std::uint8_t*>(mb.ptr);
+}
+
 // The kernels' large temporaries (block buffers, distance maps) are freed in worker threads'
 // malloc arenas, which glibc keeps (its mmap threshold grows to their size): hand the free
 // pages back, so the stages after a watershed do not carry them (measured at 256^3: the memory
@@ -91,14 +100,8 @@ void watershed(carray<Aff> affs, carray<std::uint64_t> labels, py::object mask, 
   const Shape3 s = affs_shape(ab);
   auto lb = labels.request(true);
   check_volume(lb, s, "labels");
-  const std::uint8_t* mptr = nullptr;
-  carray<std::uint8_t> m;
-  if (!mask.is_none()) {
-    m = mask.cast<carray<std::uint8_t>>();
-    auto mb = m.request();
-    check_volume(mb, s, "mask");
-    mptr = static_cast<const std::uint8_t*>(mb.ptr);
-  }
+  carray<std::uint8_t> m;  // holds the mask while the kernel reads it
+  const std::uint8_t* mptr = optional_mask(mask, s, m);
   const Aff* aptr = static_cast<const Aff*>(ab.ptr);
   auto* lptr = static_cast<std::uint64_t*>(lb.ptr);
   py::gil_scoped_release nogil;
@@ -176,14 +179,8 @@ carray<std::uint64_t> mutex(carray<Aff> affs, carray<std::int64_t> offsets, carr
     }
     ch.bias = bias.at(c);
   }
-  const std::uint8_t* mptr = nullptr;
-  carray<std::uint8_t> m;
-  if (!mask.is_none()) {
-    m = mask.cast<carray<std::uint8_t>>();
-    auto mb = m.request();
-    check_volume(mb, s, "mask");
-    mptr = static_cast<const std::uint8_t*>(mb.ptr);
-  }
+  carray<std::uint8_t> m;  // holds the mask while the kernel reads it
+  const std::uint8_t* mptr = optional_mask(mask, s, m);
   carray<std::uint64_t> labels({s.z, s.y, s.x});
   auto* lptr = labels.mutable_data();
   const Aff* aptr = static_cast<const Aff*>(ab.ptr);

@@ -92,6 +92,16 @@ def ref_watershed(affs, seeds, mask=None):
     return out
 
 
+def _count_pair(graph, key, value, bin_):
+    """One voxel pair of affinity ``value`` (histogram bin ``bin_``) toward edge ``key``."""
+    e = graph.setdefault(key, {"count": 0, "sum": 0.0, "min": 1.0, "max": 0.0, "hist": {}})
+    e["count"] += 1
+    e["sum"] += value
+    e["min"] = min(e["min"], value)
+    e["max"] = max(e["max"], value)
+    e["hist"][bin_] = e["hist"].get(bin_, 0) + 1
+
+
 def ref_region_graph(fragments, affs, context=(0, 0, 0)):
     """dict (u, v) -> dict(count, sum, min, max, hist {bin: count}), u < v."""
     values = affinity_values(affs)
@@ -110,14 +120,7 @@ def ref_region_graph(fragments, affs, context=(0, 0, 0)):
             if a == 0 or b == 0 or a == b:
                 continue
             key = (min(a, b), max(a, b))
-            e = graph.setdefault(key, {"count": 0, "sum": 0.0, "min": 1.0, "max": 0.0, "hist": {}})
-            val = float(values[(c,) + p])
-            e["count"] += 1
-            e["sum"] += val
-            e["min"] = min(e["min"], val)
-            e["max"] = max(e["max"], val)
-            b_ = int(bins[(c,) + p])
-            e["hist"][b_] = e["hist"].get(b_, 0) + 1
+            _count_pair(graph, key, float(values[(c,) + p]), int(bins[(c,) + p]))
     return graph
 
 
@@ -148,14 +151,7 @@ def ref_long_range_graph(fragments, affs, offsets, inside_threshold=None):
             key = (min(a, b), max(a, b))
             if c < 3:
                 touching.add(key)
-            e = graph.setdefault(key, {"count": 0, "sum": 0.0, "min": 1.0, "max": 0.0, "hist": {}})
-            val = float(values[(c,) + p])
-            e["count"] += 1
-            e["sum"] += val
-            e["min"] = min(e["min"], val)
-            e["max"] = max(e["max"], val)
-            b_ = int(bins[(c,) + p])
-            e["hist"][b_] = e["hist"].get(b_, 0) + 1
+            _count_pair(graph, key, float(values[(c,) + p]), int(bins[(c,) + p]))
     return {k: v for k, v in graph.items() if k in touching}
 
 

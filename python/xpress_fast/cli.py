@@ -410,7 +410,7 @@ def cmd_sweep(args) -> int:
     from .sweeps import MethodSweepResult
 
     table = MethodSweepResult(tuple(rows))
-    best = table.best()
+    best, picked = table.best(), table.choice()
     if args.write_choice:
         from .pipeline.runner import atomic_write_json
 
@@ -418,9 +418,9 @@ def cmd_sweep(args) -> int:
             offsets = run_settings.get("offsets")
             inside = run_settings.get("inside_threshold", _inside_arg(args))
         else:
-            offsets = _offsets_arg(args) if table.choice()["uses_offsets"] else None
+            offsets = _offsets_arg(args) if picked["uses_offsets"] else None
             inside = _inside_arg(args)
-        choice = {**table.choice(), "offsets": None if offsets is None else [list(o) for o in offsets],
+        choice = {**picked, "offsets": None if offsets is None else [list(o) for o in offsets],
                   "inside_threshold": inside}
         choice["uses_offsets"] = offsets is not None
         atomic_write_json(Path(args.write_choice), _jsonable(choice))

@@ -17,7 +17,7 @@ from ._validate import as_array, check_ndim, check_nonempty, int_triple
 from .blocking import Block, BlockLayout
 
 __all__ = ["watershed", "blockwise_watershed", "WatershedBlocks", "watershed_blocks", "watershed_block",
-           "check_block_options", "check_affinities", "distance_transform_seeds"]
+           "check_block_options", "check_affinities", "check_affinity_values", "distance_transform_seeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +48,19 @@ def check_affinities(value, name: str = "affs") -> np.ndarray:
             f"(channel-last (Z, Y, X, C) affinities must be transposed: np.moveaxis(affs, -1, 0))"
         )
     check_nonempty(name, arr)
-    if arr.dtype == np.float32:
-        low, high = float(np.min(arr[:3])), float(np.max(arr[:3]))
-        if np.isnan(low) or np.isnan(high):
-            raise ValueError(f"{name} must not contain NaN")
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"{name} must lie in [0, 1]; got values in [{low}, {high}]")
+    check_affinity_values(name, arr[:3])
     return np.ascontiguousarray(arr)
+
+
+def check_affinity_values(name: str, values: np.ndarray, where: str = "") -> None:
+    """float32 affinities must be finite and in [0, 1] (uint8 always are); ``where`` ends the message."""
+    if values.dtype != np.float32 or values.size == 0:
+        return
+    low, high = float(np.min(values)), float(np.max(values))
+    if np.isnan(low) or np.isnan(high):
+        raise ValueError(f"{name} must not contain NaN{where}")
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{name} must lie in [0, 1]; got values in [{low}, {high}]{where}")
 
 
 def _kernel(name: str, affs: np.ndarray):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 from typing import Sequence
 
 import numpy as np
@@ -30,30 +29,6 @@ logger = logging.getLogger(__name__)
 #: 3 and 9 voxels along each axis.
 DEFAULT_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1), (-3, 0, 0), (0, -3, 0), (0, 0, -3),
                    (-9, 0, 0), (0, -9, 0), (0, 0, -9))
-
-
-def _offsets(offsets, n_channels: int) -> np.ndarray:
-    try:
-        arr = np.asarray(offsets, dtype=np.float64)
-    except TypeError:
-        raise TypeError(f"offsets must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
-    except ValueError:  # ragged: not all triples
-        raise ValueError(f"offsets must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"offsets must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
-    if arr.shape[0] != n_channels:
-        raise ValueError(
-            f"offsets must give one offset per affinity channel: affs has {n_channels} channels, "
-            f"offsets has {arr.shape[0]} (channel-last (Z, Y, X, C) affinities must be transposed "
-            f"to (C, Z, Y, X))"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-        raise ValueError(f"offsets must be integers; got {offsets!r}")
-    if np.any(np.abs(arr) >= 2 ** 31):
-        raise ValueError(f"offsets must be smaller than 2**31 in magnitude; got {offsets!r}")
-    if np.any(np.all(arr == 0, axis=1)):
-        raise ValueError(f"offsets must not contain a zero offset (0, 0, 0); got {arr.astype(int).tolist()}")
-    return arr.astype(np.int64)
 
 
 def _per_channel(name: str, value, n_channels: int) -> np.ndarray:
@@ -134,37 +109,28 @@ def mutex_watershed(
     volumes in blocks. Equal to ``mwatershed.agglom(affs - bias, offsets)`` up to relabelling
     where no two priorities tie (tested).
     """
+    from .fragments import AFFINITY_DTYPES, _spatial, _threads, check_affinity_values
+    from .region_graphs import check_offsets
+
     arr = as_array("affs", affs)
-    if arr.dtype == np.bool_ or arr.dtype.name not in ("float32", "uint8"):
+    if arr.dtype == np.bool_ or arr.dtype.name not in AFFINITY_DTYPES:
         raise TypeError(f"affs.dtype must be float32 or uint8; got {arr.dtype}")
     check_ndim("affs", arr, 4, "C, Z, Y, X")
     check_nonempty("affs", arr)
     n_channels = arr.shape[0]
-    offs = _offsets(offsets, n_channels)
+    offs = check_offsets(offsets, n_channels, nearest_first=False)
     biases = _per_channel("bias", bias, n_channels)
     steps = _strides(strides, n_channels)
-    if arr.dtype == np.float32:
-        low, high = float(np.min(arr)), float(np.max(arr))
-        if np.isnan(low) or np.isnan(high):
-            raise ValueError("affs must not contain NaN")
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"affs must lie in [0, 1]; got values in [{low}, {high}]")
+    check_affinity_values("affs", arr)  # every channel: all of them are edges here
     n_voxels = int(np.prod(arr.shape[1:]))
     if n_channels * n_voxels >= 2 ** 32:
         raise ValueError(f"affs is too large for one mutex watershed: {n_channels} channels x {n_voxels} voxels "
                          f">= 2**32 edges (strides do not lift this limit); process it in blocks")
     mask_arr = None
     if mask is not None:
-        m = as_array("mask", mask)
-        if m.dtype.kind not in "biu":
-            raise TypeError(f"mask must be a boolean or integer array; got dtype {m.dtype}")
-        if m.shape != arr.shape[1:]:
-            raise ValueError(f"mask must have the spatial shape of affs, {arr.shape[1:]}; got {m.shape}")
-        mask_arr = np.ascontiguousarray(m != 0, dtype=np.uint8)
-    if threads is None:
-        threads = min(os.cpu_count() or 1, 8)
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+        mask_arr = _spatial("mask", mask, arr.shape[1:], "biu", "a boolean or integer array")
+        mask_arr = np.ascontiguousarray(mask_arr != 0, dtype=np.uint8)
+    threads = _threads(threads)
     from . import _segment
 
     kernel = getattr(_segment, f"mutex_watershed_{arr.dtype.name}")

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ._validate import label_array
-from .fragments import _kernel, check_affinities
+from .fragments import _kernel, _threads, check_affinities, check_affinity_values
 
-__all__ = ["RegionGraph", "region_graph", "long_range_graph", "axis_offsets", "check_offsets"]
+__all__ = ["RegionGraph", "region_graph", "long_range_graph", "axis_offsets", "check_offsets",
+           "check_inside_threshold"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,10 @@ NEAREST_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 DEFAULT_INSIDE_THRESHOLD = 0.5
 
 
-def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray:
-    """(C, 3) int64 offsets, one per affinity channel, the first three the nearest neighbours."""
+def check_offsets(offsets, n_channels: int, name: str = "offsets", *, nearest_first: bool = True) -> np.ndarray:
+    """(C, 3) int64 offsets, one per affinity channel, none zero, each component below 2**31 in
+    magnitude; with ``nearest_first`` (the merge tree's channel layout) the first three are the
+    nearest neighbours."""
     try:
         arr = np.asarray(offsets, dtype=np.float64)
     except TypeError:
@@ -187,14 +189,15 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets") -> np.ndarray
         raise ValueError(f"{name} must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
     if arr.shape[0] != n_channels:
         raise ValueError(f"{name} must give one offset per affinity channel: affs has {n_channels} channels, "
-                         f"{name} has {arr.shape[0]}")
+                         f"{name} has {arr.shape[0]} (channel-last (Z, Y, X, C) affinities must be transposed "
+                         f"to (C, Z, Y, X))")
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
         raise ValueError(f"{name} must be integers; got {offsets!r}")
     if np.any(np.abs(arr) >= 2 ** 31):
         raise ValueError(f"{name} must be smaller than 2**31 in magnitude; got {offsets!r}")
     if np.any(np.all(arr == 0, axis=1)):
         raise ValueError(f"{name} must not contain a zero offset (0, 0, 0); got {arr.astype(int).tolist()}")
-    if arr.shape[0] < 3 or arr[:3].astype(int).tolist() != [list(o) for o in NEAREST_OFFSETS]:
+    if nearest_first and (arr.shape[0] < 3 or arr[:3].astype(int).tolist() != [list(o) for o in NEAREST_OFFSETS]):
         raise ValueError(f"{name} must start with the nearest neighbours {list(NEAREST_OFFSETS)} (what channels "
                          f"0, 1, 2 hold); got {arr[:3].astype(int).tolist()}")
     return arr.astype(np.int64)
@@ -211,7 +214,8 @@ def axis_offsets(long_range: Sequence[int] = ()) -> list:
     return offs
 
 
-def _inside_threshold(value):
+def check_inside_threshold(value):
+    """``inside_threshold`` as a plain float, or None; ValueError outside [0, 1]."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
@@ -299,19 +303,12 @@ def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
     if frag.shape != affs.shape[1:]:
         raise ValueError(f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {frag.shape}")
     ctx = _context(context)
-    if threads is None:
-        threads = min(os.cpu_count() or 1, 8)
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer; got {threads!r}")
+    threads = _threads(threads)
     offs = None if offsets is None else check_offsets(offsets, affs.shape[0])
-    if offs is not None and affs.dtype == np.float32 and affs.shape[0] > 3:
-        further = affs[3:]  # check_affinities read channels 0-2; these now feed the scores too
-        low, high = float(np.min(further)), float(np.max(further))
-        if np.isnan(low) or np.isnan(high):
-            raise ValueError("affs must not contain NaN (in its long-range channels)")
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"affs must lie in [0, 1]; got values in [{low}, {high}] in its long-range channels")
-    inside_threshold = _inside_threshold(inside_threshold)
+    if offs is not None and affs.shape[0] > 3:
+        # check_affinities read channels 0-2; the long-range ones now feed the scores too
+        check_affinity_values("affs", affs[3:], " in its long-range channels")
+    inside_threshold = check_inside_threshold(inside_threshold)
     if inside_threshold is not None:
         # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel
         from . import _segment

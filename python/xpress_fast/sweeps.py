@@ -107,6 +107,22 @@ def _node_labels(agglomeration, ids: np.ndarray, thresholds: np.ndarray) -> np.n
     return rows
 
 
+def _skeleton_index(skeletons, shape: tuple, whose: str, *, voxel_size, offset, roi_begin, roi_shape, mode):
+    """``skeletons`` as a SkeletonIndex for a volume of ``shape`` (``whose``: how an error names it)."""
+    from .metrics import SkeletonIndex
+
+    if isinstance(skeletons, SkeletonIndex):
+        if voxel_size is not None or roi_begin is not None or roi_shape is not None:
+            raise ValueError("voxel_size/roi_begin/roi_shape must not be given with a SkeletonIndex")
+        if skeletons.shape != shape:
+            raise ValueError(f"skeletons (a SkeletonIndex) was built for shape {skeletons.shape}; {whose} {shape}")
+        return skeletons
+    if voxel_size is None:
+        raise ValueError("voxel_size is required unless skeletons is a SkeletonIndex")
+    return SkeletonIndex(skeletons, voxel_size=voxel_size, offset=offset, shape=shape,
+                         roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
+
+
 def sweep(
     agglomeration,
     skeletons,
@@ -146,8 +162,6 @@ def sweep(
     SweepResult
         ``scores[i]`` equals ``xpress_scores(agglomeration.segmentation(thresholds[i]), ...)``.
     """
-    from .metrics import SkeletonIndex
-
     if not callable(getattr(agglomeration, "map", None)):
         raise TypeError(f"agglomeration must be an Agglomeration; got {type(agglomeration).__name__}")
     frag = getattr(agglomeration, "fragments", None) if fragments is None else fragments
@@ -156,18 +170,8 @@ def sweep(
     shape = tuple(int(s) for s in frag.shape)
     if len(shape) != 3:
         raise ValueError(f"fragments must be 3-dimensional (z, y, x); got shape {shape}")
-    if isinstance(skeletons, SkeletonIndex):
-        if voxel_size is not None or roi_begin is not None or roi_shape is not None:
-            raise ValueError("voxel_size/roi_begin/roi_shape must not be given with a SkeletonIndex")
-        index = skeletons
-        if index.shape != shape:
-            raise ValueError(f"skeletons (a SkeletonIndex) was built for shape {index.shape}; "
-                             f"the fragments have shape {shape}")
-    else:
-        if voxel_size is None:
-            raise ValueError("voxel_size is required unless skeletons is a SkeletonIndex")
-        index = SkeletonIndex(skeletons, voxel_size=voxel_size, offset=offset, shape=shape,
-                              roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
+    index = _skeleton_index(skeletons, shape, "the fragments have shape", voxel_size=voxel_size, offset=offset,
+                            roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
     if thresholds is None:
         thresholds = getattr(agglomeration, "thresholds", None)
         if thresholds is None:
@@ -252,11 +256,11 @@ def sweep_methods(
     MethodSweepResult
         ``.best()`` is the row of the highest XPRESS ERL+Rand; ``.choice()`` its settings.
     """
-    from .agglomeration import _make_fragments, _parse_merge_function, agglomerate
+    from ._validate import label_array
+    from .agglomeration import _make_fragments, _parse_merge_function, agglomerate_graph
     from .fragments import check_affinities
-    from .metrics import SkeletonIndex
     from .mutex import mutex_watershed
-    from .region_graphs import check_offsets
+    from .region_graphs import _region_graph, check_offsets
 
     affs = check_affinities(affs)
     names = [merge_functions] if isinstance(merge_functions, str) else list(merge_functions)
@@ -271,27 +275,17 @@ def sweep_methods(
     biases = [] if mutex_biases is None else list(sorted_thresholds("mutex_biases", mutex_biases))
     if biases and offsets is None:
         raise ValueError("mutex_biases needs offsets (one per channel of affs)")
-    shape = tuple(affs.shape[1:])
-    if isinstance(skeletons, SkeletonIndex):
-        if voxel_size is not None:
-            raise ValueError("voxel_size must not be given with a SkeletonIndex")
-        if skeletons.shape != shape:
-            raise ValueError(f"skeletons (a SkeletonIndex) was built for shape {skeletons.shape}; "
-                             f"affs has spatial shape {shape}")
-        index = skeletons
-    else:
-        if voxel_size is None:
-            raise ValueError("voxel_size is required unless skeletons is a SkeletonIndex")
-        index = SkeletonIndex(skeletons, voxel_size=voxel_size, offset=offset, shape=shape,
-                              roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
-    if fragments is None:
-        fragments = _make_fragments(affs, watershed_options)
+    index = _skeleton_index(skeletons, tuple(affs.shape[1:]), "affs has spatial shape", voxel_size=voxel_size,
+                            offset=offset, roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
+    fragments = _make_fragments(affs, watershed_options) if fragments is None else label_array("fragments", fragments)
+    needs_hist = any(name.startswith("hist_quant") for name in names)
     rows: list = []
     variants = [("agglomerate", None)] + ([("agglomerate-longrange", offsets)] if offsets is not None else [])
     for method, offs in variants:
+        # one region graph per variant serves every merge function (what agglomerate would build)
+        graph = _region_graph(fragments, affs, histograms=needs_hist, offsets=offs, inside_threshold=inside_threshold)
         for name in names:
-            agg = agglomerate(affs, ts, fragments=fragments, merge_function=name, offsets=offs,
-                              inside_threshold=inside_threshold)
+            agg = agglomerate_graph(graph, ts, merge_function=name, fragments=fragments)
             for row in sweep(agg, index).rows():
                 rows.append({"method": method, "merge_function": name, **row})
     for bias in biases:

@@ -724,8 +724,8 @@ template <typename Aff, typename Label>
 std::int64_t clear_boundary(const Aff* affs, Shape3 shape, float threshold, const Label* labels, Label* out,
                             int n_threads = 1) {
   const std::int64_t n = shape.size();
-  std::vector<std::int64_t> cleared(static_cast<std::size_t>(std::max(n_threads, 1)), 0);
   const int parts = std::max(n_threads, 1);
+  std::vector<std::int64_t> cleared(static_cast<std::size_t>(parts), 0);
   detail::run_threads(parts, [&](int t) {
     const std::int64_t begin = n * t / parts, end = n * (t + 1) / parts;
     std::int64_t c = 0;

@@ -322,9 +322,9 @@ def segment_volume(
                              f"got {', '.join(unknown)}")
     wopts = check_block_options(watershed_options)
 
-    from ..region_graphs import _inside_threshold
+    from ..region_graphs import check_inside_threshold
 
-    inside_threshold = _inside_threshold(inside_threshold)  # a plain float or None, checked before any work
+    inside_threshold = check_inside_threshold(inside_threshold)  # a plain float or None, checked before any work
     offs = None
     if offsets is not None:
         from ..region_graphs import check_offsets
