@@ -356,6 +356,18 @@ def test_segment_sweep_user_errors(case, tmp_path, capsys):
     assert main(["sweep", str(case["seg"]), "--affinities-dataset", "labels", "--skeletons", str(case["skel"]),
                  "--mutex-biases", "0.5"]) == 2
     assert "--mutex-biases needs --long-range" in capsys.readouterr().err
+    # the graph options: a clear error before anything is written
+    affs = tmp_path / "affs.zarr"
+    io.write_volume(affs, "affinities", _noisy_affs(case["vol"].labels), voxel_size=case["vol"].voxel_size)
+    assert main(["segment", str(affs), "--out", str(tmp_path / "o5.zarr"), "--inside-threshold", "2"]) == 2
+    assert "inside_threshold must be None or a number in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "o5.zarr").exists()
+    with pytest.raises(SystemExit):
+        main(["segment", str(affs), "--out", str(tmp_path / "o6.zarr"), "--long-range", "0"])
+    assert "expected positive integers like '3,9'" in capsys.readouterr().err
+    assert main(["segment", str(affs), "--out", str(tmp_path / "o7.zarr"), "--long-range", "3"]) == 2
+    assert "affs has 3 channels, offsets has 6" in capsys.readouterr().err
+    assert not (tmp_path / "o7.zarr").exists()
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["segment", str(case["seg"]), "--out", str(tmp_path / "o.zarr"), "--choice", str(bad)]) == 2

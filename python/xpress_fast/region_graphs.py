@@ -189,8 +189,8 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets", *, nearest_fi
         raise ValueError(f"{name} must be a sequence of (z, y, x) integer triples; got shape {arr.shape}")
     if arr.shape[0] != n_channels:
         raise ValueError(f"{name} must give one offset per affinity channel: affs has {n_channels} channels, "
-                         f"{name} has {arr.shape[0]} (channel-last (Z, Y, X, C) affinities must be transposed "
-                         f"to (C, Z, Y, X))")
+                         f"{name} has {arr.shape[0]} (if affs is channel-last (Z, Y, X, C), transpose it to "
+                         f"(C, Z, Y, X))")
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
         raise ValueError(f"{name} must be integers; got {offsets!r}")
     if np.any(np.abs(arr) >= 2 ** 31):
