@@ -245,13 +245,16 @@ def reference_scores(segmentation, graph, *, voxel_size, offset, roi_begin=None,
     e = reference_erl(segmentation, graph, voxel_size=voxel_size, offset=offset,
                       roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
     d = e["node_data"]
-    # ground-truth raster under the nodes: later writes win (node order)
+    # ground-truth raster under the nodes, written as the official code does: skeleton after
+    # skeleton in component order, so a voxel shared by several skeletons ends up holding the
+    # last one written
     truth = {}
     test = {}
-    for n in d["nodes"]:
-        k = d["skel"][n] if mode == "official" else d["skel"][n] + 1
-        truth[d["voxel"][n]] = k
-        test[d["voxel"][n]] = d["label"][n]  # same for every node in the voxel
+    for s in sorted(set(d["skel"][n] for n in d["nodes"])):
+        for n in d["nodes"]:
+            if d["skel"][n] == s:
+                truth[d["voxel"][n]] = s if mode == "official" else s + 1
+                test[d["voxel"][n]] = d["label"][n]  # same for every node in the voxel
     pairs = [(truth[v], test[v]) for v in truth if truth[v] != 0]
     rv = _rand_voi_from_pairs(pairs)
     h = rv["h_joint"]

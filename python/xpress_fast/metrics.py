@@ -196,13 +196,10 @@ class SkeletonIndex:
         if mode == "official":
             comp = _metrics.components(nodes.size, self.edges)
         else:
-            comp = sk.component_ids()[nodes]
-            _, comp = np.unique(comp, return_inverse=True)  # dense; numbering does not matter here
-            first = np.full(comp.max() + 1 if comp.size else 0, nodes.size, dtype=np.int64)
-            np.minimum.at(first, comp, np.arange(nodes.size))
-            rank = np.empty_like(first)
-            rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-            comp = rank[comp]  # numbered by first node, like the official ids
+            # dense, in the order of the whole graph's components (by first node, as networkx
+            # enumerates them): the order in which the truth raster writes them (a shared voxel
+            # holds the later one)
+            _, comp = np.unique(sk.component_ids()[nodes], return_inverse=True)
         self.node_skeleton = comp.astype(np.int64)
         self.n_neurons = int(self.node_skeleton.max()) + 1 if nodes.size else 0
 
@@ -398,6 +395,10 @@ def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_
         components of the whole graph; (3) an edge touching a label-0 node is never correct (a
         split) and label-0 voxels never count as merges (each is still its own segment in
         Rand/VOI); and a Rand/VOI over a single (truth, segment) pair gives nvi = 0 instead of NaN.
+        In both modes Rand/VOI count each voxel under a node once, and a voxel holding nodes of
+        several skeletons belongs to the *last* of them in component order (components numbered
+        by first node in graph order; of the cropped graph in official mode, of the whole graph
+        in corrected mode): the official code writes its truth raster skeleton by skeleton.
 
     Returns
     -------

@@ -20,9 +20,10 @@
 //   * ERL = sum over (skeleton, segment) of C^2 / L, C the correct length of a skeleton on a
 //     segment, L the total edge length. A correct segment holds exactly one skeleton, so C is
 //     indexed by segment alone.
-//   * Rand / VOI over the distinct node voxels; the truth of a voxel is the skeleton of its last
-//     node in node order (later writes win). `skip_first_skeleton` leaves skeleton 0 out, as the
-//     official raster uses index 0 for background (quirk 1).
+//   * Rand / VOI over the distinct node voxels; the truth of a voxel is the highest skeleton index
+//     among its nodes: the official raster writes skeleton after skeleton (in component order),
+//     so a later skeleton overwrites a shared voxel. `skip_first_skeleton` leaves skeleton 0 out,
+//     as the official raster uses index 0 for background (quirk 1).
 #pragma once
 
 #include <algorithm>
@@ -131,7 +132,8 @@ class SkeletonScorer {
   }
 
   // Skeleton lengths (summed in edge order, as every score adds them), and the node whose
-  // skeleton is its voxel's truth: the last one in node order (later writes win).
+  // skeleton is its voxel's truth: one of the highest skeleton index in it (the official raster
+  // writes skeleton by skeleton, later ones overwriting shared voxels).
   void measure_skeletons() {
     skeleton_length_.assign(static_cast<size_t>(in_.n_skeletons), 0.0);
     for (std::int64_t e = 0; e < in_.n_edges; ++e) {
@@ -140,7 +142,10 @@ class SkeletonScorer {
       total_length_ += len;
     }
     std::vector<std::int64_t> last_node(static_cast<size_t>(in_.n_voxels), -1);
-    for (std::int64_t i = 0; i < in_.n_nodes; ++i) last_node[in_.voxel[i]] = i;
+    for (std::int64_t i = 0; i < in_.n_nodes; ++i) {
+      std::int64_t& best = last_node[in_.voxel[i]];
+      if (best < 0 || in_.skeleton[i] >= in_.skeleton[best]) best = i;
+    }
     voxel_truth_.assign(static_cast<size_t>(in_.n_nodes), 0);
     for (std::int64_t v = 0; v < in_.n_voxels; ++v)
       if (last_node[v] >= 0) voxel_truth_[last_node[v]] = 1;
