@@ -2,15 +2,19 @@
 // Validation and policy live in python/xpress_fast/metrics.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "xpress_fast/graph_components.hpp"
 #include "xpress_fast/merge_locations.hpp"
 #include "xpress_fast/rand_voi.hpp"
+#include "xpress_fast/skeleton_index.hpp"
 #include "xpress_fast/skeleton_metrics.hpp"
 
 namespace py = pybind11;
@@ -188,6 +192,42 @@ py::dict merge_locations(carray<std::int64_t> node_segment, carray<std::int64_t>
   return d;
 }
 
+// (M, 3) int64 array from a flat vector.
+py::array_t<std::int64_t> to_numpy_rows(const std::vector<std::int64_t>& v, py::ssize_t width) {
+  py::array_t<std::int64_t> out({static_cast<py::ssize_t>(v.size()) / width, width});
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+py::dict skeleton_node_voxels(carray<double> positions, carray<std::int64_t> edges, std::array<double, 3> begin,
+                              std::array<double, 3> end, std::array<double, 3> offset,
+                              std::array<double, 3> voxel_size, std::array<std::int64_t, 3> shape) {
+  if (positions.ndim() != 2 || positions.shape(1) != 3) throw std::invalid_argument("positions must be (N, 3)");
+  const std::int64_t n_nodes = positions.shape(0);
+  const std::int64_t n_edges = edges.size() == 0 ? 0 : edges.shape(0);
+  if (n_edges > 0 && (edges.ndim() != 2 || edges.shape(1) != 2)) throw std::invalid_argument("edges must be (E, 2)");
+  for (py::ssize_t i = 0; i < edges.size(); ++i)
+    if (edges.data()[i] < 0 || edges.data()[i] >= n_nodes) throw std::invalid_argument("edge end outside 0..N-1");
+  for (int d = 0; d < 3; ++d)
+    if (shape[d] < 1 || !(voxel_size[d] > 0)) throw std::invalid_argument("shape and voxel_size must be positive");
+  xf::SkeletonNodeVoxels r;
+  {
+    py::gil_scoped_release nogil;
+    r = xf::skeleton_node_voxels(positions.data(), n_nodes, edges.data(), n_edges, begin.data(), end.data(),
+                                 offset.data(), voxel_size.data(), shape.data());
+  }
+  py::dict d;
+  d["nodes"] = to_numpy(r.nodes);
+  d["voxels"] = to_numpy_rows(r.voxels, 3);
+  d["voxel_index"] = to_numpy(r.voxel_index);
+  d["voxel_group"] = to_numpy(r.voxel_group);
+  d["n_voxels"] = r.n_voxels;
+  d["edges"] = to_numpy_rows(r.edges, 2);
+  d["edge_ids"] = to_numpy(r.edge_ids);
+  d["edge_length"] = to_numpy(r.edge_length);
+  return d;
+}
+
 template <typename T>
 py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_threads) {
   if (test.size() != truth.size()) throw std::invalid_argument("test and truth must have the same size");
@@ -210,6 +250,8 @@ py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_
 PYBIND11_MODULE(_metrics, m) {
   m.doc() = "xpress_fast evaluation kernels (private; use xpress_fast.erl / xpress_scores / rand_voi)";
   m.def("components", &components, py::arg("n_nodes"), py::arg("edges"));
+  m.def("skeleton_node_voxels", &skeleton_node_voxels, py::arg("positions"), py::arg("edges"), py::arg("begin"),
+        py::arg("end"), py::arg("offset"), py::arg("voxel_size"), py::arg("shape"));
   m.def("score_skeleton_labels", &score_skeleton_labels, py::arg("labels"), py::arg("voxel"), py::arg("n_voxels"),
         py::arg("skeleton"),
         py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"), py::arg("skip_first_skeleton"),

@@ -3,6 +3,15 @@ import numpy as np
 import numpy.typing as npt
 
 def components(n_nodes: int, edges: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+def skeleton_node_voxels(
+    positions: npt.NDArray[np.float64],
+    edges: npt.NDArray[np.int64],
+    begin: tuple[float, float, float],
+    end: tuple[float, float, float],
+    offset: tuple[float, float, float],
+    voxel_size: tuple[float, float, float],
+    shape: tuple[int, int, int],
+) -> dict: ...
 def score_skeleton_labels(
     labels: npt.NDArray[np.uint64],
     voxel: npt.NDArray[np.int64],

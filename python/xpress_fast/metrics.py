@@ -169,27 +169,22 @@ class SkeletonIndex:
                                  f"got {(begin if name == 'roi_begin' else extent).tolist()}")
         self.voxel_size, self.offset, self.roi_begin, self.roi_end = vs, off, begin, end
 
-        # 1. Node -> voxel: coordinates truncated toward zero, inside iff begin <= int(c) < end.
-        trunc = np.trunc(sk.positions)
-        inside = np.all((trunc >= begin) & (trunc < end), axis=1)
-        nodes = np.flatnonzero(inside)
-        self.nodes = nodes  # indices into skeletons' nodes, in graph order
-        remap = np.full(sk.n_nodes, -1, dtype=np.int64)
-        remap[nodes] = np.arange(nodes.size, dtype=np.int64)
-        keep = inside[sk.edges[:, 0]] & inside[sk.edges[:, 1]]
-        self.edges = remap[sk.edges[keep]]
-        self.edge_ids = np.flatnonzero(keep)
-        self.edge_length = sk.edge_lengths()[keep]
-        voxels = np.floor((trunc[nodes] - off) / vs).astype(np.int64)
-        # guard against floating error at the far edge of the array
-        np.clip(voxels, 0, np.asarray(self.shape) - 1, out=voxels)
-        self.node_voxels = voxels
-        self.node_voxels.flags.writeable = False
-        self.voxel_index = np.ravel_multi_index(tuple(voxels.T), self.shape).astype(np.int64)
-        # dense voxel ids: nodes sharing a voxel share its label (and its fresh label-0 segment)
-        unique_voxels, voxel_group = np.unique(self.voxel_index, return_inverse=True)
-        self.voxel_group = voxel_group.astype(np.int64).ravel()
-        self.n_voxels = int(unique_voxels.size)
+        # 1. Node -> voxel: coordinates truncated toward zero, inside iff begin <= int(c) < end;
+        #    edges with both ends inside; nodes sharing a voxel share one dense voxel id (their
+        #    label, their fresh label-0 segment and their truth).
+        cropped = _metrics.skeleton_node_voxels(sk.positions, sk.edges, tuple(begin), tuple(end), tuple(off),
+                                                tuple(vs), self.shape)
+        nodes = self.nodes = cropped["nodes"]  # indices into skeletons' nodes, in graph order
+        self.edges = cropped["edges"]
+        self.edge_ids = cropped["edge_ids"]
+        self.edge_length = cropped["edge_length"]
+        self.node_voxels = cropped["voxels"]
+        self.voxel_index = cropped["voxel_index"]
+        self.voxel_group = cropped["voxel_group"]
+        self.n_voxels = int(cropped["n_voxels"])
+        for arr in (self.nodes, self.edges, self.edge_ids, self.edge_length, self.node_voxels, self.voxel_index,
+                    self.voxel_group):
+            arr.flags.writeable = False
 
         # 2. Skeleton identities: components of the cropped graph (official) or of the whole
         #    graph (corrected: a neuron leaving and re-entering the ROI stays one neuron).
