@@ -31,6 +31,7 @@ _EXPORTS = {
     "VALIDATION_ROI": "rois",
     "TEST_ROI": "rois",
     "Roi": "rois",
+    "XpressWarning": "_validate",
     # segmentation
     "watershed": "fragments",
     "blockwise_watershed": "fragments",

@@ -9,6 +9,26 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+
+
+class XpressWarning(UserWarning):
+    """Something the user would want to know: data dropped from scoring, contradicting metadata."""
+
+
+def warn_user(message: str) -> None:
+    """Warn with :class:`XpressWarning`, attributed to the first caller outside this package
+    (however deep in the package the warning is raised)."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, XpressWarning, stacklevel=level)
+
+
 LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64)
 
 

@@ -17,12 +17,13 @@ from typing import Optional
 import numpy as np
 
 from . import _metrics
-from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple
+from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple, warn_user
 from .skeletons import as_skeletons
 
 __all__ = ["SkeletonIndex", "erl", "ErlResult", "xpress_scores", "XpressScores", "rand_voi", "RandVoi"]
 
 MODES = ("official", "corrected")
+OUTSIDE_POLICIES = ("warn", "drop", "error", "split")
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,19 @@ class SkeletonIndex:
     roi_begin, roi_shape : 3 floats, nm (z, y, x), optional — the evaluation ROI; default the
         whole array. It must lie inside the array and be aligned to the voxel grid.
     mode : "official" or "corrected" — see :func:`xpress_scores`.
+    outside : what to do with skeleton nodes outside the segmentation when no ROI is given (a
+        segmentation smaller than the skeletons' bounding box): ``"warn"`` (default) drops them
+        as the official evaluator does and warns with their count (:class:`XpressWarning`);
+        ``"drop"`` drops them silently; ``"error"`` raises ValueError; ``"split"`` counts them as
+        errors: each such node is scored as an unlabelled voxel of its own, so its edges are
+        splits and its length counts in the total. With an explicit ROI, nodes outside it are
+        always dropped (that is the ROI's definition). ``n_outside`` says how many there were.
     """
 
     def __init__(self, skeletons, *, voxel_size, offset=(0, 0, 0), shape, roi_begin=None, roi_shape=None,
-                 mode: str = "official"):
+                 mode: str = "official", outside: str = "warn"):
         check_choice("mode", mode, MODES)
+        check_choice("outside", outside, OUTSIDE_POLICIES)
         self.mode = mode
         self.skeletons = sk = as_skeletons(skeletons)
         if sk.n_nodes == 0:
@@ -172,8 +181,34 @@ class SkeletonIndex:
         # 1. Node -> voxel: coordinates truncated toward zero, inside iff begin <= int(c) < end;
         #    edges with both ends inside; nodes sharing a voxel share one dense voxel id (their
         #    label, their fresh label-0 segment and their truth).
-        cropped = _metrics.skeleton_node_voxels(sk.positions, sk.edges, tuple(begin), tuple(end), tuple(off),
-                                                tuple(vs), self.shape)
+        whole_array = roi_begin is None and roi_shape is None
+        split_outside = whole_array and outside == "split"
+        crop_begin, crop_end = (np.full(3, -np.inf), np.full(3, np.inf)) if split_outside else (begin, end)
+        cropped = _metrics.skeleton_node_voxels(sk.positions, sk.edges, tuple(crop_begin), tuple(crop_end),
+                                                tuple(off), tuple(vs), self.shape)
+        outside_mask = None
+        if split_outside:  # every node kept; those outside the array get label 0 and a voxel of their own
+            trunc = np.trunc(sk.positions)
+            outside_mask = ~np.all((trunc >= begin) & (trunc < end), axis=1)
+            self.n_outside = int(outside_mask.sum())
+            if self.n_outside:
+                groups = cropped["voxel_group"].copy()
+                groups[outside_mask] = cropped["n_voxels"] + np.arange(self.n_outside)
+                _, groups = np.unique(groups, return_inverse=True)  # dense again
+                cropped["voxel_group"], cropped["n_voxels"] = groups.astype(np.int64), int(groups.max()) + 1
+            else:
+                outside_mask = None
+        else:
+            self.n_outside = int(sk.n_nodes - cropped["nodes"].size) if whole_array else 0
+            if self.n_outside and outside == "error":
+                raise ValueError(f"{self.n_outside} of {sk.n_nodes} skeleton nodes lie outside the segmentation's "
+                                 f"extent [{begin.tolist()}, {end.tolist()}) nm (outside='error')")
+            if self.n_outside and outside == "warn":
+                warn_user(f"{self.n_outside} of {sk.n_nodes} skeleton nodes lie outside the segmentation's "
+                          f"extent [{begin.tolist()}, {end.tolist()}) nm and are left out of the scores; "
+                          "pass outside='split' to count them as split errors or outside='drop' to drop "
+                          "them silently")
+        self._outside = outside_mask  # nodes whose label is forced to 0, or None
         nodes = self.nodes = cropped["nodes"]  # indices into skeletons' nodes, in graph order
         self.edges = cropped["edges"]
         self.edge_ids = cropped["edge_ids"]
@@ -221,7 +256,10 @@ class SkeletonIndex:
             labels = seg[tuple(self.node_voxels.T)]
         if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
             raise ValueError(f"segmentation must not hold negative labels; found {labels.min()} under a skeleton node")
-        return labels.astype(np.uint64)
+        labels = labels.astype(np.uint64)
+        if self._outside is not None:
+            labels[self._outside] = 0
+        return labels
 
     def score(self, segmentation) -> XpressScores:
         """All XPRESS scores of ``segmentation`` (shape as given to the index)."""
@@ -297,6 +335,10 @@ class SkeletonIndex:
                              f"one per node in the ROI; got {lab.shape}")
         if lab.dtype.kind == "i" and lab.size and lab.min() < 0:
             raise ValueError(f"{name} must not be negative; got {lab.min()}")
+        if self._outside is not None:  # nodes outside the array (outside="split"): unlabelled
+            lab = np.array(lab, dtype=np.uint64)
+            lab[..., self._outside] = 0
+            return lab
         return np.ascontiguousarray(lab, dtype=np.uint64)
 
     def _kernel_args(self) -> tuple:
@@ -365,7 +407,7 @@ class SkeletonIndex:
 
 
 def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_begin=None, roi_shape=None,
-                  mode: str = "official") -> XpressScores:
+                  mode: str = "official", outside: str = "warn") -> XpressScores:
     """Score a segmentation against skeletons as the XPRESS challenge does.
 
     Parameters
@@ -394,6 +436,10 @@ def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_
         several skeletons belongs to the *last* of them in component order (components numbered
         by first node in graph order; of the cropped graph in official mode, of the whole graph
         in corrected mode): the official code writes its truth raster skeleton by skeleton.
+    outside : {"warn", "drop", "error", "split"}
+        Skeleton nodes outside a segmentation smaller than the skeletons (no ROI given): dropped
+        with a warning (default), dropped silently, an error, or scored as split errors. See
+        :class:`SkeletonIndex`.
 
     Returns
     -------
@@ -411,15 +457,15 @@ def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_
     check_ndim("segmentation", seg, 3, "z, y, x")
     check_nonempty("segmentation", seg)
     index = SkeletonIndex(skeletons, voxel_size=voxel_size, offset=offset, shape=seg.shape, roi_begin=roi_begin,
-                          roi_shape=roi_shape, mode=mode)
+                          roi_shape=roi_shape, mode=mode, outside=outside)
     return index.score(seg)
 
 
 def erl(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_begin=None, roi_shape=None,
-        mode: str = "official") -> ErlResult:
+        mode: str = "official", outside: str = "warn") -> ErlResult:
     """Expected run length of ``segmentation`` along ``skeletons`` (see :func:`xpress_scores`)."""
     return xpress_scores(segmentation, skeletons, voxel_size=voxel_size, offset=offset, roi_begin=roi_begin,
-                         roi_shape=roi_shape, mode=mode).erl_result
+                         roi_shape=roi_shape, mode=mode, outside=outside).erl_result
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
