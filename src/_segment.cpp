@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -430,13 +429,7 @@ carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<s
         map_labels(ip + begin, end - begin, kp, vp, m, op + begin);
       }
     };
-    if (n > (1 << 20)) {
-      std::thread t(work, std::int64_t(0), n / 2);
-      work(n / 2, n);
-      t.join();
-    } else {
-      work(0, n);
-    }
+    detail::parallel_for(n, n > (1 << 20) ? 2 : 1, work);  // two halves
   }
   return out;
 }

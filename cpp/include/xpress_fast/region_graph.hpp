@@ -20,12 +20,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <exception>
 #include <limits>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
+#include "parallel.hpp"
 #include "watershed.hpp"
 
 namespace xpress_fast {
@@ -329,26 +328,13 @@ RegionGraphData<Label> region_graph(const Aff* affs, Shape3 shape, const Label* 
   const std::int64_t zspan = shape.z;
   if (zspan < 2 * n_threads) n_threads = 1;
   std::vector<RegionGraphData<Label>> parts(static_cast<std::size_t>(n_threads));
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n_threads));
-  for (int t = 0; t < n_threads; ++t) {
+  // slab t is z0 = zspan * t / n_threads to z1, whichever thread runs it (the calling thread runs
+  // those whose thread could not start)
+  detail::run_threads(n_threads, [&](int t) {
     const std::int64_t z0 = zspan * t / n_threads, z1 = zspan * (t + 1) / n_threads;
-    auto work = [&, t, z0, z1] {
-      try {
-        detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)],
-                                  nearest, further);
-      } catch (...) {
-        errors[static_cast<std::size_t>(t)] = std::current_exception();
-      }
-    };
-    if (t + 1 == n_threads)
-      work();
-    else
-      threads.emplace_back(work);
-  }
-  for (auto& th : threads) th.join();
-  for (auto& err : errors)
-    if (err) std::rethrow_exception(err);
+    detail::region_graph_slab(affs, shape, labels, context, z0, z1, histogram, parts[static_cast<std::size_t>(t)],
+                              nearest, further);
+  });
   return merge_region_graphs(parts);
 }
 

@@ -47,7 +47,6 @@
 #include <limits>
 #include <memory>
 #include <stdexcept>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
