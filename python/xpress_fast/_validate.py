@@ -23,7 +23,7 @@ def warn_user(message: str) -> None:
     import warnings
 
     package = os.path.dirname(os.path.abspath(__file__))
-    level, frame = 1, sys._getframe(1)
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 names the frame that called warn_user
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, XpressWarning, stacklevel=level)

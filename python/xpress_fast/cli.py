@@ -19,8 +19,9 @@ import argparse
 import json
 import logging
 import sys
-import traceback
 import time
+import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -233,23 +234,31 @@ def _jsonable(obj):
 
 def cmd_evaluate(args) -> int:
     from .io import read_volume
-    from .metrics import xpress_scores
+    from .metrics import SkeletonIndex
 
-    vol = read_volume(args.segmentation, args.dataset, voxel_size=args.voxel_size, offset=args.offset)
-    if vol.data.ndim != 3:
-        raise CliError(f"dataset {args.dataset!r} must be a 3-D label volume; got shape {vol.data.shape}")
     skeletons = _load_skeletons_arg(args.skeletons)
     roi_begin, roi_shape = _roi_from_args(args)
-    scores = xpress_scores(
-        vol.data, skeletons, voxel_size=vol.voxel_size, offset=vol.offset,
-        roi_begin=roi_begin, roi_shape=roi_shape, mode=args.scoring,
-    )
-    d = scores.as_dict()
+    indexes: dict = {}  # one prepared index per geometry, shared by the segmentations that have it
+    results = []
+    for path in args.segmentation:
+        vol = read_volume(path, args.dataset, voxel_size=args.voxel_size, offset=args.offset)
+        if vol.data.ndim != 3:
+            raise CliError(f"{path}: dataset {args.dataset!r} must be a 3-D label volume; got shape {vol.data.shape}")
+        key = (vol.data.shape, vol.voxel_size, vol.offset)
+        if key not in indexes:
+            indexes[key] = SkeletonIndex(skeletons, voxel_size=vol.voxel_size, offset=vol.offset,
+                                         shape=vol.data.shape, roi_begin=roi_begin, roi_shape=roi_shape,
+                                         mode=args.scoring, outside=args.outside)
+        results.append((path, indexes[key].score(vol.data).as_dict()))
     if args.json:
-        _print(json.dumps(_jsonable(d), indent=2))
+        if len(results) == 1:
+            _print(json.dumps(_jsonable(results[0][1]), indent=2))
+        else:
+            _print(json.dumps([{"segmentation": path, **_jsonable(d)} for path, d in results], indent=2))
     else:
-        _print(f"{args.segmentation}:{args.dataset}  ({args.mode} ROI, {args.scoring} mode)")
-        _print(_format_scores(d))
+        for path, d in results:
+            _print(f"{path}:{args.dataset}  ({args.mode} ROI, {args.scoring} mode)")
+            _print(_format_scores(d))
     return 0
 
 
@@ -735,13 +744,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score a segmentation (HDF5/zarr dataset) against skeletons "
                                    "(the challenge's .npz) with the XPRESS metrics.")
     _common(p)
-    p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
+    p.add_argument("segmentation", metavar="SEG", nargs="+",
+                   help="segmentation container(s) (.h5/.zarr); several are scored against skeletons "
+                        "prepared once")
     p.add_argument("--dataset", default="submission", metavar="NAME",
                    help="the segmentation dataset inside SEG (default: %(default)s)")
     p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
     _geometry(p)
     _roi(p)
-    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--outside", choices=("warn", "drop", "error", "split"), default="warn",
+                   help="skeleton nodes outside a segmentation smaller than the skeletons (no ROI): drop them "
+                        "with a warning (default), silently, refuse, or score them as split errors")
+    p.add_argument("--json", action="store_true",
+                   help="print the scores as JSON (a list of objects with a 'segmentation' key for several SEG)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("submit", help="write the challenge's submission.h5 from a segmentation",
@@ -807,6 +822,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     prog = f"xpress-fast {args.command}"
+    from ._validate import XpressWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", XpressWarning)  # the CLI shows each one, as one line
+        warnings.showwarning = _one_line_warning(prog)
+        return _run(args, prog)
+
+
+def _one_line_warning(prog: str):
+    """Warnings of the package as one line on stderr, like errors (no source line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+    return show
+
+
+def _run(args, prog: str) -> int:
     try:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ._validate import as_array, float_triple
+from ._validate import as_array, float_triple, warn_user
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,18 @@ def _geometry_from_attrs(attrs, where: str, voxel_size=None, offset=None):
         off = tuple(float(v) for v in float_triple(f"{where} offset", off))
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
+    # a given value overrides the file's, but one that contradicts it is usually a mistake
+    for key, given, used in (("resolution", voxel_size, vs), ("offset", offset, off)):
+        if given is None or key not in attrs:
+            continue
+        try:
+            stored = tuple(float(v) for v in float_triple(f"{where} {key}", attrs[key]))
+        except (TypeError, ValueError):
+            continue  # an unreadable attr is overridden, nothing to compare
+        if not np.allclose(stored, used, rtol=1e-9, atol=0):
+            name = "voxel_size" if key == "resolution" else "offset"
+            warn_user(f"{where}: {name} {list(used)} given, but its {key!r} attr says {list(stored)}; "
+                      f"using {list(used)}")
     return vs, off
 
 
