@@ -303,7 +303,7 @@ def test_unreachable_scheduler(volume, tmp_path, monkeypatch):
         ({"watershed_options": {"block_shape": (8, 8, 8)}}, ValueError, "must not set block_shape"),
         ({"dataset": "nope"}, ValueError, "dataset 'nope' not found"),
         ({"fragments_shape": (36, 40, 43)}, ValueError, "fragments has shape"),
-        ({"affs_shape": (36, 40, 44)}, ValueError, r"\(C, Z, Y, X\) with C >= 3"),
+        ({"affs_shape": (36, 40, 44)}, ValueError, r"affinities must be 4-dimensional \(C, Z, Y, X\)"),
         ({"affs_dtype": np.float64}, TypeError, "float32 or uint8"),
         ({"workers": 0}, ValueError, "workers must be a positive integer"),
         ({"retries": -1}, ValueError, "retries must be a non-negative integer"),

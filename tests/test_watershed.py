@@ -17,6 +17,8 @@ def volumes(draw, max_side=6):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     channels = draw(st.integers(3, 4))
+    if channels > 3 and shape[2] == 3 and min(shape[:2]) >= 4:
+        channels = 3  # check_affinities refuses that shape as channel-last (tests/test_no_silent_wraps.py)
     affs = rng.integers(0, 256, size=(channels,) + shape, dtype=np.uint8)
     if draw(st.booleans()):  # few levels: many ties, which the FIFO order must settle identically
         affs = (affs // 64 * 64).astype(np.uint8)
@@ -238,7 +240,7 @@ def test_float32_and_uint8_agree_on_automatic_seeds():
          "mask must have the spatial shape of affs"),
         (np.zeros((3, 2, 2, 2), np.float32), {"mask": np.ones((2, 2, 2), np.float32)}, TypeError,
          "mask must be a boolean or integer array"),
-        (np.zeros((3, 2, 2, 2), np.float32), {"id_offset": -1}, ValueError, "id_offset must be a non-negative"),
+        (np.zeros((3, 2, 2, 2), np.float32), {"id_offset": -1}, ValueError, "id_offset must be an integer in"),
         (np.zeros((3, 2, 2, 2), np.float32), {"threshold": 2.0}, ValueError, r"threshold must be a number in \[0, 1\]"),
         (np.zeros((3, 2, 2, 2), np.float32), {"min_mean_affinity": -0.1}, ValueError, "min_mean_affinity must be"),
         (np.zeros((3, 2, 2, 2), np.float32), {"min_seed_distance": 0}, ValueError, "min_seed_distance must be"),

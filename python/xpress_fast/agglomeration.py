@@ -294,7 +294,7 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAU
     if graph is None:
         if affs is None:
             raise ValueError("affs must be given unless graph is")
-        affs = check_affinities(affs)
+        affs = check_affinities(affs, offsets_given=offsets is not None)
         if fragments is None:
             fragments = _make_fragments(affs, watershed_options)
         else:

@@ -29,27 +29,44 @@ MAX_CHANNELS = 32
 DEFAULT_CONTEXT = (8, 8, 8)
 
 
-def check_affinities(value, name: str = "affs") -> np.ndarray:
+def check_affinities(value, name: str = "affs", *, offsets_given: bool = False) -> np.ndarray:
     """Validate an affinity array; returns it C-contiguous (a copy only if needed).
 
-    float32 must be finite and in [0, 1]; uint8 is taken as ``k / 255``.
+    float32 must be finite and in [0, 1]; uint8 is taken as ``k / 255``. ``offsets_given``: the
+    caller has one offset per channel, so the channel count is checked against those and the
+    channel-last guess of :func:`check_affinity_shape` is skipped.
     """
     arr = as_array(name, value)
     if arr.dtype == np.bool_ or arr.dtype.name not in AFFINITY_DTYPES:
         raise TypeError(f"{name}.dtype must be float32 or uint8; got {arr.dtype}")
-    check_ndim(name, arr, 4, "C, Z, Y, X")
-    if arr.shape[0] < 3:
-        raise ValueError(
-            f"{name} must have at least 3 channels (the z, y, x nearest neighbours); got shape {arr.shape}"
-        )
-    if arr.shape[0] > MAX_CHANNELS:
-        raise ValueError(
-            f"{name} must be (C, Z, Y, X) with at most {MAX_CHANNELS} channels; got shape {arr.shape} "
-            f"(channel-last (Z, Y, X, C) affinities must be transposed: np.moveaxis(affs, -1, 0))"
-        )
+    check_affinity_shape(name, arr.shape, offsets_given=offsets_given)
     check_nonempty(name, arr)
     check_affinity_values(name, arr[:3])
     return np.ascontiguousarray(arr)
+
+
+def check_affinity_shape(name: str, shape: tuple, *, offsets_given: bool = False) -> None:
+    """An affinity shape must be (C, Z, Y, X) with 3 <= C <= MAX_CHANNELS, and must not look like
+    a channel-last (Z, Y, X, 3) array (unless the channels are declared by offsets)."""
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be 4-dimensional (C, Z, Y, X); got shape {tuple(shape)}")
+    if shape[0] < 3:
+        raise ValueError(f"{name} must have at least 3 channels (the z, y, x nearest neighbours); got shape {shape}")
+    if shape[0] > MAX_CHANNELS:
+        raise ValueError(
+            f"{name} must be (C, Z, Y, X) with at most {MAX_CHANNELS} channels; got shape {shape} "
+            f"(channel-last (Z, Y, X, C) affinities must be transposed: np.moveaxis(affs, -1, 0))"
+        )
+    # A channel-last (Z, Y, X, 3) array of a volume at least 4 voxels along z, y and x would
+    # otherwise pass as Z channels over a (Y, X, 3) volume and give a wrong-shaped result; the
+    # price is that a channel-first array with more than 3 channels, Z, Y >= 4 and X == 3 is
+    # refused too, unless offsets declare its channels (README, limitations).
+    if not offsets_given and shape[-1] == 3 and shape[0] > 3 and min(shape[1], shape[2]) >= 4:
+        raise ValueError(
+            f"{name} must be (C, Z, Y, X); got shape {shape}, which looks channel-last (Z, Y, X, 3): "
+            f"transpose it with np.moveaxis(affs, -1, 0) (a channel-first array with 3 voxels along x "
+            f"and more than 3 channels is refused too, unless offsets are given: pad x)"
+        )
 
 
 def check_affinity_values(name: str, values: np.ndarray, where: str = "") -> None:
@@ -100,16 +117,31 @@ def distance_transform_seeds(
     order ``scipy.ndimage.label`` numbers them, all computed in C++. Seed ids are
     ``id_offset + 1, id_offset + 2, ...``; 0 elsewhere. Returns uint64 (Z, Y, X).
     """
-    return _distance_transform_seeds(check_affinities(affs), threshold, min_seed_distance, id_offset, _threads(threads))
+    return _distance_transform_seeds(check_affinities(affs), threshold, min_seed_distance, _check_id_offset(id_offset),
+                                     _threads(threads))
 
 
-def _distance_transform_seeds(affs: np.ndarray, threshold, min_seed_distance, id_offset, threads: int) -> np.ndarray:
+MAX_LABEL = 2**64 - 1
+
+
+def _check_id_offset(id_offset) -> int:
+    if not isinstance(id_offset, (int, np.integer)) or isinstance(id_offset, (bool, np.bool_)) \
+            or not 0 <= int(id_offset) <= MAX_LABEL:
+        raise ValueError(f"id_offset must be an integer in [0, 2**64 - 1]; got {id_offset!r}")
+    return int(id_offset)
+
+
+def _distance_transform_seeds(affs: np.ndarray, threshold, min_seed_distance, id_offset: int,
+                              threads: int) -> np.ndarray:
     """:func:`distance_transform_seeds` of affinities that :func:`check_affinities` passed."""
     from . import _segment
 
     inside = _kernel("inside", affs)(affs, float(threshold))
     # maxima and their components (numbered as scipy.ndimage.label numbers them) in one kernel
-    seeds, n = _segment.distance_seeds(inside, int(min_seed_distance), int(id_offset), threads)
+    seeds, n = _segment.distance_seeds(inside, int(min_seed_distance), id_offset, threads)
+    if n > MAX_LABEL - id_offset:  # the ids wrapped modulo 2**64 and could collide with another block's
+        raise ValueError(f"id_offset {id_offset} leaves room for {MAX_LABEL - id_offset} uint64 ids, but there are "
+                         f"{n} seeds; use a smaller id_offset")
     logger.debug("distance-transform seeds: %d", n)
     return seeds
 
@@ -188,8 +220,7 @@ def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.
     twice over otherwise, a tenth of the whole watershed's time)."""
     shape = affs.shape[1:]
     threads = _threads(threads)
-    if not isinstance(id_offset, (int, np.integer)) or isinstance(id_offset, bool) or id_offset < 0:
-        raise ValueError(f"id_offset must be a non-negative integer; got {id_offset!r}")
+    id_offset = _check_id_offset(id_offset)
     for name, value in (("threshold", threshold), ("min_mean_affinity", min_mean_affinity)):
         if value is None and name == "min_mean_affinity":
             continue
@@ -201,7 +232,7 @@ def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.
         raise TypeError(f"clear_boundary must be True or False; got {clear_boundary!r}")
 
     if seeds is None:
-        labels = _distance_transform_seeds(affs, threshold, min_seed_distance, int(id_offset), threads)
+        labels = _distance_transform_seeds(affs, threshold, min_seed_distance, id_offset, threads)
     else:
         seeds = _spatial("seeds", seeds, shape, "iu", "an integer label array")
         if seeds.dtype.kind == "i" and seeds.min() < 0:

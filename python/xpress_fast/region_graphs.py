@@ -260,7 +260,7 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
     -------
     RegionGraph
     """
-    return _region_graph(fragments, check_affinities(affs), context=context, histograms=histograms, threads=threads,
+    return _region_graph(fragments, check_affinities(affs, offsets_given=offsets is not None), context=context, histograms=histograms, threads=threads,
                          offsets=offsets, inside_threshold=inside_threshold)
 
 
@@ -290,7 +290,7 @@ def long_range_graph(fragments, affs, offsets, *, context=0, histograms: bool = 
     ``context`` count every pair once, and ``RegionGraph.concatenate`` of the blocks' graphs
     equals the whole volume's (restrict to touching pairs only after concatenating).
     """
-    affs = check_affinities(affs)
+    affs = check_affinities(affs, offsets_given=offsets is not None)
     frag, offs, inside_threshold, threads, ctx = _graph_inputs(fragments, affs, context, threads, offsets,
                                                                inside_threshold)
     if offs is None:

@@ -262,7 +262,7 @@ def sweep_methods(
     from .mutex import mutex_watershed
     from .region_graphs import _region_graph, check_offsets
 
-    affs = check_affinities(affs)
+    affs = check_affinities(affs, offsets_given=offsets is not None)
     names = [merge_functions] if isinstance(merge_functions, str) else list(merge_functions)
     if not names:
         raise ValueError("merge_functions must name at least one merge function")

@@ -290,7 +290,7 @@ def segment_volume(
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
     from ..region_graphs import RegionGraph
     from .._validate import sorted_thresholds
-    from ..fragments import check_affinities, check_block_options, watershed_blocks
+    from ..fragments import check_affinities, check_affinity_shape, check_block_options, watershed_blocks
 
     t_start = time.perf_counter()
     check_run_options(scheduler=scheduler, workers=workers, retries=retries)
@@ -300,8 +300,7 @@ def segment_volume(
     if container_kind(out) != "zarr":
         raise ValueError(f"out must be a zarr container (a path ending in .zarr); got {str(out)!r}")
     affs_vol = _open(affinities, affinities_dataset)
-    if len(affs_vol.shape) != 4 or affs_vol.shape[0] < 3:
-        raise ValueError(f"affinities must be (C, Z, Y, X) with C >= 3; got shape {affs_vol.shape}")
+    check_affinity_shape("affinities", tuple(affs_vol.shape), offsets_given=offsets is not None)
     check_affinities(np.asarray(affs_vol.data[:3, :1, :1, :1]))  # dtype check on a tiny corner
     shape = affs_vol.spatial_shape
     if fragments is not None:
