@@ -236,7 +236,7 @@ def test_chain_segment_sweep_evaluate_beats_trivial(case, tmp_path, capsys):
     assert main(argv) == 0
     assert "8 blocks" in capsys.readouterr().out
     assert main(argv) == 0  # a finished run: everything resumed from records
-    assert "0 retries" in capsys.readouterr().out
+    assert "nothing to do" in capsys.readouterr().out
     assert main(["sweep", "--segmented", str(out), "--skeletons", str(case["skel"]), "--json",
                  "--out", str(tmp_path / "rep")]) == 0
     rows = json.loads(capsys.readouterr().out)

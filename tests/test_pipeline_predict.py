@@ -195,6 +195,29 @@ def test_changed_checkpoint_is_refused(case, tmp_path):
     with pytest.raises(ValueError, match="changed since the run started"):
         prediction._cached_model(str(ckpt), prediction._file_digest(case["ckpt"]["same"]), None)
 
+def test_changed_raw_is_refused_then_restarted(case, tmp_path):
+    """A raw volume rewritten in place after a finished prediction: refused, or predicted afresh."""
+    import shutil
+
+    from xpress_fast.pipeline import RunChanged
+
+    raw = tmp_path / "raw.h5"
+    shutil.copy(case["dir"] / "raw.h5", raw)
+    out = tmp_path / "o.zarr"
+    kw = dict(tile_shape=TILE, block_shape=BLOCK)
+    assert not predict_volume(raw, "raw", case["ckpt"]["same"], out, **kw).up_to_date
+    assert predict_volume(raw, "raw", case["ckpt"]["same"], out, **kw).up_to_date
+    new_raw = 255 - case["raw"]
+    io.write_volume(raw, "raw", new_raw, voxel_size=VOXEL, offset=OFFSET)
+    with pytest.raises(RunChanged, match="made from other inputs: raw changed"):
+        predict_volume(raw, "raw", case["ckpt"]["same"], out, **kw)
+    res = predict_volume(raw, "raw", case["ckpt"]["same"], out, restart=True, **kw)
+    assert not res.up_to_date
+    fresh = tmp_path / "fresh.zarr"
+    predict_volume(raw, "raw", case["ckpt"]["same"], fresh, **kw)
+    np.testing.assert_array_equal(_read(out).data, _read(fresh).data)
+
+
 def test_distributed_scheduler(case, tmp_path):
     distributed = pytest.importorskip("distributed")
     ckpt = case["ckpt"]["same"]

@@ -360,7 +360,13 @@ def cmd_segment(args) -> int:
         offsets=_offsets_arg(args), inside_threshold=_inside_arg(args),
         scheduler=args.scheduler, workers=args.workers, retries=args.retries,
         write_thresholds=args.write_thresholds, progress=_progress("segment", args.quiet),
+        restart=args.restart,
     )
+    if result.up_to_date:
+        _print(f"nothing to do: {args.out} already holds every output of this run (same settings, inputs "
+               f"unchanged): fragments ({result.n_fragments} ids), {', '.join(result.segmentation_datasets) or 'no'} "
+               "segmentations")
+        return 0
     retried = sum(r.retries for r in result.reports)
     skipped = sum(r.skipped for r in result.reports)
     _print(f"wrote {args.out}: fragments ({result.n_fragments} ids) and "
@@ -503,10 +509,10 @@ def cmd_predict(args) -> int:
             args.raw, args.raw_dataset, args.model, out, out_dataset=args.out_dataset,
             block_shape=args.block_shape, tile_shape=args.tile_shape, dtype=dtype, device=args.device,
             scheduler=args.scheduler, workers=args.workers, retries=args.retries,
-            progress=_progress("predict", args.quiet),
+            progress=_progress("predict", args.quiet), restart=args.restart,
         )
         rep = result.report
-        done = ("already complete" if rep is None else
+        done = ("nothing to do: already complete from the same settings and unchanged raw" if rep is None else
                 f"{result.n_blocks} blocks, {rep.skipped} resumed from records, {rep.retries} retries")
         _print(f"wrote {args.out}:{args.out_dataset} ({', '.join(map(str, result.shape))}) {dtype}; "
                f"{done}; {result.seconds:.1f} s")
@@ -514,7 +520,8 @@ def cmd_predict(args) -> int:
     # HDF5: predicted in memory and written in one go; the block-wise options need a zarr output
     given = [flag for flag, on in (("--block-shape", args.block_shape is not None),
                                    ("--scheduler", args.scheduler != "threads"),
-                                   ("--workers", args.workers is not None), ("--retries", args.retries != 2)) if on]
+                                   ("--workers", args.workers is not None), ("--retries", args.retries != 2),
+                                   ("--restart", args.restart)) if on]
     if given:
         raise CliError(f"{', '.join(given)}: block-wise prediction writes a zarr container; "
                        f"give --out a .zarr path (got {args.out!r})")
@@ -565,6 +572,9 @@ def _blockwise(p: argparse.ArgumentParser, block_help: str) -> None:
     p.add_argument("--workers", type=int, default=None, help="local workers (default: all cores)")
     p.add_argument("--retries", type=int, default=2,
                    help="retries of a failed block before the run fails (default: %(default)s)")
+    p.add_argument("--restart", action="store_true",
+                   help="when the output holds a run with other settings or from inputs changed since, discard "
+                        "that run's outputs and start afresh (default: refuse)")
 
 
 def _geometry(p: argparse.ArgumentParser) -> None:

@@ -451,3 +451,38 @@ def dataset_exists(path, dataset: str) -> bool:
         except OSError:
             return False
     return (path / dataset).is_dir()
+
+
+def dataset_fingerprint(path, dataset: str) -> dict:
+    """What a resumable run records of an input dataset, to notice when it changes.
+
+    ``shape``, ``dtype`` and ``chunks`` of the dataset, and a digest of its store's modification
+    data: for zarr, the relative path, size and modification time (ns) of every file of the
+    array (one stat per chunk file: cheap, and rewriting any chunk changes it); for HDF5, the
+    file's size, modification time and inode (any write to the file changes it, also one to
+    another dataset). Reading every byte would be sound against a tool that restores
+    modification times, but costs a full read of the input on every run; this is what make and
+    ninja trust too.
+    """
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha1()
+    if container_kind(path) == "hdf5":
+        f, arr = _open_h5_dataset(path, dataset)
+        shape, dtype, chunks = arr.shape, arr.dtype, arr.chunks
+        f.close()
+        st = path.stat()
+        h.update(f"{st.st_size} {st.st_mtime_ns} {st.st_ino}".encode())
+    else:
+        arr = _open_zarr_array(path, dataset)
+        shape, dtype, chunks = arr.shape, arr.dtype, arr.chunks
+        root = path / dataset
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                st = os.stat(full)
+                h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"shape": [int(s) for s in shape], "dtype": str(np.dtype(dtype)),
+            "chunks": None if chunks is None else [int(c) for c in chunks], "store": h.hexdigest()}

@@ -7,12 +7,13 @@ See :mod:`xpress_fast.pipeline.stages` for the design. Public names:
 * :func:`load_agglomeration` -- the global merge history of a finished run (for sweeps)
 * :class:`BlockLayout`, :class:`Block` -- the block grid
 * :func:`run_blocks`, :class:`CompletionRecords`, :class:`BlockFailure` -- the runner
+* :class:`RunChanged` -- an output holds a run with other settings or from changed inputs
 """
 from .blocks import Block, BlockLayout
 from .prediction import PredictResult, predict_volume
-from .runner import BlockFailure, CompletionRecords, StageReport, run_blocks
+from .runner import BlockFailure, CompletionRecords, RunChanged, StageReport, run_blocks
 from .stages import SegmentResult, load_agglomeration, segment_volume, segmentation_dataset
 
-__all__ = ["Block", "BlockLayout", "BlockFailure", "CompletionRecords", "StageReport", "run_blocks",
+__all__ = ["Block", "BlockLayout", "BlockFailure", "CompletionRecords", "RunChanged", "StageReport", "run_blocks",
            "PredictResult", "predict_volume", "SegmentResult", "load_agglomeration", "segment_volume",
            "segmentation_dataset"]

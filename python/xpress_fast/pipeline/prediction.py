@@ -40,7 +40,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .blocks import BlockLayout
-from .runner import CompletionRecords, StageReport, check_run_options, check_run_settings, run_blocks
+from .runner import (CompletionRecords, RunChanged, StageReport, check_inputs_unchanged, check_run_options,
+                     check_run_settings, remove_stale_temporaries, run_blocks)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,11 @@ class PredictResult:
     n_blocks: int
     report: Optional[StageReport]
     seconds: float
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing was left to do: the dataset was complete, from the same settings and inputs."""
+        return self.report is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -225,6 +231,7 @@ def predict_volume(
     workers: Optional[int] = None,
     retries: int = 2,
     progress: Optional[Callable] = None,
+    restart: bool = False,
 ) -> PredictResult:
     """Predict affinities block-wise on dask into ``out/out_dataset``, identical to
     :func:`xpress_fast.unet.predict` of the whole volume (see the module's notes).
@@ -261,6 +268,11 @@ def predict_volume(
         Further attempts of a failed block before the stage fails.
     progress : callable, optional
         ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
+    restart : bool
+        When ``out`` holds a prediction into ``out_dataset`` with other settings, from another
+        checkpoint or from a raw volume that changed since (its fingerprint,
+        :func:`xpress_fast.io.dataset_fingerprint`), discard it and start afresh instead of
+        refusing.
 
     Returns
     -------
@@ -270,7 +282,10 @@ def predict_volume(
     ------
     ValueError
         Bad input (a missing dataset, raw not 3-D, a block shape that cuts tiles, out not zarr,
-        bad options or device), or ``out`` holds a prediction into ``out_dataset`` with other settings.
+        bad options or device).
+    RunChanged
+        (a ValueError) ``out`` holds a prediction into ``out_dataset`` with other settings or
+        from a raw volume that changed since, or raw changed during this run (nothing published).
     TypeError
         ``raw``'s dtype is not one of the raw dtypes.
     FileNotFoundError
@@ -330,13 +345,36 @@ def predict_volume(
     if (out / out_dataset).is_dir() and not (work / f"{stage}.json").is_file():
         raise ValueError(f"{str(out)!r} already holds a dataset {out_dataset!r} that no block-wise "
                          "prediction wrote; use another output or dataset, or delete it")
+    from ..io import dataset_fingerprint
+
+    if not isinstance(restart, (bool, np.bool_)):
+        raise TypeError(f"restart must be True or False; got {restart!r}")
+
+    def fingerprint(name):
+        return dataset_fingerprint(raw, raw_dataset)
+
+    inputs = {"raw": fingerprint("raw")}
+    started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     zarr.open_group(str(out), mode="a")
-    # per prediction dataset (not segment's run.json): one container can hold both runs
-    check_run_settings(work / f"{stage}.json", settings,
-                       f"{str(out)!r} holds a prediction into {settings['dataset']!r}",
-                       "use another output or dataset, or delete it to start afresh")
     records = CompletionRecords(work / "records")
+    # per prediction dataset (not segment's run.json): one container can hold both runs
+    holder = f"{str(out)!r} holds a prediction into {settings['dataset']!r}"
+    advice = ("pass restart=True (xpress-fast predict --restart) to discard it and start afresh, or use another "
+              "output or dataset")
+    try:
+        check_run_settings(work / f"{stage}.json", settings, holder, advice, inputs=inputs)
+    except RunChanged:
+        if not restart:
+            raise
+        import shutil
+
+        for name in (out_dataset, partial):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        records.clear(stage)
+        (work / f"{stage}.json").unlink()
+        check_run_settings(work / f"{stage}.json", settings, holder, advice, inputs=inputs)
     report = None
     if not (out / out_dataset).is_dir():
         if not (out / partial).is_dir():
@@ -348,6 +386,8 @@ def predict_volume(
                            device=settings["device"], batch_size=batch_size, dtype=out_dtype, amp=amp)
         report = run_blocks(stage, layout, fn, records=records, scheduler=scheduler, workers=workers,
                             retries=retries, progress=progress)
+        check_inputs_unchanged(inputs, fingerprint, f"{str(out)!r}")
         publish_zarr_array(out, partial, out_dataset)
+    remove_stale_temporaries(work, started)
     return PredictResult(out, out_dataset, (channels,) + shape, out_dtype, tiling.tile, bs, len(layout), report,
                          time.perf_counter() - t_start)

@@ -24,6 +24,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
+#: What the temporary files of atomic writes carry in their names (``.<name>.<id>.tmp...``).
+TEMP_SUFFIX = ".tmp"
 #: How long to wait for a dask.distributed scheduler to answer.
 CONNECT_TIMEOUT = "10s"
 
@@ -76,28 +78,105 @@ def check_run_options(*, scheduler, workers, retries) -> None:
 def atomic_write_json(path: Path, obj) -> None:
     """Write ``obj`` as JSON to a temporary name beside ``path``, then move it into place: a
     reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # the write failed (disk full, killed by an exception): leave nothing behind
+            tmp.unlink()
 
 
-def check_run_settings(path: Path, settings: dict, holder: str, advice: str) -> None:
-    """Refuse to resume a run whose settings file ``path`` holds other settings; write the
-    settings of a new run.
+def remove_stale_temporaries(directory: Path, older_than: float) -> int:
+    """Delete the temporary files of atomic writes (``.<name>.<id>.tmp*``) under ``directory``
+    last modified before ``older_than`` (a ``time.time()``): what a killed process left behind.
+    Returns how many were removed."""
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for dirpath, _, filenames in os.walk(directory):
+        for name in filenames:
+            if name.startswith(".") and TEMP_SUFFIX in name:
+                p = Path(dirpath) / name
+                try:
+                    if p.stat().st_mtime < older_than:
+                        p.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
-    The error reads ``"{holder} with other settings (keys that differ); {advice}"``.
+
+class RunChanged(ValueError):
+    """An output holds a run whose settings or inputs differ from this one's (pass
+    ``restart=True`` to discard it and start afresh).
+
+    Attributes
+    ----------
+    changed : list of str
+        The settings that differ, and ``inputs.<name>`` for each input that changed.
     """
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they come back from the file
-    if path.is_file():
-        with open(path) as fh:
-            old = json.load(fh)
-        if old != settings:
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ValueError(f"{holder} with other settings ({', '.join(changed)}); {advice}")
-    else:
+
+    def __init__(self, message: str, changed: list):
+        super().__init__(message)
+        self.changed = list(changed)
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))  # tuples -> lists, as they come back from the file
+
+
+def check_run_settings(path: Path, settings: dict, holder: str, advice: str, *, inputs: Optional[dict] = None) -> bool:
+    """Refuse to resume a run whose settings file ``path`` holds other settings or was made from
+    other inputs; write the settings (and the inputs' fingerprints) of a new run.
+
+    ``inputs`` maps a name to the fingerprint of an input (:func:`xpress_fast.io.dataset_fingerprint`):
+    an input rewritten in place since the run began makes its old blocks stale, so a rerun on it
+    is refused instead of mixing old and new data. Returns True when the run is new (the file was
+    written), False when it resumes a run with the same settings and inputs.
+
+    Raises
+    ------
+    RunChanged
+        ``"{holder} with other settings (keys); {advice}"``, or ``"{holder} made from other inputs:
+        {names} changed since it began; {advice}"``.
+    """
+    record = _jsonable({**settings, "inputs": inputs or {}})
+    if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, settings)
+        atomic_write_json(path, record)
+        return True
+    with open(path) as fh:
+        try:
+            old = json.load(fh)
+        except ValueError as exc:  # our own record, damaged: never resume on it
+            raise RunChanged(f"{holder} whose settings file {str(path)!r} is damaged ({exc}); {advice}",
+                             ["settings file"]) from None
+    if not isinstance(old, dict):
+        raise RunChanged(f"{holder} whose settings file {str(path)!r} is damaged (not an object); {advice}",
+                         ["settings file"])
+    changed = sorted(k for k in set(old) | set(record) if k != "inputs" and old.get(k) != record.get(k))
+    if changed:
+        raise RunChanged(f"{holder} with other settings ({', '.join(changed)}); {advice}", changed)
+    old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+    stale = sorted(k for k in set(old_inputs) | set(record["inputs"]) if old_inputs.get(k) != record["inputs"].get(k))
+    if stale:
+        raise RunChanged(f"{holder} made from other inputs: {', '.join(stale)} changed since it began "
+                         f"(shape, dtype, chunks or the files' modification data); {advice}",
+                         [f"inputs.{k}" for k in stale])
+    return False
+
+
+def check_inputs_unchanged(inputs: dict, fingerprint: Callable[[str], dict], holder: str) -> None:
+    """Raise :class:`RunChanged` when an input's fingerprint differs from the one recorded when the
+    run began (called before a stage publishes its output: an input rewritten *during* the run
+    would otherwise leave a mix of old and new data under the final name)."""
+    stale = sorted(name for name, fp in inputs.items() if _jsonable(fingerprint(name)) != _jsonable(fp))
+    if stale:
+        raise RunChanged(f"{holder}: {', '.join(stale)} changed while the run was going on; its outputs were not "
+                         "published. Run again with restart (--restart) to start afresh on the new input",
+                         [f"inputs.{k}" for k in stale])
 
 
 class CompletionRecords:

@@ -44,7 +44,8 @@ import numpy as np
 from ..fragments import DEFAULT_CONTEXT
 from ..agglomeration import DEFAULT_MERGE_FUNCTION
 from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
-from .runner import CompletionRecords, check_run_options, check_run_settings, run_blocks
+from .runner import (TEMP_SUFFIX, CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
+                     check_run_settings, remove_stale_temporaries, run_blocks)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class SegmentResult:
     reports : tuple of StageReport
         Per stage: blocks run, skipped (complete before), retries.
     seconds : float
+    up_to_date : bool
+        Nothing was left to do: every output asked for was complete, from the same settings
+        and unchanged inputs.
     """
 
     out: Path
@@ -77,6 +81,7 @@ class SegmentResult:
     n_blocks: int
     reports: tuple
     seconds: float
+    up_to_date: bool = False
 
 
 def segmentation_dataset(threshold: float) -> str:
@@ -91,9 +96,15 @@ def _open(path, dataset):
 
 
 def _atomic_save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    """Save to a temporary name beside ``path`` and move it into place; a failed save (disk full)
+    leaves no temporary behind (a killed one is removed by the next successful run)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -224,6 +235,7 @@ def segment_volume(
     progress: Optional[Callable] = None,
     inside_threshold: Optional[float] = DEFAULT_INSIDE_THRESHOLD,
     offsets: Optional[Sequence[Sequence[int]]] = None,
+    restart: bool = False,
 ) -> SegmentResult:
     """Segment an affinity volume block-wise: fragments, one global agglomeration, relabelling.
 
@@ -271,6 +283,15 @@ def segment_volume(
         score every threshold from the fragments without any volume per threshold.
     progress : callable, optional
         ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
+    restart : bool
+        When ``out`` holds a run with other settings or made from inputs that have changed
+        since, discard that run's outputs (never the inputs) and start afresh, instead of
+        refusing.
+
+    A run records its settings and a fingerprint of each input
+    (:func:`xpress_fast.io.dataset_fingerprint`: shape, dtype, chunks, the store's
+    modification data), and checks the inputs again before it publishes each output: a rerun or
+    a resumed run never mixes blocks of an old input with a new one.
 
     Returns
     -------
@@ -279,8 +300,10 @@ def segment_volume(
     Raises
     ------
     ValueError
-        Bad input (geometry, thresholds, merge function), or ``out`` holds a run with other
-        settings.
+        Bad input (geometry, thresholds, merge function).
+    RunChanged
+        (a ValueError) ``out`` holds a run with other settings or from inputs that changed
+        since it began, or an input changed during this run (nothing was published).
     BlockFailure
         Blocks still failed after their retries; rerun to resume.
     """
@@ -342,10 +365,33 @@ def segment_volume(
         "offsets": None if offs is None else offs,
         "watershed_options": {k: v for k, v in sorted(wopts.items())},
     }
+    from ..io import dataset_fingerprint
+
+    if not isinstance(restart, (bool, np.bool_)):
+        raise TypeError(f"restart must be True or False; got {restart!r}")
+    input_datasets = {"affinities": (affinities, affinities_dataset)}
+    if fragments is not None:
+        input_datasets["fragments"] = tuple(fragments)
+
+    def fingerprint(name):
+        return dataset_fingerprint(*input_datasets[name])
+
+    inputs = {name: fingerprint(name) for name in input_datasets}
+    holder = f"{str(out)!r} holds a run"
+    started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     zarr.open_group(str(out), mode="a")
-    check_run_settings(work / "run.json", settings, f"{str(out)!r} holds a run",
-                       "use another output or delete it to start afresh")
+    try:
+        check_run_settings(work / "run.json", settings, holder, _RESTART_ADVICE, inputs=inputs)
+    except RunChanged as exc:
+        if not restart:
+            raise
+        log.info("restarting the run in %s: %s", out, exc)
+        _clear_segment_run(out, own_fragments=fragments is None)
+        check_run_settings(work / "run.json", settings, holder, _RESTART_ADVICE, inputs=inputs)
+
+    def check_inputs():
+        check_inputs_unchanged(inputs, fingerprint, f"{str(out)!r}")
     records = CompletionRecords(work / "records")
     kw = dict(records=records, scheduler=scheduler, workers=workers, retries=retries, progress=progress)
     reports: list = []
@@ -364,18 +410,21 @@ def segment_volume(
             create_zarr_array(out, "fragments.partial", shape=shape, dtype=label_dtype, chunks=bs, **geo)
             fn = _FragmentsBlock(affinities, affinities_dataset, out, blocks, wopts)
             reports.append(run_blocks("fragments", layout, fn, **kw))
+            check_inputs()
             publish_zarr_array(out, "fragments.partial", "fragments")
         n_fragments = sum(records.load("fragments", b.index)["n_fragments"] for b in layout)
     else:
         frag_src = fragments
         n_fragments = -1
     if fragments_only:
+        remove_stale_temporaries(work, started)
         return SegmentResult(out, ts, (), n_fragments, len(layout), tuple(reports),
-                             time.perf_counter() - t_start)
+                             time.perf_counter() - t_start, up_to_date=not reports)
 
     # 2. region graph per block, merged; 3. one global agglomeration
     (work / "graphs").mkdir(parents=True, exist_ok=True)
-    if not (work / "agglomeration.npz").is_file():
+    agglomerated_now = not (work / "agglomeration.npz").is_file()
+    if agglomerated_now:
         histograms = merge_function.startswith("hist_quant")
         fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms,
                          inside_threshold, offs)
@@ -384,6 +433,7 @@ def segment_volume(
         if offs is not None:  # the long-range evidence of pairs that touch anywhere in the volume
             graph = graph.add_evidence(RegionGraph.concatenate(
                 [_load_graph(work / "graphs" / f"{b.index}.npz", "long_range_") for b in layout]))
+        check_inputs()
         t0 = time.perf_counter()
         agg = agglomerate_graph(graph, ts, merge_function=merge_function)
         keys = agg.fragment_ids
@@ -411,10 +461,37 @@ def segment_volume(
         # records per set of datasets, so a rerun asking for other thresholds starts that set afresh
         stage = "relabel-" + hashlib.sha1(",".join(todo_names).encode()).hexdigest()[:10]
         reports.append(run_blocks(stage, layout, fn, **kw))
+        check_inputs()
         for n in todo_names:
             publish_zarr_array(out, f"{n}.partial", n)
+    remove_stale_temporaries(work, started)
     return SegmentResult(out, ts, tuple(n for n in all_names if n in write_names), n_fragments, len(layout),
-                         tuple(reports), time.perf_counter() - t_start)
+                         tuple(reports), time.perf_counter() - t_start,
+                         up_to_date=not reports and not agglomerated_now)
+
+
+_RESTART_ADVICE = ("pass restart=True (xpress-fast segment --restart) to discard it and start afresh, or use "
+                   "another output")
+
+
+def _clear_segment_run(out: Path, *, own_fragments: bool) -> None:
+    """Delete what :func:`segment_volume` wrote into ``out`` (never anything else there: the
+    container may also hold the affinities it reads)."""
+    import shutil
+
+    names = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("segmentation_")]
+    if own_fragments:
+        names += [out / "fragments", out / "fragments.partial"]
+    work = out / WORK
+    names += [work / "graphs", work / "records" / "fragments", work / "records" / "graph"]
+    if (work / "records").is_dir():
+        names += [p for p in (work / "records").iterdir() if p.name.startswith("relabel-")]
+    for p in names:
+        if p.is_dir():
+            shutil.rmtree(p)
+    for name in ("run.json", "agglomeration.npz", "lut_keys.npy", "lut_values.npy"):
+        if (work / name).is_file():
+            (work / name).unlink()
 
 
 def load_agglomeration(out, *, fragments: bool = False):
