@@ -21,7 +21,7 @@ import zarr
 
 from xpress_fast import io
 from xpress_fast.pipeline import RunChanged, segment_volume, segmentation_dataset
-from xpress_fast.pipeline import stages
+import xpress_fast as xf
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 THRESHOLDS = [0.3, 0.6]
@@ -141,9 +141,14 @@ def test_a_failed_save_leaves_no_temporary(tmp_path, monkeypatch):
             fh.write(b"PK partial")
         raise OSError(28, "No space left on device")
 
+    graph = xf.region_graph(np.ones((2, 2, 2), np.uint64), np.ones((3, 2, 2, 2), np.float32))
     monkeypatch.setattr(np, "savez", full)
     with pytest.raises(OSError, match="No space"):
-        stages._atomic_save_npz(tmp_path / "graph.npz", a=np.zeros(3))
+        xf.save_region_graph(graph, tmp_path / "graph.npz")
+    fragments = np.arange(1, 9, dtype=np.uint64).reshape(2, 2, 2)
+    agg = xf.agglomerate(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=fragments)
+    with pytest.raises(OSError, match="No space"):
+        xf.save_agglomeration(agg, tmp_path / "agg.npz")
     assert sorted(os.listdir(tmp_path)) == []
 
 

@@ -43,6 +43,11 @@ _EXPORTS = {
     "Agglomeration": "agglomeration",
     "MERGE_FUNCTIONS": "agglomeration",
     "DEFAULT_MERGE_FUNCTION": "agglomeration",
+    "check_merge_function": "agglomeration",
+    "save_region_graph": "saved",
+    "load_region_graph": "saved",
+    "save_agglomeration": "saved",
+    "load_agglomeration": "saved",
     "mutex_watershed": "mutex",
     # threshold sweeps scored against skeletons
     "sweep": "sweeps",

@@ -37,11 +37,18 @@ MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
 _STATISTIC = {"mean": 0, "max": 1, "min": 2}
 
 
-def _parse_merge_function(name) -> tuple:
-    """(statistic code, quantile, init_with_max) of a merge-function name."""
+def check_merge_function(name) -> str:
+    """``name`` if it is one of :data:`MERGE_FUNCTIONS` (TypeError / ValueError otherwise, naming
+    the choices): the check every API entry point and the CLI make before any work."""
     if not isinstance(name, str):
         raise TypeError(f"merge_function must be a string, one of {', '.join(MERGE_FUNCTIONS)}; got {name!r}")
     check_choice("merge_function", name, MERGE_FUNCTIONS)
+    return name
+
+
+def _parse_merge_function(name) -> tuple:
+    """(statistic code, quantile, init_with_max) of a merge-function name."""
+    check_merge_function(name)
     if name in _STATISTIC:
         return _STATISTIC[name], 50, False
     parts = name.split("_")

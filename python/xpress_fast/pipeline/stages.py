@@ -95,18 +95,6 @@ def _open(path, dataset):
     return open_volume(path, dataset)
 
 
-def _atomic_save_npz(path: Path, **arrays) -> None:
-    """Save to a temporary name beside ``path`` and move it into place; a failed save (disk full)
-    leaves no temporary behind (a killed one is removed by the next successful run)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 # ------------------------------------------------------------------------------------------------
 # the block functions (module level, so the process and distributed schedulers can pickle them)
 
@@ -145,6 +133,7 @@ class _GraphBlock:
 
     def __call__(self, block) -> dict:
         from ..region_graphs import long_range_graph, region_graph
+        from ..saved import save_region_graph
 
         affs = _open(self.affs_path, self.affs_dataset).data
         frags = _open(self.fragments_path, self.fragments_dataset).data
@@ -155,12 +144,11 @@ class _GraphBlock:
         f, a = np.asarray(frags[read]), np.asarray(affs[(slice(None),) + read])
         g = region_graph(f, a, context=ctx, histograms=self.histograms, threads=1,
                          inside_threshold=self.inside_threshold)
-        arrays = _graph_arrays(g)
-        if self.offsets is not None:
+        if self.offsets is not None:  # written first: the block's graph file marks it complete
             lifted = long_range_graph(f, a, self.offsets, context=ctx, histograms=self.histograms, threads=1,
                                       inside_threshold=self.inside_threshold)
-            arrays.update({f"long_range_{k}": v for k, v in _graph_arrays(lifted).items()})
-        _atomic_save_npz(Path(self.work) / "graphs" / f"{block.index}.npz", **arrays)
+            save_region_graph(lifted, _graph_path(self.work, block.index, long_range=True))
+        save_region_graph(g, _graph_path(self.work, block.index))
         return {"n_edges": int(g.n_edges)}
 
 
@@ -196,21 +184,8 @@ class _RelabelBlock:
         return {}
 
 
-def _graph_arrays(g) -> dict:
-    arrays = {"edges": g.edges, "counts": g.counts, "sums": g.sums, "mins": g.mins, "maxs": g.maxs}
-    if g.has_histograms:
-        arrays.update(hist_offsets=g.hist_offsets, hist_bins=g.hist_bins, hist_counts=g.hist_counts)
-    return arrays
-
-
-def _load_graph(path: Path, prefix: str = ""):
-    from ..region_graphs import RegionGraph
-
-    with np.load(path) as z:
-        hist = ((z[prefix + "hist_offsets"], z[prefix + "hist_bins"], z[prefix + "hist_counts"])
-                if prefix + "hist_offsets" in z.files else (None, None, None))
-        return RegionGraph(z[prefix + "edges"], z[prefix + "counts"], z[prefix + "sums"], z[prefix + "mins"],
-                           z[prefix + "maxs"], *hist)
+def _graph_path(work, index: int, *, long_range: bool = False) -> Path:
+    return Path(work) / "graphs" / (f"{index}-long-range.npz" if long_range else f"{index}.npz")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,16 +284,17 @@ def segment_volume(
     """
     import zarr
 
-    from ..agglomeration import _parse_merge_function, agglomerate_graph
+    from ..agglomeration import agglomerate_graph, check_merge_function
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
     from ..region_graphs import RegionGraph
+    from ..saved import load_agglomeration, load_region_graph, save_agglomeration
     from .._validate import sorted_thresholds
     from ..fragments import check_affinities, check_affinity_shape, check_block_options, watershed_blocks
 
     t_start = time.perf_counter()
     check_run_options(scheduler=scheduler, workers=workers, retries=retries)
     ts = sorted_thresholds("thresholds", thresholds)
-    _parse_merge_function(merge_function)
+    check_merge_function(merge_function)
     out = Path(out)
     if container_kind(out) != "zarr":
         raise ValueError(f"out must be a zarr container (a path ending in .zarr); got {str(out)!r}")
@@ -429,10 +405,10 @@ def segment_volume(
         fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms,
                          inside_threshold, offs)
         reports.append(run_blocks("graph", layout, fn, **kw))
-        graph = RegionGraph.concatenate([_load_graph(work / "graphs" / f"{b.index}.npz") for b in layout])
+        graph = RegionGraph.concatenate([load_region_graph(_graph_path(work, b.index)) for b in layout])
         if offs is not None:  # the long-range evidence of pairs that touch anywhere in the volume
             graph = graph.add_evidence(RegionGraph.concatenate(
-                [_load_graph(work / "graphs" / f"{b.index}.npz", "long_range_") for b in layout]))
+                [load_region_graph(_graph_path(work, b.index, long_range=True)) for b in layout]))
         check_inputs()
         t0 = time.perf_counter()
         agg = agglomerate_graph(graph, ts, merge_function=merge_function)
@@ -440,14 +416,16 @@ def segment_volume(
         values = np.stack([agg.lut(t)[1] for t in ts]) if len(keys) else np.zeros((len(ts), 0), np.uint64)
         np.save(work / "lut_keys.npy", keys)
         np.save(work / "lut_values.npy", values)
-        _atomic_save_npz(work / "agglomeration.npz", fragment_ids=agg.fragment_ids, u=agg._u, v=agg._v,
-                         scores=agg.scores, levels=agg.levels, thresholds=ts,
-                         merge_function=np.array(merge_function))
+        save_agglomeration(agg, work / "agglomeration.npz")  # last: it marks the stage complete
         log.info("global agglomeration: %d fragments, %d edges, %d merges in %.1f s", len(keys),
                  graph.n_edges, len(agg.scores), time.perf_counter() - t0)
+    agg = load_agglomeration(work / "agglomeration.npz")  # checked: a damaged record is refused
+    if agg.merge_function != merge_function or not np.array_equal(agg.thresholds, ts):
+        raise RunChanged(f"{str(out)!r}: its saved agglomeration does not match the run's settings; "
+                         f"{_RESTART_ADVICE}", ["agglomeration"])
+    _check_luts(work, len(agg.fragment_ids), len(ts))
     if n_fragments < 0:
-        with np.load(work / "agglomeration.npz") as z:
-            n_fragments = int(len(z["fragment_ids"]))
+        n_fragments = len(agg.fragment_ids)
 
     # 4. relabel per block, every threshold asked for
     todo = [(row, n) for row, n in enumerate(all_names) if n in write_names and not (out / n).is_dir()]
@@ -494,20 +472,36 @@ def _clear_segment_run(out: Path, *, own_fragments: bool) -> None:
             (work / name).unlink()
 
 
+def _check_luts(work: Path, n_fragments: int, n_thresholds: int) -> None:
+    """The lookup tables the relabel blocks read must match the saved agglomeration."""
+    try:
+        keys = np.load(work / "lut_keys.npy", mmap_mode="r", allow_pickle=False)
+        values = np.load(work / "lut_values.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunChanged(f"{str(work)!r}: the lookup tables are damaged ({exc}); {_RESTART_ADVICE}",
+                         ["lookup tables"]) from None
+    if (keys.dtype != np.uint64 or keys.shape != (n_fragments,) or values.dtype != np.uint64
+            or values.shape != (n_thresholds, n_fragments)):
+        raise RunChanged(f"{str(work)!r}: the lookup tables ({keys.shape}, {values.shape}) do not match the saved "
+                         f"agglomeration ({n_fragments} fragments, {n_thresholds} thresholds); {_RESTART_ADVICE}",
+                         ["lookup tables"])
+
+
 def load_agglomeration(out, *, fragments: bool = False):
     """The global :class:`~xpress_fast.Agglomeration` of a block-wise run in ``out``.
 
     Its ``fragments`` is None unless ``fragments`` (then the whole fragment volume is read);
     pass the zarr dataset ``open_volume(out, "fragments").data`` to :func:`xpress_fast.sweep`
-    as ``fragments=`` to read only the voxels under skeleton nodes.
+    as ``fragments=`` to read only the voxels under skeleton nodes. The saved merge history is
+    checked (:func:`xpress_fast.load_agglomeration`): a damaged record gives a ValueError.
     """
-    from ..agglomeration import Agglomeration
     from ..io import read_volume
+    from ..saved import load_agglomeration as load_saved
 
     path = Path(out) / WORK / "agglomeration.npz"
     if not path.is_file():
         raise ValueError(f"{str(out)!r} holds no finished agglomeration (run segment first)")
-    with np.load(path) as z:
-        frag = read_volume(out, "fragments").data if fragments else None
-        return Agglomeration(frag, z["fragment_ids"], str(z["merge_function"]), z["thresholds"],
-                             z["u"], z["v"], z["scores"], z["levels"])
+    agg = load_saved(path)
+    if fragments:
+        agg.fragments = read_volume(out, "fragments").data
+    return agg
