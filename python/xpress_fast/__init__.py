@@ -49,6 +49,7 @@ _EXPORTS = {
     "save_agglomeration": "saved",
     "load_agglomeration": "saved",
     "mutex_watershed": "mutex",
+    "map_labels": "relabel",
     # threshold sweeps scored against skeletons
     "sweep": "sweeps",
     "SweepResult": "sweeps",

@@ -126,13 +126,10 @@ class Agglomeration:
 
     def map(self, fragment_ids, threshold) -> np.ndarray:
         """Segment ids (uint64, same shape) of an array of fragment ids at ``threshold``."""
-        from . import _segment
+        from .relabel import map_labels
 
         ids = _fragment_id_array(fragment_ids)
-        keys, values = self.lut(threshold)
-        if ids.dtype == np.uint32:
-            return _segment.map_labels_uint32(np.ascontiguousarray(ids), keys, values)
-        return _segment.map_labels_uint64(np.ascontiguousarray(ids, dtype=np.uint64), keys, values)
+        return map_labels(ids, *self.lut(threshold))
 
     def map_many(self, fragment_ids, thresholds) -> np.ndarray:
         """Segment ids of the same fragment ids at several thresholds, from one pass over the history.

@@ -162,7 +162,7 @@ class _RelabelBlock:
     def __call__(self, block) -> dict:
         import zarr
 
-        from .. import _segment
+        from ..relabel import map_labels
 
         frags = _open(self.fragments_path, self.fragments_dataset).data
         core = np.ascontiguousarray(np.asarray(frags[block.core]), dtype=np.uint64)
@@ -178,7 +178,7 @@ class _RelabelBlock:
         sub_keys = np.ascontiguousarray(ids[present])
         for row, name in zip(self.rows, self.names):
             sub_values = np.ascontiguousarray(values[row][pos[present]], dtype=np.uint64)
-            seg = _segment.map_labels_uint64(core, sub_keys, sub_values)
+            seg = map_labels(core, sub_keys, sub_values)
             z = zarr.open_array(str(Path(self.out) / f"{name}.partial"), mode="r+")
             z[block.core] = seg.astype(z.dtype, copy=False)
         return {}
