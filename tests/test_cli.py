@@ -415,3 +415,25 @@ def test_unwritable_or_full_output_exit_2_nothing_left(case, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
     assert list(rep.iterdir()) == []  # no temporary or half-written file left
+
+
+def test_hostile_skeleton_file_exits_2_with_one_line(case, tmp_path, capsys):
+    """A 1 KB archive whose .npy header declares 24 TB of positions: refused before allocating,
+    as bad input (exit 2, one line naming the file), not a MemoryError traceback."""
+    import io as _io
+    import zipfile
+
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"shape": (10**12, 3), "fortran_order": False, "descr": "<f8"})
+    hostile = tmp_path / "hostile.npz"
+    with zipfile.ZipFile(hostile, "w") as zf:
+        zf.writestr("positions_zyx.npy", header.getvalue() + bytes(48))
+        edges = _io.BytesIO()
+        np.save(edges, np.zeros((0, 2), np.int64))
+        zf.writestr("edges.npy", edges.getvalue())
+    assert hostile.stat().st_size < 1024
+    assert main(["evaluate", str(case["seg"]), "--dataset", "labels", "--skeletons", str(hostile)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xpress-fast evaluate: error:") and "hostile.npz" in err
+    assert "declares shape (1000000000000, 3)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

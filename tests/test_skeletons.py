@@ -7,8 +7,18 @@ that the payload would create).
 """
 from __future__ import annotations
 
+import gc
+import io
 import os
 import pickle
+import pickletools
+import re
+import struct
+import subprocess
+import sys
+import time
+import warnings
+import zipfile
 
 import networkx as nx
 import numpy as np
@@ -20,6 +30,7 @@ from reference_metrics import _components
 from strategies import random_case
 
 xf = pytest.importorskip("xpress_fast")
+from xpress_fast._npz import read_npz  # noqa: E402
 from xpress_fast.skeletons import Skeletons, load_skeletons, save_skeletons  # noqa: E402
 
 
@@ -407,3 +418,336 @@ def test_save_rejects_unknown_format(tmp_path):
         save_skeletons(s, tmp_path / "x.npz", fmt="hdf5")
     with pytest.raises(TypeError, match="skeletons"):
         save_skeletons([1, 2], tmp_path / "x.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile sizes and malformed files: always ValueError naming the file, never another exception
+# ---------------------------------------------------------------------------------------------
+
+def _npy_bytes(shape, descr="<f8", data=b"", fortran=False):
+    """A .npy member by hand: a header that declares anything, followed by ``data``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"shape": shape, "fortran_order": fortran, "descr": descr})
+    return buf.getvalue() + data
+
+
+def _zip_bytes(members, compression=None):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate names some tests want
+        with zipfile.ZipFile(buf, "w", compression or zipfile.ZIP_STORED) as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    return buf.getvalue()
+
+
+_EDGES_NPY = _npy_bytes((0, 2), "<i8")
+
+
+def _size_lie(data, member, file_size):
+    """Rewrite ``member``'s uncompressed size in the zip's central directory."""
+    name = member.encode()
+    at = data.index(b"PK\x01\x02")  # the first central directory entry
+    while data[at + 46: at + 46 + len(name)] != name:
+        at = data.index(b"PK\x01\x02", at + 4)
+    return data[: at + 24] + struct.pack("<I", file_size) + data[at + 28:]
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("huge_shape", r"declares shape \(1000000000000, 3\) of float64 \(24000000000000 bytes\) but holds 48 bytes"),
+    ("huge_shape_deflated", r"declares shape \(1000000000000, 3\)"),
+    ("more_than_present", r"declares shape \(100, 3\) of float64 \(2400 bytes\) but holds 24 bytes"),
+    ("less_than_present", r"declares shape \(1, 3\) of float64 \(24 bytes\) but holds 48 bytes"),
+    ("negative_dim", r"declares shape \(-1, 3\)"),
+    ("zip_size_lie", r"member 'positions_zyx.npy' claims 2400000128 bytes \(stored\) from 176 bytes"),
+    ("deflate_size_lie", r"member 'positions_zyx.npy' claims 2400000128 bytes \(deflated\) from \d+ bytes"),
+    ("bzip2", "compression method 12"),
+    ("object_dtype", "holds Python objects"),
+    ("duplicate", "holds array 'positions_zyx' twice"),
+    ("not_npy", "member 'readme.txt' is not a .npy array"),
+    ("bad_magic", "magic string is not correct"),
+    ("missing", r"lacks arrays \['positions_zyx'\]"),
+])
+def test_hostile_and_damaged_archives_are_refused_before_allocating(tmp_path, damage, match):
+    pos = _npy_bytes((10**12, 3), data=bytes(48))
+    members = [("positions_zyx.npy", pos), ("edges.npy", _EDGES_NPY)]
+    compression = None
+    if damage == "huge_shape_deflated":
+        compression = zipfile.ZIP_DEFLATED
+    elif damage == "more_than_present":
+        members[0] = ("positions_zyx.npy", _npy_bytes((100, 3), data=bytes(24)))
+    elif damage == "less_than_present":
+        members[0] = ("positions_zyx.npy", _npy_bytes((1, 3), data=bytes(48)))
+    elif damage == "negative_dim":
+        members[0] = ("positions_zyx.npy", _npy_bytes((-1, 3), data=bytes(24)))
+    elif damage in ("zip_size_lie", "deflate_size_lie"):
+        # header and directory agree on 2.4 GB; only the bytes really there tell the lie
+        members[0] = ("positions_zyx.npy", _npy_bytes((10**8, 3), data=bytes(48)))
+        compression = zipfile.ZIP_DEFLATED if damage == "deflate_size_lie" else None
+    elif damage == "bzip2":
+        compression = zipfile.ZIP_BZIP2
+    elif damage == "object_dtype":
+        members[0] = ("positions_zyx.npy", _npy_bytes((1,), "|O", data=b"\x80\x04N."))
+    elif damage == "duplicate":
+        members.append(("positions_zyx.npy", _npy_bytes((1, 3), data=bytes(24))))
+    elif damage == "not_npy":
+        members.append(("readme.txt", b"hello"))
+    elif damage == "bad_magic":
+        members[0] = ("positions_zyx.npy", b"\x93NUMPX" + pos[6:])
+    elif damage == "missing":
+        members = members[1:]
+    data = _zip_bytes(members, compression)
+    if damage in ("zip_size_lie", "deflate_size_lie"):
+        data = _size_lie(data, "positions_zyx.npy", len(_npy_bytes((10**8, 3))) + 24 * 10**8)
+    path = tmp_path / f"hostile_{damage}.npz"
+    path.write_bytes(data)
+    assert len(data) < 1024
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=f"hostile_{damage}.npz") as info:
+        load_skeletons(path)
+    assert time.perf_counter() - t0 < 1.0
+    assert "\n" not in str(info.value)
+
+    assert re.search(match, str(info.value)), str(info.value)
+
+
+def test_read_npz_reads_what_np_savez_writes(tmp_path):
+    arrays = {"a": np.arange(12.0).reshape(3, 4), "f": np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)),
+              "be": np.arange(5, dtype=">u2"), "empty": np.zeros((0, 3)), "s": np.array(["ab", "c"]),
+              "scalar": np.array(7.5)}
+    for compressed in (False, True):
+        buf = io.BytesIO()
+        (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+        path = tmp_path / f"a{compressed}.npz"
+        path.write_bytes(buf.getvalue())
+        for source in (buf.getvalue(), path, str(path)):
+            got = read_npz(source, name="x")
+            assert list(got) == list(arrays)
+            for k, v in arrays.items():
+                np.testing.assert_array_equal(got[k], v)
+                assert got[k].dtype == v.dtype and got[k].shape == v.shape and got[k].flags.writeable
+            assert got["f"].flags.f_contiguous
+        got = read_npz(path, required=("a",), optional=("s", "nope"))
+        assert list(got) == ["a", "s"]
+        with pytest.raises(ValueError, match=r"'/?.*a(True|False)\.npz' lacks arrays \['nope'\]"):
+            read_npz(path, required=("nope",))
+    with pytest.raises(ValueError, match="my record: not a valid zip archive"):
+        read_npz(b"not a zip", name="my record")
+    with pytest.raises(ValueError, match="npz data: not a valid zip archive"):
+        read_npz(b"")
+    with pytest.raises(OSError):
+        read_npz(tmp_path / "missing.npz")
+
+
+def test_read_npz_detects_corrupt_member_data(tmp_path):
+    buf = io.BytesIO()
+    np.savez(buf, a=np.arange(100.0))
+    data = bytearray(buf.getvalue())
+    at = bytes(data).index(np.arange(100.0)[50:].tobytes()[:8])
+    data[at] ^= 0xFF  # inside the array data: only the CRC can tell
+    with pytest.raises(ValueError, match="crc.npz: member 'a.npy': BadZipFile: Bad CRC-32"):
+        read_npz(bytes(data), name="crc.npz")
+
+
+def _mutants(data: bytes, n: int, seed: int):
+    """Byte-level damage: flipped bits, overwritten, inserted and deleted bytes, boundary values."""
+    rng = np.random.default_rng(seed)
+    runs = [b"\xff\xff\xff\x7f", b"\x00\x00\x00\x00", b"\xff" * 8, b"\x80\x00\x00\x00"]
+    for _ in range(n):
+        d = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            kind, i = int(rng.integers(0, 5)), int(rng.integers(0, len(d) + 1))
+            if kind == 0 and d:
+                d[min(i, len(d) - 1)] ^= 1 << int(rng.integers(0, 8))
+            elif kind == 1 and d:
+                d[min(i, len(d) - 1)] = int(rng.integers(0, 256))
+            elif kind == 2:
+                d[i:i] = rng.integers(0, 256, int(rng.integers(1, 5)), dtype=np.uint8).tobytes()
+            elif kind == 3:
+                del d[i:i + int(rng.integers(1, 5))]
+            else:
+                run = runs[int(rng.integers(0, len(runs)))]
+                d[i:i + len(run)] = run
+        yield bytes(d)
+
+
+def _memo_bomb(data: bytes) -> bool:
+    """Whether a pickle stores into memo slot >= 1e6 (PUT / LONG_BINPUT with a huge index).
+
+    CPython's C unpickler sizes its memo table by the largest index a file names, filling it
+    before anything else happens: 5 bytes can make it write 30 GB. load_skeletons cannot see
+    that coming without a pure-Python pass over every opcode (2-3x the load time), so this is
+    a known, unguarded limit; mutants that hit it are left out rather than run the machine out
+    of memory.
+    """
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("PUT", "LONG_BINPUT") and int(arg) >= 10**6:
+                return True
+    except Exception:
+        pass  # a damaged stream: the unpickler stops where the scan stops
+    return False
+
+
+def _small_file(tmp_path, fmt) -> bytes:
+    """A valid file of ~20 nodes in three skeletons, in each form load_skeletons reads."""
+    rng = np.random.default_rng(12)
+    s = Skeletons(rng.random((20, 3)) * 5000, [[i, i + 1] for i in range(19) if i % 7 != 6],
+                  node_ids=rng.permutation(1000)[:20] * 3 + 1, ids=np.arange(20) // 7)
+    path = tmp_path / f"small_{fmt}.npz"
+    if fmt in ("networkx", "arrays"):
+        save_skeletons(s, path, fmt=fmt)
+    elif fmt == "arrays_compressed":
+        np.savez_compressed(path, positions_zyx=s.positions, edges=s.edges, node_ids=s.node_ids)
+    else:  # numpy positions, as some challenge files hold them: arrays, dtypes, scalars in the pickle
+        g = nx.Graph()
+        for nid, p in zip(s.node_ids.tolist(), s.positions):
+            g.add_node(nid, position=p[::-1].copy(), id=np.int64(nid))
+        g.add_edges_from((int(s.node_ids[u]), int(s.node_ids[v])) for u, v in s.edges)
+        buf = io.BytesIO()
+        pickle.dump(g, buf, protocol=int(fmt[-1]))
+        path.write_bytes(buf.getvalue())
+    data = path.read_bytes()
+    assert load_skeletons(path).n_nodes == 20
+    return data
+
+
+@pytest.mark.parametrize("fmt", ["networkx", "arrays", "arrays_compressed", "numpy_positions_p2",
+                                 "numpy_positions_p5"])
+def test_byte_mutation_fuzz_gives_skeletons_or_value_error(tmp_path, fmt):
+    """Every damaged file loads or raises ValueError naming it: never KeyError, AttributeError,
+    NotImplementedError, zlib.error, MemoryError, ... (a run of 200,000 such mutants, outside the
+    suite, found those; these few hundred per form catch them again)."""
+    data = _small_file(tmp_path, fmt)
+    path = tmp_path / "mutant.npz"
+    outcomes = {"loaded": 0, "refused": 0}
+    for k, mutant in enumerate(_mutants(data, 300, seed=sum(map(ord, fmt)))):
+        if _memo_bomb(mutant):
+            continue
+        path.write_bytes(mutant)
+        try:
+            result = load_skeletons(path)
+        except ValueError as exc:
+            assert "mutant.npz" in str(exc) and "\n" not in str(exc), (k, str(exc))
+            outcomes["refused"] += 1
+        except Exception as exc:  # the contract broken: report which mutant and how
+            pytest.fail(f"mutant {k} of {fmt}: {type(exc).__name__}: {exc}")
+        else:
+            assert isinstance(result, Skeletons)
+            outcomes["loaded"] += 1
+    assert outcomes["loaded"] > 0 and outcomes["refused"] > 0
+
+
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_byte_edits_of_a_challenge_pickle_give_skeletons_or_value_error(tmp_path_factory, edits):
+    d = tmp_path_factory.mktemp("edits", numbered=True)
+    data = bytearray(_small_file(d, "networkx"))
+    for at, value in edits:
+        data[at % len(data)] = value
+    if _memo_bomb(bytes(data)):
+        return
+    path = d / "edited.npz"
+    path.write_bytes(bytes(data))
+    try:
+        assert isinstance(load_skeletons(path), Skeletons)
+    except ValueError as exc:
+        assert "edited.npz" in str(exc)
+
+
+class _Reduce:
+    """Pickles as ``func(*args)`` followed by ``__setstate__(state)``: numpy's constructors called
+    with whatever arguments a hostile file chooses."""
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's own name for it, in numpy 1 and 2
+
+
+def _hostile_numpy(kind):
+    dtype_state = (3, "|", None, None, None, -1, -1, 63)
+    if kind == "object_array":  # 20 million elements, each set to None: 160 MB really allocated
+        return _Reduce(_RECONSTRUCT, (np.ndarray, (20_000_000,), _Reduce(np.dtype, ("O8", False, True), dtype_state)))
+    if kind == "ndarray_call":
+        return _Reduce(np.ndarray, ((20_000_000,), _Reduce(np.dtype, ("O8", False, True), dtype_state)))
+    if kind == "forged_fields":  # a void dtype whose state says its bytes are an object field
+        forged = _Reduce(np.dtype, ("V8", False, True),
+                         (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0))
+        return _Reduce(_RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (3,), forged, False, b"\x41" * 24))
+    # a float dtype whose state holds an int where numpy expects the sub-array tuple
+    return _Reduce(_RECONSTRUCT, (np.ndarray, (0,), b"b"),
+                   (1, (3,), _Reduce(np.dtype, ("f8", False, True), (3, "<", 20046, None, None, -1, -1, 0)), False,
+                    np.arange(3.0).tobytes()))
+
+
+def test_hostile_numpy_objects_in_a_pickle_are_refused(tmp_path):
+    """numpy's constructors trust their pickled arguments: a 100-byte file could allocate without
+    bound, or crash the process (forged dtype state). Loaded in a child process, so that a crash
+    is a test failure rather than the end of the run; its peak traced memory shows that nothing
+    big was made."""
+    kinds = ["object_array", "ndarray_call", "forged_fields", "bad_dtype_state"]
+    for kind in kinds:
+        g = nx.Graph()
+        g.add_node(1, position=_hostile_numpy(kind))
+        g.add_node(2, position=(0.0, 0.0, 0.0))
+        (tmp_path / f"numpy_{kind}.npz").write_bytes(pickle.dumps(g, protocol=2))
+        assert (tmp_path / f"numpy_{kind}.npz").stat().st_size < 1024
+    code = (
+        "import sys, tracemalloc; tracemalloc.start()\n"
+        "from xpress_fast.skeletons import load_skeletons\n"
+        "for path in sys.argv[1:]:\n"
+        "    tracemalloc.reset_peak()\n"
+        "    try:\n        result = f'loaded {load_skeletons(path)}'\n"
+        "    except ValueError as exc:\n        result = f'ValueError {exc}'\n"
+        "    print(tracemalloc.get_traced_memory()[1], result, flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, *(str(tmp_path / f"numpy_{k}.npz") for k in kinds)],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
+    out = dict(zip(kinds, r.stdout.splitlines()))
+    for kind, line in out.items():
+        peak, result = line.split(" ", 1)
+        assert int(peak) < 50_000_000, (kind, line)
+        if kind == "bad_dtype_state":  # plain float64 positions: only the dtype's state was damaged
+            assert result.startswith("loaded Skeletons(n_nodes=2"), (kind, line)
+        else:
+            assert result.startswith("ValueError") and f"numpy_{kind}.npz" in result, (kind, line)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("attributes_not_dict", "graph node 1: attributes must be a dict; got tuple"),
+    ("edge_to_missing_node", r"graph edge \(1, 99\) refers to a node the graph does not have"),
+    ("broken_adjacency", "holds a malformed networkx graph: AttributeError"),
+    ("position_is_a_graph", r"graph node 1: 'position' must be three numbers; got <networkx"),
+    ("position_too_big", "graph node 1: 'position' must be three numbers"),
+    ("position_complex", "graph node 1: 'position' must be three numbers; got"),
+])
+def test_malformed_graph_internals_give_value_error(tmp_path, damage, match):
+    """What a damaged pickle can hand from_networkx: a graph whose internals are inconsistent."""
+    g = nx.Graph()
+    g.add_node(1, position=(1.0, 2.0, 3.0))
+    g.add_node(2, position=(1.0, 2.0, 4.0))
+    g.add_edge(1, 2)
+    if damage == "attributes_not_dict":
+        g._node[1] = (1.0, 2.0, 3.0)
+    elif damage == "edge_to_missing_node":
+        g._adj[1][99] = {}
+        g._adj[99] = {1: {}}
+    elif damage == "broken_adjacency":
+        g.__dict__["_adj"] = (1, 2)
+    elif damage == "position_is_a_graph":
+        g.nodes[1]["position"] = nx.Graph()
+    elif damage == "position_too_big":
+        g.nodes[1]["position"] = (10**400, 0, 0)
+    else:
+        g.nodes[1]["position"] = np.array([1 + 2j, 0, 0])
+    path = tmp_path / f"graph_{damage}.npz"
+    path.write_bytes(pickle.dumps(g, protocol=4))
+    with pytest.raises(ValueError, match=f"graph_{damage}.npz") as info:
+        load_skeletons(path)
+    assert re.search(match, str(info.value)), str(info.value)
+    assert gc.isenabled()  # the loader pauses the collector while unpickling, and only then

@@ -8,14 +8,17 @@ containers) and refuses anything else.
 """
 from __future__ import annotations
 
+import gc
 import io
+import math
 import os
 import pickle
-import zipfile
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ._npz import read_npz
 from ._validate import as_array
 
 __all__ = ["Skeletons", "load_skeletons", "save_skeletons", "as_skeletons"]
@@ -114,35 +117,45 @@ class Skeletons:
         positions = None
         if ids is None and nodes:  # fast path: one array conversion; the loop below explains failures
             try:
-                fast = np.array([data[position_attribute] for _, data in graph.nodes(data=True)], dtype=np.float64)
-                if fast.shape == (len(nodes), 3):
+                fast = np.array([data[position_attribute] for _, data in graph.nodes(data=True)])
+                if fast.shape == (len(nodes), 3) and fast.dtype.kind in "iuf":
+                    fast = fast.astype(np.float64)
                     positions = np.ascontiguousarray(fast[:, ::-1] if position_order == "xyz" else fast)
-            except (KeyError, TypeError, ValueError):
+            except Exception:  # whatever the attributes are, the loop below says what is wrong
                 pass
         slow = positions is None
         if slow:
             positions = np.empty((len(nodes), 3), dtype=np.float64)
         for i, (node, data) in enumerate(graph.nodes(data=True) if slow else ()):
+            if not isinstance(data, Mapping):
+                raise ValueError(f"graph node {_brief(node)}: attributes must be a dict; got {type(data).__name__}")
             if position_attribute not in data:
-                raise ValueError(f"graph node {node!r} has no {position_attribute!r} attribute")
-            try:
-                p = np.asarray(data[position_attribute], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"graph node {node!r}: {position_attribute!r} must be three numbers; got {data[position_attribute]!r}"
-                ) from None
-            if p.shape != (3,):
-                raise ValueError(f"graph node {node!r}: {position_attribute!r} must be three numbers; got {p.tolist()}")
+                raise ValueError(f"graph node {_brief(node)} has no {position_attribute!r} attribute")
+            p = _three_numbers(data[position_attribute])
+            if p is None:
+                raise ValueError(f"graph node {_brief(node)}: {position_attribute!r} must be three numbers; "
+                                 f"got {_brief(data[position_attribute])}")
             positions[i] = p[::-1] if position_order == "xyz" else p
             if ids is not None:
                 if id_attribute not in data:
-                    raise ValueError(f"graph node {node!r} has no {id_attribute!r} attribute")
-                ids[i] = int(data[id_attribute])
-        edges = np.array([(index[u], index[v]) for u, v in graph.edges()], dtype=np.int64).reshape(-1, 2)
+                    raise ValueError(f"graph node {_brief(node)} has no {id_attribute!r} attribute")
+                try:
+                    ids[i] = int(data[id_attribute])
+                except Exception:
+                    raise ValueError(f"graph node {_brief(node)}: {id_attribute!r} must be an integer; "
+                                     f"got {_brief(data[id_attribute])}") from None
+        edges = []
+        for u, v in graph.edges():
+            if u not in index or v not in index:  # only a damaged graph has edges to nodes it lacks
+                raise ValueError(f"graph edge ({_brief(u)}, {_brief(v)}) refers to a node the graph does not have")
+            edges.append((index[u], index[v]))
+        edges = np.array(edges, dtype=np.int64).reshape(-1, 2)
+        node_ids = None
         if all(isinstance(node, (int, np.integer)) and not isinstance(node, bool) for node in nodes):
-            node_ids = np.array(nodes, dtype=np.int64)
-        else:
-            node_ids = None
+            try:
+                node_ids = np.array(nodes, dtype=np.int64)
+            except OverflowError:  # ids beyond int64: numbered 0, 1, ... as other node types
+                pass
         return cls(positions, edges, node_ids=node_ids, ids=ids)
 
     def to_networkx(self):
@@ -195,6 +208,30 @@ class Skeletons:
         return f"Skeletons(n_nodes={self.n_nodes}, n_edges={self.n_edges}, n_skeletons={self.n_skeletons})"
 
 
+def _three_numbers(value) -> np.ndarray | None:
+    """``value`` as a (3,) float64 array, or None if it is not three real numbers.
+
+    Anything may stand here in a graph read from a file, so any failure means "not three numbers";
+    complex numbers and strings are refused rather than converted.
+    """
+    try:
+        p = np.asarray(value)
+        if p.shape != (3,) or p.dtype.kind not in "iuf":
+            return None
+        return p.astype(np.float64)
+    except Exception:
+        return None
+
+
+def _brief(value, limit: int = 80) -> str:
+    """A one-line repr for error messages, safe for objects from a damaged file (their repr may fail)."""
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _unique_undirected(edges: np.ndarray) -> np.ndarray:
     """Drop repeated undirected edges, keeping the first occurrence and its order."""
     if edges.shape[0] < 2:
@@ -222,16 +259,9 @@ def as_skeletons(skeletons, name: str = "skeletons") -> Skeletons:
 # -- files ---------------------------------------------------------------------------------------
 # (module, name) pairs a pickled networkx skeleton graph may reference; nothing else is built.
 # Python 2-era protocols name the same things copy_reg / __builtin__, and encode bytes with
-# _codecs.encode (a str-to-bytes conversion, no code).
+# _codecs.encode (a str-to-bytes conversion, no code). numpy's constructors are in
+# _NUMPY_GLOBALS below: checked versions, not numpy's own.
 _ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
     ("copyreg", "_reconstructor"),
     ("copy_reg", "_reconstructor"),
     ("builtins", "object"),
@@ -250,9 +280,97 @@ _NETWORKX_CLASS_MODULES = {
     "networkx.classes.multidigraph", "networkx.classes.reportviews", "networkx.classes.coreviews",
 }
 
+# numpy's pickles build a dtype as dtype('f8', False, True) then __setstate__((3, '<', ...)), an
+# array as _reconstruct(ndarray, (0,), b'b') then __setstate__((version, shape, dtype, fortran,
+# raw bytes)), a scalar as scalar(dtype, raw bytes), a protocol-5 array as _frombuffer(buffer,
+# dtype, shape, order). numpy's own versions trust those arguments: a wrong field in a dtype's
+# state crashes the process, a forged state can mark plain bytes as object pointers (which numpy
+# then dereferences), and 60 bytes can ask for a billion-element object array (filled with None,
+# so really allocated). A file therefore gets stand-ins: plain fixed-size dtypes built from their
+# type string alone (of the state only the byte order is used), arrays and scalars with exactly
+# as many bytes as their shape needs.
+_numpy_scalar = np.float64(0).__reduce__()[0]  # the functions numpy's own pickles name,
+_numpy_frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # in numpy 1 and 2 alike
+
+
+class _PickledDtype:
+    """What ``numpy.dtype(...)`` in a file makes; :func:`_plain_dtype` turns it into the dtype."""
+
+    def __init__(self, spec, align=False, copy=False):
+        dtype = np.dtype(spec) if isinstance(spec, str) else None
+        if dtype is None or dtype.kind not in "biufcSU" or dtype.fields is not None or dtype.subdtype is not None:
+            raise pickle.UnpicklingError(f"refusing numpy dtype {_brief(spec)} (only plain numbers and strings)")
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
+            raise pickle.UnpicklingError("malformed numpy dtype state")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _plain_dtype(dtype) -> np.dtype:
+    if not isinstance(dtype, _PickledDtype):
+        raise pickle.UnpicklingError(f"a numpy array or scalar with dtype {_brief(dtype)}")
+    return dtype.dtype
+
+
+def _raw_bytes(raw, nbytes: int, what: str) -> bytes:
+    if isinstance(raw, str):  # Python 2 pickles carry the bytes as latin-1 text, as numpy accepts
+        raw = raw.encode("latin-1")
+    if not isinstance(raw, bytes) or len(raw) != nbytes:
+        raise pickle.UnpicklingError(f"numpy {what} data does not match its declared size")
+    return raw
+
+
+class _NdarrayName:
+    """What ``numpy.ndarray`` in a file unpickles to: good only as :func:`_reconstruct`'s argument
+    (calling numpy.ndarray directly would allocate whatever shape the file names)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray from a pickle")
+
+
+class _CheckedArray(np.ndarray):
+    """The array :func:`_reconstruct` makes: its ``__setstate__`` checks what the file gives it."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("malformed numpy array state")
+        shape, dtype, fortran, raw = state[-4:]
+        dtype = _plain_dtype(dtype)
+        if type(shape) is not tuple or min(shape, default=0) < 0:  # numpy refuses non-integers itself
+            raise pickle.UnpicklingError("malformed numpy array shape")
+        raw = _raw_bytes(raw, math.prod(shape) * dtype.itemsize, "array")
+        super().__setstate__(state[:-4] + (shape, dtype, bool(fortran), raw))
+
+
+def _reconstruct(subtype, shape, dtype):
+    if subtype is not _NdarrayName or not (isinstance(shape, tuple) and shape == (0,)):
+        raise pickle.UnpicklingError("refusing a numpy array that is not built as numpy pickles build them")
+    return np.ndarray.__new__(_CheckedArray, (0,), np.int8)
+
+
+def _scalar(dtype, raw=None):
+    dtype = _plain_dtype(dtype)
+    return _numpy_scalar(dtype, _raw_bytes(raw, dtype.itemsize, "scalar"))
+
+
+def _frombuffer(buf, dtype, shape, order, *axis_order):
+    return _numpy_frombuffer(buf, _plain_dtype(dtype), shape, order, *axis_order)
+
+
+_NUMPY_GLOBALS = {("numpy", "ndarray"): _NdarrayName, ("numpy", "dtype"): _PickledDtype}
+for _module in ("numpy.core", "numpy._core"):
+    _NUMPY_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _reconstruct
+    _NUMPY_GLOBALS[(f"{_module}.multiarray", "scalar")] = _scalar
+    _NUMPY_GLOBALS[(f"{_module}.numeric", "_frombuffer")] = _frombuffer
+
 
 class _SkeletonUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY_GLOBALS:
+            return _NUMPY_GLOBALS[(module, name)]
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         if module in _NETWORKX_CLASS_MODULES and name.isidentifier():
@@ -275,8 +393,9 @@ def load_skeletons(path, *, position_attribute: str = "position") -> Skeletons:
     Raises
     ------
     ValueError
-        The file is corrupt, truncated, or references anything beyond networkx/numpy/builtin
-        containers (a hostile pickle) — nothing from it is executed.
+        The file cannot be read, is corrupt or truncated, declares more data than it holds, or
+        references anything beyond networkx/numpy/builtin containers (a hostile pickle) — nothing
+        from it is executed. The message names the file and what is wrong.
     """
     path = os.fspath(path)
     try:
@@ -286,29 +405,43 @@ def load_skeletons(path, *, position_attribute: str = "position") -> Skeletons:
         raise ValueError(f"cannot read skeleton file {path!r}: {exc}") from None
     if data[:4] == b"PK\x03\x04":
         return _load_array_npz(path, data)
+    # Unpickling makes a few objects per node and no garbage; the cyclic collector's passes over
+    # them (the checked numpy arrays are tracked objects) would take as long as the load itself.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         obj = _SkeletonUnpickler(io.BytesIO(data)).load()
     except Exception as exc:  # any failure of an untrusted file is the file's fault
-        raise ValueError(f"{path!r} is not a valid skeleton file: {exc}") from None
+        raise ValueError(f"{path!r} is not a valid skeleton file: {_reason(exc)}") from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     import networkx as nx
 
     if not isinstance(obj, nx.Graph):
         raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a networkx graph of skeletons")
     try:
         return Skeletons.from_networkx(obj, position_attribute=position_attribute)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # from_networkx's own account of what is wrong
+        raise ValueError(f"{path!r}: {_reason(exc)}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # An unpickled graph's internals are whatever the file says: networkx itself fails on a
+        # graph whose adjacency is not a dict of dicts, whose cached views are broken, ...
+        raise ValueError(f"{path!r} holds a malformed networkx graph: {_reason(exc, typed=True)}") from None
+
+
+def _reason(exc: BaseException, typed: bool = False) -> str:
+    """An exception's message on one line (numpy's can span several; a MemoryError has none)."""
+    text = " ".join(str(exc).split())[:300]
+    if typed or not text:
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text
 
 
 def _load_array_npz(path: str, data: bytes) -> Skeletons:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{path!r} is not a valid skeleton archive: {exc}") from None
-    missing = {"positions_zyx", "edges"} - set(arrays)
-    if missing:
-        raise ValueError(f"{path!r} lacks arrays {sorted(missing)} (has {sorted(arrays)})")
+    arrays = read_npz(data, name=repr(path), required=("positions_zyx", "edges"), optional=("node_ids", "ids"))
     try:
         return Skeletons(arrays["positions_zyx"], arrays["edges"], node_ids=arrays.get("node_ids"),
                          ids=arrays.get("ids"))
