@@ -55,3 +55,22 @@ def test_offsets_declare_the_channels_so_x_of_3_passes():
     assert graph.n_edges == 0
     with pytest.raises(ValueError, match="looks channel-last"):
         xf.region_graph(np.ones((4, 4, 3), np.uint64), affs)
+
+
+def test_node_ids_beyond_int64_are_kept_exactly(tmp_path):
+    import networkx as nx
+
+    top = 2**64 - 1
+    sk = xf.Skeletons(np.array([[5.0, 5, 5], [5, 5, 15]]), np.array([[0, 1]]), node_ids=np.uint64([top, 2**63]))
+    assert sk.node_ids.dtype == np.uint64 and sk.node_ids.tolist() == [top, 2**63]
+    seg = np.array([[[1, 2]]], dtype=np.uint64)
+    split = xf.xpress_scores(seg, sk, voxel_size=(10, 10, 10)).split_locations
+    assert split["node_ids"].tolist() == [[top, 2**63]]
+    for fmt in ("arrays", "networkx"):
+        xf.save_skeletons(sk, tmp_path / f"s-{fmt}.npz", fmt=fmt)
+        assert xf.load_skeletons(tmp_path / f"s-{fmt}.npz").node_ids.tolist() == [top, 2**63]
+    g = nx.Graph()
+    g.add_node(2**63 + 5, position=(1.0, 2.0, 3.0))
+    g.add_node(-1, position=(1.0, 2.0, 4.0))
+    with pytest.raises(ValueError, match="node ids must fit in 64 bits"):
+        xf.Skeletons.from_networkx(g)

@@ -36,7 +36,9 @@ class Skeletons:
         Node index pairs (indices into ``positions``). The graph is simple and undirected, as a
         ``networkx.Graph``: repeated edges (in either direction) are kept once.
     node_ids : (N,) array_like of int, optional
-        The original node ids (reported in split/merge locations); default ``arange(N)``.
+        The original node ids (reported in split/merge locations); default ``arange(N)``. Kept
+        as int64, or as uint64 when some id is >= 2**63 and none is negative (exact either way);
+        ids that fit neither are refused.
     ids : (N,) array_like of int, optional
         A skeleton id per node, as carried by the source. The official scores ignore it and use
         connected components instead (METRICS.md).
@@ -76,10 +78,7 @@ class Skeletons:
         if node_ids is None:
             self.node_ids = np.arange(n, dtype=np.int64)
         else:
-            nid = as_array("node_ids", node_ids)
-            if nid.shape != (n,) or nid.dtype.kind not in "iu":
-                raise ValueError(f"node_ids must be ({n},) integers; got shape {nid.shape}, dtype {nid.dtype}")
-            self.node_ids = np.array(nid, dtype=np.int64)
+            self.node_ids = _node_id_array(node_ids, n)
             if np.unique(self.node_ids).size != n:
                 raise ValueError("node_ids must be unique; got repeated ids")
         if ids is None:
@@ -152,10 +151,7 @@ class Skeletons:
         edges = np.array(edges, dtype=np.int64).reshape(-1, 2)
         node_ids = None
         if all(isinstance(node, (int, np.integer)) and not isinstance(node, bool) for node in nodes):
-            try:
-                node_ids = np.array(nodes, dtype=np.int64)
-            except OverflowError:  # ids beyond int64: numbered 0, 1, ... as other node types
-                pass
+            node_ids = _node_id_array([int(node) for node in nodes], len(nodes))
         return cls(positions, edges, node_ids=node_ids, ids=ids)
 
     def to_networkx(self):
@@ -206,6 +202,26 @@ class Skeletons:
 
     def __repr__(self) -> str:
         return f"Skeletons(n_nodes={self.n_nodes}, n_edges={self.n_edges}, n_skeletons={self.n_skeletons})"
+
+
+def _node_id_array(values, n: int) -> np.ndarray:
+    """(n,) node ids as int64, or uint64 when one is >= 2**63 and none negative: never wrapped."""
+    if isinstance(values, list) and len(values) == n and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        values = [int(v) for v in values]  # Python ints (from a graph): checked before numpy can wrap them
+        lo, hi = (min(values), max(values)) if values else (0, 0)
+        if -2**63 <= lo and hi < 2**63:
+            return np.array(values, dtype=np.int64)
+        if 0 <= lo and hi < 2**64:
+            return np.array(values, dtype=np.uint64)
+        raise ValueError(f"node ids must fit in 64 bits (int64, or uint64 without negatives); "
+                         f"got ids from {lo} to {hi}")
+    nid = as_array("node_ids", values)
+    if nid.shape != (n,) or nid.dtype == np.bool_ or nid.dtype.kind not in "iu":
+        raise ValueError(f"node_ids must be ({n},) integers; got shape {nid.shape}, dtype {nid.dtype}")
+    if nid.dtype.kind == "u" and nid.size and nid.max() >= 2**63:
+        return np.array(nid, dtype=np.uint64)
+    return np.array(nid, dtype=np.int64)
 
 
 def _three_numbers(value) -> np.ndarray | None:
