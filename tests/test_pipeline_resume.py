@@ -23,7 +23,7 @@ from xpress_fast import io
 from xpress_fast.pipeline import RunChanged, segment_volume, segmentation_dataset
 import xpress_fast as xf
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+PYTHON_DIR = Path(xf.__file__).resolve().parents[1]  # where this xpress_fast (built) is imported from
 THRESHOLDS = [0.3, 0.6]
 OPTIONS = dict(thresholds=THRESHOLDS, block_shape=(12, 12, 12), watershed_options={"min_seed_distance": 3},
                scheduler="sync")
