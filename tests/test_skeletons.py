@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from reference_metrics import _components
 from strategies import random_case
 
-xf = pytest.importorskip("xpress_fast")
+import xpress_fast as xf  # noqa: E402
 from xpress_fast._npz import read_npz  # noqa: E402
 from xpress_fast.skeletons import Skeletons, load_skeletons, save_skeletons  # noqa: E402
 
