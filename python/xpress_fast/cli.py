@@ -462,10 +462,8 @@ def cmd_sweep(args) -> int:
 
 
 def _import_unet(command: str):
-    try:
-        from . import unet
-    except ImportError as exc:
-        raise CliError(f"'{command}' needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
+    from . import unet  # MissingExtra, printed as one line, when torch is absent
+
     return unet
 
 
@@ -848,6 +846,8 @@ def _one_line_warning(prog: str):
 
 
 def _run(args, prog: str) -> int:
+    from ._extras import MissingExtra
+
     try:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -855,6 +855,9 @@ def _run(args, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except MissingExtra as exc:  # an optional dependency: say which extra to install
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         from .pipeline.runner import BlockFailure
 

@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._extras import require
 from ._validate import as_array, float_triple, warn_user
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _h5_dataset_names(f) -> list:
 
 
 def _open_zarr_array(path: Path, dataset: str, mode: str = "r"):
-    import zarr
+    zarr = require("zarr", "zarr containers")
 
     if not path.exists():
         raise FileNotFoundError(f"no such zarr container: {str(path)!r}")
@@ -366,7 +367,7 @@ def _zarr_compressors(compression):
 
 
 def _write_zarr_atomic(path: Path, dataset: str, arr, meta, chunks, compression) -> None:
-    import zarr
+    zarr = require("zarr", "zarr containers")
 
     root = zarr.open_group(str(path), mode="a")
     final = path / dataset
@@ -410,7 +411,7 @@ def create_zarr_array(
     Used by :mod:`xpress_fast.pipeline` for its intermediate stores: a block-wise stage writes
     into it, and :func:`publish_zarr_array` renames it into place when every block is done.
     """
-    import zarr
+    zarr = require("zarr", "zarr containers")
 
     path = Path(path)
     root = zarr.open_group(str(path), mode="a")

@@ -67,7 +67,9 @@ def write_scores(rows: Sequence[dict], directory) -> tuple:
 
 
 def _pyplot():
-    import matplotlib
+    from ._extras import require
+
+    matplotlib = require("matplotlib", "the sweep report's plot")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

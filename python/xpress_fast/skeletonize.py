@@ -169,10 +169,9 @@ def skeletons_from_labels(
 
     from .skeletons import Skeletons
 
-    try:
-        from skimage.morphology import skeletonize
-    except ImportError:  # pragma: no cover - scikit-image is an optional dependency
-        raise ImportError("skeletons_from_labels needs scikit-image: pip install scikit-image") from None
+    from ._extras import require
+
+    skeletonize = require("skimage", "skeletons_from_labels").morphology.skeletonize
     lab = label_array("labels", labels)
     vs = float_triple("voxel_size", voxel_size, positive=True)
     off = float_triple("offset", offset)

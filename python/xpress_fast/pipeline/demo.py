@@ -53,10 +53,7 @@ def run_demo(
     from ..synthetic import make_volume
     from .stages import load_agglomeration, segment_volume
 
-    try:
-        from .. import unet
-    except ImportError as exc:
-        raise ValueError(f"the demo trains a U-Net and needs PyTorch: pip install 'xpress-fast[torch]' ({exc})") from None
+    from .. import unet  # MissingExtra (an ImportError) naming the [torch] extra when torch is absent
 
     say = log or (lambda msg: None)
     t_start = time.perf_counter()

@@ -40,6 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .blocks import BlockLayout
+from .._extras import require
 from .runner import (CompletionRecords, RunChanged, StageReport, check_inputs_unchanged, check_run_options,
                      check_run_settings, remove_stale_temporaries, run_blocks)
 
@@ -185,7 +186,7 @@ class _PredictBlock:
         self.device, self.batch_size, self.dtype, self.amp = device, int(batch_size), np.dtype(dtype), bool(amp)
 
     def __call__(self, block) -> dict:
-        import zarr
+        zarr = require("zarr", "the block-wise pipeline")
 
         from ..io import open_volume
         from ..unet.predict import _predict_tiles, _read_window
@@ -293,7 +294,7 @@ def predict_volume(
     BlockFailure
         Blocks still failed after their retries; rerun to resume.
     """
-    import zarr
+    zarr = require("zarr", "the block-wise pipeline")
 
     from ..io import container_kind, create_zarr_array, open_volume, publish_zarr_array
     from ..unet.data import check_raw

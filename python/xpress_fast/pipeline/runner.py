@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from .._extras import require
+
 log = logging.getLogger(__name__)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
@@ -262,7 +264,7 @@ def run_blocks(
     BlockFailure
         Some blocks still failed after their retries (the others are recorded).
     """
-    import dask
+    dask = require("dask", "the block-wise pipeline")
 
     check_run_options(scheduler=scheduler, workers=workers, retries=retries)
     blocks = list(blocks)
@@ -295,7 +297,7 @@ def run_blocks(
 
 
 def _compute_local(tasks, scheduler, workers, bar):
-    import dask
+    dask = require("dask", "the block-wise pipeline")
     from dask.callbacks import Callback
 
     class _Bar(Callback):
@@ -311,13 +313,8 @@ def _compute_local(tasks, scheduler, workers, bar):
 
 
 def _compute_distributed(tasks, address, bar):
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - distributed is an optional extra
-        raise ValueError(
-            f"scheduler {address!r} is not one of {LOCAL_SCHEDULERS} and dask.distributed is not "
-            "installed (pip install 'xpress-fast[distributed]')"
-        ) from None
+    distributed = require("distributed", f"scheduler {address!r} (not one of {', '.join(LOCAL_SCHEDULERS)})")
+    Client, as_completed = distributed.Client, distributed.as_completed
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:

@@ -44,6 +44,7 @@ import numpy as np
 from ..fragments import DEFAULT_CONTEXT
 from ..agglomeration import DEFAULT_MERGE_FUNCTION
 from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
+from .._extras import require
 from .runner import (TEMP_SUFFIX, CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
                      check_run_settings, remove_stale_temporaries, run_blocks)
 
@@ -109,7 +110,7 @@ class _FragmentsBlock:
         self.watershed_options = dict(watershed_options)
 
     def __call__(self, block) -> dict:
-        import zarr
+        zarr = require("zarr", "the block-wise pipeline")
 
         from ..fragments import watershed_block
 
@@ -160,7 +161,7 @@ class _RelabelBlock:
         self.out, self.work, self.names, self.rows = str(out), str(work), list(names), list(rows)
 
     def __call__(self, block) -> dict:
-        import zarr
+        zarr = require("zarr", "the block-wise pipeline")
 
         from ..relabel import map_labels
 
@@ -282,7 +283,7 @@ def segment_volume(
     BlockFailure
         Blocks still failed after their retries; rerun to resume.
     """
-    import zarr
+    zarr = require("zarr", "the block-wise pipeline")
 
     from ..agglomeration import agglomerate_graph, check_merge_function
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array

@@ -15,6 +15,10 @@ nearest neighbours ``-e_z, -e_y, -e_x`` that :func:`xpress_fast.agglomerate` con
 """
 from __future__ import annotations
 
+from .._extras import require
+
+require("torch", "xpress_fast.unet (the U-Net)")  # one line naming the extra, not torch's traceback
+
 from .augment import AugmentConfig, augment
 from .data import TrainingVolume, normalize_raw, open_training_volume
 from .losses import affinity_loss, balanced_weights, gap_negative_loss, path_negative_loss
