@@ -3,7 +3,7 @@
 Methods (each runs in its own subprocess, so peak memory is its own and a crash is reported,
 not fatal):
 
-* ``ours``       ``xpress_fast.agglomerate(affs, thresholds, merge_function="hist_quant_50")``
+* ``ours``       ``xpress_fast.merge_history(affs, thresholds, merge_function="hist_quant_50")``
 * ``ours-all-pairs``  the same with ``inside_threshold=None`` (every voxel pair in the graph)
                  (distance-transform seeds, seeded watershed, region graph, one merge run) and
                  the 19 segmentations from it.
@@ -108,7 +108,7 @@ def run_ours(affs):
     import xpress_fast as xf
 
     start = time.perf_counter()
-    result = xf.agglomerate(affs, THRESHOLDS, merge_function="hist_quant_50")
+    result = xf.merge_history(affs, THRESHOLDS, merge_function="hist_quant_50")
     # fragments + graph + the merge run for all 19 thresholds; the segmentation volumes follow
     PHASES["agglomerate"] = time.perf_counter() - start
     for t in THRESHOLDS:
@@ -120,7 +120,7 @@ def run_ours_all_pairs(affs):
     import xpress_fast as xf
 
     start = time.perf_counter()
-    result = xf.agglomerate(affs, THRESHOLDS, merge_function="hist_quant_50", inside_threshold=None)
+    result = xf.merge_history(affs, THRESHOLDS, merge_function="hist_quant_50", inside_threshold=None)
     PHASES["agglomerate"] = time.perf_counter() - start
     for t in THRESHOLDS:
         yield result.segmentation(t)

@@ -83,7 +83,7 @@ def bench_sweep(size: int = 128) -> dict:
     a[2, :, :, 1:] = (lab[:, :, 1:] == lab[:, :, :-1]) & (lab[:, :, 1:] > 0)
     rng = np.random.default_rng(0)
     affs = np.clip(0.6 * a + 0.4 * rng.random(a.shape, dtype=np.float32), 0, 1).astype(np.float32)
-    agg = xpress_fast.agglomerate(affs, THRESHOLDS, watershed_options={"min_seed_distance": 5})
+    agg = xpress_fast.merge_history(affs, THRESHOLDS, watershed_options={"min_seed_distance": 5})
     index = SkeletonIndex(vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset, shape=lab.shape)
     seg = agg.segmentation(0.5)
 

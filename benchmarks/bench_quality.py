@@ -139,7 +139,7 @@ def run_ours(affs, index, merge_function, offsets=None):
     import xpress_fast as xf
 
     start = time.perf_counter()
-    agg = xf.agglomerate(affs, THRESHOLDS, merge_function=merge_function, offsets=offsets)
+    agg = xf.merge_history(affs, THRESHOLDS, merge_function=merge_function, offsets=offsets)
     elapsed = time.perf_counter() - start
     return xf.sweep(agg, index).rows(), elapsed
 

@@ -130,12 +130,12 @@ def main(argv=None) -> int:
     # 4. ours: watershed + agglomeration + sweep; waterz on the same fragments
     t0 = time.perf_counter()
     frags = xpress_fast.watershed(affs, min_seed_distance=args.min_seed_distance)
-    agg = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=frags)
+    agg = xpress_fast.merge_history(affs, THRESHOLDS, fragments=frags)
     ours = xpress_fast.sweep(agg, index)
     timing["ours_agglomerate_and_sweep_s"] = time.perf_counter() - t0
     results["ours"] = ours.rows()
     t0 = time.perf_counter()
-    agg_sv = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=test_sv)
+    agg_sv = xpress_fast.merge_history(affs, THRESHOLDS, fragments=test_sv)
     results["ours_on_supervoxels"] = xpress_fast.sweep(agg_sv, index).rows()
     timing["ours_supervoxels_s"] = time.perf_counter() - t0
     if not args.no_waterz:

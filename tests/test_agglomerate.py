@@ -51,7 +51,7 @@ def reference_segmentations(frags, affs, merge_function, thresholds, tol=0.0, in
 def test_agglomerate_matches_reference(data, merge_function):
     frags, affs = data
     frags_before, affs_before = frags.copy(), affs.copy()
-    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=merge_function)
+    result = xf.merge_history(affs, THRESHOLDS, fragments=frags, merge_function=merge_function)
     np.testing.assert_array_equal(frags, frags_before)
     np.testing.assert_array_equal(affs, affs_before)
     assert isinstance(result, Agglomeration)
@@ -81,7 +81,7 @@ def test_agglomerate_matches_waterz_where_no_tie(data, merge_function):
     comparable = [t for t in THRESHOLDS if not ref_agglomerate(graph, merge_function, t, 1e-5)[1]]
     assume(comparable)
     event(f"{len(comparable)} of {len(THRESHOLDS)} thresholds compared")
-    result = xf.agglomerate(affs, comparable, fragments=frags, merge_function=merge_function, inside_threshold=None)
+    result = xf.merge_history(affs, comparable, fragments=frags, merge_function=merge_function, inside_threshold=None)
     for t, theirs in zip(comparable, _waterz(frags, affs, merge_function, comparable)):
         assert same_partition(result.segmentation(t), theirs), (t, merge_function)
 
@@ -105,7 +105,7 @@ def test_mean_matches_waterz_on_a_realistic_volume():
         if not tie:
             break
     assert not tie and len(np.unique(frags)) > 50
-    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function="mean", inside_threshold=None)
+    result = xf.merge_history(affs, THRESHOLDS, fragments=frags, merge_function="mean", inside_threshold=None)
     counts = []
     for t, theirs in zip(THRESHOLDS, _waterz(frags, affs, "mean", THRESHOLDS)):
         ours = result.segmentation(t)
@@ -117,7 +117,7 @@ def test_mean_matches_waterz_on_a_realistic_volume():
 def test_lut_map_and_segmentation_agree():
     affs = _blobs(seed=1)
     frags = xf.watershed(affs, min_seed_distance=3)
-    result = xf.agglomerate(affs, THRESHOLDS, fragments=frags)
+    result = xf.merge_history(affs, THRESHOLDS, fragments=frags)
     for t in THRESHOLDS:
         ids, segs = result.lut(t)
         assert ids.dtype == segs.dtype == np.uint64 and ids.shape == segs.shape
@@ -146,13 +146,13 @@ def test_single_threshold_returns_the_segmentation():
     frags = xf.watershed(affs, min_seed_distance=3)
     seg = xf.agglomerate(affs, 0.5, fragments=frags, merge_function="mean")
     assert isinstance(seg, np.ndarray) and seg.dtype == np.uint64
-    np.testing.assert_array_equal(seg, xf.agglomerate(affs, [0.5], fragments=frags, merge_function="mean")
+    np.testing.assert_array_equal(seg, xf.merge_history(affs, [0.5], fragments=frags, merge_function="mean")
                                   .segmentation(0.5))
 
 
 def test_default_fragments_are_the_watershed():
     affs = _blobs(seed=3)
-    result = xf.agglomerate(affs, [0.2, 0.5], watershed_options={"min_seed_distance": 3})
+    result = xf.merge_history(affs, [0.2, 0.5], watershed_options={"min_seed_distance": 3})
     np.testing.assert_array_equal(result.fragments, xf.watershed(affs, min_seed_distance=3))
 
 
@@ -160,8 +160,8 @@ def test_float32_and_uint8_give_the_same_segmentations():
     affs = _blobs(seed=4)
     frags = xf.watershed(affs, min_seed_distance=3)
     for mf in ("mean", "hist_quant_50", "max"):
-        a = xf.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=mf)
-        b = xf.agglomerate(affs.astype(np.float32) / 255, THRESHOLDS, fragments=frags, merge_function=mf)
+        a = xf.merge_history(affs, THRESHOLDS, fragments=frags, merge_function=mf)
+        b = xf.merge_history(affs.astype(np.float32) / 255, THRESHOLDS, fragments=frags, merge_function=mf)
         for t in THRESHOLDS:
             np.testing.assert_array_equal(a.segmentation(t), b.segmentation(t))
 
@@ -169,12 +169,12 @@ def test_float32_and_uint8_give_the_same_segmentations():
 def test_block_graphs_agglomerate_like_the_whole_volume():
     affs = _blobs(seed=5)
     frags = xf.watershed(affs, min_seed_distance=3)
-    whole = xf.agglomerate(affs, THRESHOLDS, fragments=frags)
+    whole = xf.merge_history(affs, THRESHOLDS, fragments=frags)
     z = affs.shape[1] // 2
     top = xf.region_graph(frags[:z], affs[:, :z], inside_threshold=0.5)  # agglomerate's default graph
     bottom = xf.region_graph(frags[z - 1:], affs[:, z - 1:], context=(1, 0, 0), inside_threshold=0.5)
     graph = RegionGraph.concatenate([top, bottom])
-    from_graph = xf.agglomerate(None, THRESHOLDS, graph=graph, fragments=frags)
+    from_graph = xf.merge_history(None, THRESHOLDS, graph=graph, fragments=frags)
     direct = agglomerate_graph(graph, THRESHOLDS)  # the default merge function, as whole's
     assert direct.fragments is None
     for t in THRESHOLDS:
@@ -206,14 +206,14 @@ def test_merge_function_names():
 def test_agglomerate_rejects_bad_input(thresholds, kwargs, error, match):
     affs = np.ones((3, 2, 2, 2), np.float32)
     with pytest.raises(error, match=match):
-        xf.agglomerate(affs, thresholds, **kwargs)
+        xf.merge_history(affs, thresholds, **kwargs)
 
 
 def test_agglomerate_rejects_bad_affinities_and_graph_use():
     with pytest.raises(TypeError, match="affs.dtype must be float32 or uint8; got float64"):
-        xf.agglomerate(np.ones((3, 2, 2, 2)), [0.5])
+        xf.merge_history(np.ones((3, 2, 2, 2)), [0.5])
     with pytest.raises(ValueError, match="affs must be given unless graph is"):
-        xf.agglomerate(None, [0.5])
+        xf.merge_history(None, [0.5])
     frags = np.array([[[1, 2]]], np.uint64)
     graph = xf.region_graph(frags, np.ones((3, 1, 1, 2), np.float32), histograms=False)
     with pytest.raises(ValueError, match="needs a graph built with histograms=True"):
@@ -222,7 +222,7 @@ def test_agglomerate_rejects_bad_affinities_and_graph_use():
         agglomerate_graph({"edges": []}, [0.5])
     with pytest.raises(ValueError, match="a single threshold returns a segmentation, which needs fragments"):
         xf.agglomerate(None, 0.5, graph=graph, merge_function="mean")
-    result = xf.agglomerate(None, [0.2, 0.5], graph=graph, fragments=frags, merge_function="mean")
+    result = xf.merge_history(None, [0.2, 0.5], graph=graph, fragments=frags, merge_function="mean")
     with pytest.raises(ValueError, match="threshold must be <= 0.5"):
         result.lut(0.6)
     with pytest.raises(TypeError, match="threshold must be a number"):
@@ -235,6 +235,26 @@ def test_agglomerate_rejects_bad_affinities_and_graph_use():
 
 def test_volume_without_edges_maps_to_itself():
     frags = np.full((2, 2, 2), 7, np.uint64)
-    result = xf.agglomerate(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=frags)
+    result = xf.merge_history(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=frags)
     assert len(result.fragment_ids) == 0 and len(result.scores) == 0
     np.testing.assert_array_equal(result.segmentation(0.5), frags)
+
+
+def test_return_types_are_predictable():
+    """agglomerate: one threshold -> the segmentation (a 0-d array counts as one); merge_history ->
+    an Agglomeration always; a sequence to agglomerate still gives the history, with a FutureWarning."""
+    rng = np.random.default_rng(0)
+    affs = rng.random((3, 6, 7, 8), dtype=np.float32)
+    frags = xf.watershed(affs, min_seed_distance=2)
+    history = xf.merge_history(affs, [0.3, 0.6], fragments=frags)
+    assert isinstance(history, Agglomeration)
+    assert isinstance(xf.merge_history(affs, 0.6, fragments=frags), Agglomeration)
+    seg = xf.agglomerate(affs, 0.6, fragments=frags)
+    assert isinstance(seg, np.ndarray) and seg.shape == frags.shape
+    np.testing.assert_array_equal(seg, history.segmentation(0.6))
+    np.testing.assert_array_equal(xf.agglomerate(affs, np.float64(0.6), fragments=frags), seg)
+    np.testing.assert_array_equal(xf.agglomerate(affs, np.array(0.6), fragments=frags), seg)
+    with pytest.warns(FutureWarning, match="merge_history"):
+        old = xf.agglomerate(affs, [0.3, 0.6], fragments=frags)
+    assert isinstance(old, Agglomeration)
+    np.testing.assert_array_equal(old.segmentation(0.3), history.segmentation(0.3))

@@ -14,7 +14,7 @@ def _affs(shape=(3, 8, 8, 8), seed=0):
 
 @pytest.mark.parametrize("call", [
     lambda a: xf.agglomerate(a, 0.5),
-    lambda a: xf.agglomerate(a, [0.3, 0.5]),
+    lambda a: xf.merge_history(a, [0.3, 0.5]),
     lambda a: xf.watershed(a),
     lambda a: xf.region_graph(np.ones(a.shape[1:], np.uint64), a),
 ])

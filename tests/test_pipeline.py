@@ -76,7 +76,7 @@ def test_given_fragments_blockwise_identical_to_in_memory(volume, tmp_path, merg
                          merge_function=merge_function, fragments=(d / "frags.h5", "fragments"),
                          block_shape=block_shape)
     assert res.n_blocks > 1
-    agg = xpress_fast.agglomerate(volume["affs"], THRESHOLDS, fragments=volume["fragments"],
+    agg = xpress_fast.merge_history(volume["affs"], THRESHOLDS, fragments=volume["fragments"],
                                   merge_function=merge_function)
     n_segments = []
     for t in THRESHOLDS:
@@ -103,7 +103,7 @@ def test_blockwise_fragments_unique_ids_and_agglomeration_identical(volume, tmp_
                 assert seen.setdefault(int(i), b.index) == b.index, "a fragment id appears in two blocks"
     assert res.n_fragments == len(seen)
     affs8 = io.read_volume(d / "affs.h5", "affs").data
-    agg = xpress_fast.agglomerate(affs8, THRESHOLDS, fragments=frags)
+    agg = xpress_fast.merge_history(affs8, THRESHOLDS, fragments=frags)
     for t in THRESHOLDS:
         np.testing.assert_array_equal(io.read_volume(out, segmentation_dataset(t)).data, agg.segmentation(t))
     # the sweep of a block-wise run reads fragment ids from the zarr and matches dense scoring
@@ -139,7 +139,7 @@ def test_blockwise_fragments_and_segmentations_identical_to_in_memory(volume, tm
     assert res.n_fragments == len(np.unique(want[want != 0]))
     # the blocks matter: the whole-volume watershed is another partition
     assert not _same_up_to_renumbering(want, xpress_fast.watershed(affs, **wopts))
-    agg = xpress_fast.agglomerate(affs, THRESHOLDS, merge_function=merge_function,
+    agg = xpress_fast.merge_history(affs, THRESHOLDS, merge_function=merge_function,
                                   watershed_options={**BLOCKWISE, **wopts})
     np.testing.assert_array_equal(agg.fragments, want)
     n_segments = []
@@ -174,9 +174,9 @@ def test_long_range_evidence_blockwise_identical_to_in_memory(volume, tmp_path, 
                          merge_function=merge_function, fragments=(d / "frags.h5", "fragments"),
                          block_shape=(16, 16, 16), offsets=offsets)
     assert res.n_blocks > 1
-    agg = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function,
+    agg = xpress_fast.merge_history(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function,
                                   offsets=offsets)
-    plain = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function)
+    plain = xpress_fast.merge_history(affs, THRESHOLDS, fragments=volume["fragments"], merge_function=merge_function)
     assert not np.array_equal(agg.scores, plain.scores)  # the long-range channels change the run
     for t in THRESHOLDS:
         seg = io.read_volume(tmp_path / "out.zarr", segmentation_dataset(t))
@@ -337,7 +337,7 @@ def test_write_thresholds_subset_and_none(volume, tmp_path):
     assert res.segmentation_datasets == ()
     assert not any(io.dataset_exists(out, segmentation_dataset(t)) for t in THRESHOLDS)
     agg = load_agglomeration(out)
-    want = xpress_fast.agglomerate(volume["affs"], THRESHOLDS, fragments=volume["fragments"])
+    want = xpress_fast.merge_history(volume["affs"], THRESHOLDS, fragments=volume["fragments"])
     for t in THRESHOLDS:  # every threshold is available from the saved merge history
         np.testing.assert_array_equal(agg.map(volume["fragments"], t), want.segmentation(t))
     res = segment_volume(d / "affs.zarr", "affs", out, write_thresholds=[0.5], **kw)

@@ -146,7 +146,7 @@ def test_a_failed_save_leaves_no_temporary(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         xf.save_region_graph(graph, tmp_path / "graph.npz")
     fragments = np.arange(1, 9, dtype=np.uint64).reshape(2, 2, 2)
-    agg = xf.agglomerate(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=fragments)
+    agg = xf.merge_history(np.ones((3, 2, 2, 2), np.float32), [0.5], fragments=fragments)
     with pytest.raises(OSError, match="No space"):
         xf.save_agglomeration(agg, tmp_path / "agg.npz")
     assert sorted(os.listdir(tmp_path)) == []

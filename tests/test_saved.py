@@ -36,7 +36,7 @@ def test_region_graph_round_trip(tmp_path, histograms):
 @pytest.mark.parametrize("merge_function", ["mean", "hist_quant_50"])
 def test_agglomeration_round_trip_gives_the_same_segmentations(tmp_path, merge_function):
     affs, frags = _case(1)
-    agg = xf.agglomerate(affs, [0.2, 0.5, 0.8], fragments=frags, merge_function=merge_function)
+    agg = xf.merge_history(affs, [0.2, 0.5, 0.8], fragments=frags, merge_function=merge_function)
     xf.save_agglomeration(agg, tmp_path / "a.npz")
     back = xf.load_agglomeration(tmp_path / "a.npz", fragments=frags)
     assert back.merge_function == merge_function
@@ -58,7 +58,7 @@ def _damage(tmp_path, key, value, save=xf.save_agglomeration, load=xf.load_agglo
 @pytest.fixture(scope="module")
 def agg():
     affs, frags = _case(2)
-    a = xf.agglomerate(affs, [0.3, 0.9], fragments=frags)
+    a = xf.merge_history(affs, [0.3, 0.9], fragments=frags)
     assert len(a.scores) > 3
     return a
 

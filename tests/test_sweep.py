@@ -24,7 +24,7 @@ def case():
     rng = np.random.default_rng(1)
     affs = np.clip(0.6 * a + 0.4 * rng.random(a.shape, dtype=np.float32), 0, 1).astype(np.float32)
     frags = xpress_fast.watershed(affs, min_seed_distance=3)
-    agg = xpress_fast.agglomerate(affs, THRESHOLDS, fragments=frags)
+    agg = xpress_fast.merge_history(affs, THRESHOLDS, fragments=frags)
     return vol, agg
 
 
@@ -238,7 +238,7 @@ def test_sweep_methods_rows_equal_one_sweep_per_method(case):
     k = 0
     for method, offs in (("agglomerate", None), ("agglomerate-longrange", offsets)):
         for mf in ("mean", "hist_quant_75"):
-            want = sweep(xpress_fast.agglomerate(affs, THRESHOLDS, fragments=frags, merge_function=mf, offsets=offs),
+            want = sweep(xpress_fast.merge_history(affs, THRESHOLDS, fragments=frags, merge_function=mf, offsets=offs),
                          vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset).rows()
             for w in want:
                 assert rows[k] == pytest.approx({"method": method, "merge_function": mf, **w}, nan_ok=True)

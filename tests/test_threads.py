@@ -45,7 +45,7 @@ def digest(threads):
     for a in (g.edges, g.counts, g.sums, g.mins, g.maxs, g.hist_offsets, g.hist_bins, g.hist_counts):
         h.update(np.ascontiguousarray(a).tobytes())
     out["region_graph"] = h.hexdigest()
-    seg = xpress_fast.agglomerate(affs, [0.5], watershed_options=dict(min_seed_distance=3, threads=threads))
+    seg = xpress_fast.merge_history(affs, [0.5], watershed_options=dict(min_seed_distance=3, threads=threads))
     out["agglomerate"] = hashlib.sha256(seg.segmentation(0.5).tobytes()).hexdigest()
     return out
 """.format(shape=SHAPE)

@@ -450,4 +450,4 @@ def test_channel_last_affinities_are_refused():
     with pytest.raises(ValueError, match=r"channel-last \(Z, Y, X, C\) affinities must be transposed"):
         xf.watershed(affs)
     with pytest.raises(ValueError, match="at most 32 channels"):
-        xf.agglomerate(affs, [0.5])
+        xf.merge_history(affs, [0.5])

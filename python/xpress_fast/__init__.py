@@ -40,6 +40,7 @@ _EXPORTS = {
     "long_range_graph": "region_graphs",
     "axis_offsets": "region_graphs",
     "agglomerate": "agglomeration",
+    "merge_history": "agglomeration",
     "Agglomeration": "agglomeration",
     "MERGE_FUNCTIONS": "agglomeration",
     "DEFAULT_MERGE_FUNCTION": "agglomeration",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from typing import Mapping
 
 import numpy as np
@@ -17,7 +18,8 @@ from ._validate import as_array, check_choice, label_array, sorted_thresholds
 from .region_graphs import DEFAULT_INSIDE_THRESHOLD, RegionGraph, _region_graph
 from .fragments import _watershed, blockwise_watershed, check_affinities
 
-__all__ = ["MERGE_FUNCTIONS", "DEFAULT_MERGE_FUNCTION", "Agglomeration", "agglomerate", "agglomerate_graph"]
+__all__ = ["MERGE_FUNCTIONS", "DEFAULT_MERGE_FUNCTION", "Agglomeration", "agglomerate", "agglomerate_graph",
+           "merge_history", "check_merge_function"]
 
 logger = logging.getLogger(__name__)
 
@@ -248,10 +250,11 @@ def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
     return _watershed(affs, **opts)
 
 
-def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
+def merge_history(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
                 graph: RegionGraph | None = None, watershed_options: Mapping | None = None,
                 offsets=None, inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD):
-    """Segmentations from affinities at one or many thresholds, from one merge run.
+    """One merge run over the region graph of ``affs``: the merge history, from which the
+    segmentation, lookup table or node labels at any threshold up to the largest are read.
 
     Parameters
     ----------
@@ -259,8 +262,7 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAU
         Affinities (channels 0, 1, 2: ``v`` to ``v - e_z``, ``- e_y``, ``- e_x``). May be None
         when ``graph`` is given.
     thresholds : float or sequence of float in [0, 1]
-        A single float returns the segmentation array; a sequence (strictly increasing) returns
-        an :class:`Agglomeration` from which each threshold's segmentation / LUT is taken.
+        Strictly increasing; the history is recorded up to the largest.
     fragments : (Z, Y, X) integer array, optional
         Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``), or
         :func:`~xpress_fast.fragments.blockwise_watershed` when they hold ``block_shape``.
@@ -290,10 +292,9 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAU
 
     Returns
     -------
-    (Z, Y, X) uint64 array, or Agglomeration
+    Agglomeration
     """
-    single = isinstance(thresholds, numbers.Real) and not isinstance(thresholds, bool)
-    ts = _thresholds([thresholds] if single else thresholds)
+    ts = _thresholds(np.ravel(thresholds) if _is_single(thresholds) else thresholds)
     _parse_merge_function(merge_function)
     if graph is None:
         if affs is None:
@@ -310,7 +311,37 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAU
         needs_hist = merge_function.startswith("hist_quant")
         graph = _region_graph(fragments, affs, histograms=needs_hist, offsets=offsets,
                               inside_threshold=inside_threshold)
-    elif single and fragments is None:
+    return agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
+
+
+def _is_single(thresholds) -> bool:
+    """A number, or a 0-d array, is one threshold (a 0-d array used to count as a sequence)."""
+    if isinstance(thresholds, (bool, np.bool_)):
+        return False
+    return isinstance(thresholds, numbers.Real) or (isinstance(thresholds, np.ndarray) and thresholds.ndim == 0)
+
+
+def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
+                graph: RegionGraph | None = None, watershed_options: Mapping | None = None,
+                offsets=None, inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD):
+    """The segmentation of ``affs`` at ``threshold``: (Z, Y, X) uint64.
+
+    Takes the arguments of :func:`merge_history` (which returns the merge history for many
+    thresholds at once: ``merge_history(...).segmentation(t)`` for each ``t``).
+
+    .. deprecated:: 0.2
+        A *sequence* of thresholds still returns an :class:`Agglomeration` (with a
+        FutureWarning); from 0.3 it will return a list of segmentations, one per threshold. Call
+        :func:`merge_history` for the history.
+    """
+    kwargs = dict(fragments=fragments, merge_function=merge_function, graph=graph,
+                  watershed_options=watershed_options, offsets=offsets, inside_threshold=inside_threshold)
+    if not _is_single(thresholds):
+        warnings.warn("agglomerate(affs, [t1, t2, ...]) returns an Agglomeration for now; from 0.3 it returns a "
+                      "list of segmentations, one per threshold. Call xpress_fast.merge_history(...) for the "
+                      "merge history", FutureWarning, stacklevel=2)
+        return merge_history(affs, thresholds, **kwargs)
+    if graph is not None and fragments is None:
         raise ValueError("a single threshold returns a segmentation, which needs fragments")
-    result = agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
-    return result.segmentation(ts[0]) if single else result
+    result = merge_history(affs, thresholds, **kwargs)
+    return result.segmentation(result.thresholds[0])

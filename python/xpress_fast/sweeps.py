@@ -8,7 +8,7 @@ threshold, so 19 thresholds cost less than twice the scoring of one in-memory se
 
 Example
 -------
->>> agg = xpress_fast.agglomerate(affs, [0.3, 0.5, 0.7], fragments=fragments)   # doctest: +SKIP
+>>> agg = xpress_fast.merge_history(affs, [0.3, 0.5, 0.7], fragments=fragments)   # doctest: +SKIP
 >>> result = xpress_fast.sweep(agg, skeletons, voxel_size=(33, 33, 33))         # doctest: +SKIP
 >>> result.best()["threshold"]                                                  # doctest: +SKIP
 """
@@ -141,7 +141,7 @@ def sweep(
     Parameters
     ----------
     agglomeration : Agglomeration
-        From :func:`xpress_fast.agglomerate` with a sequence of thresholds (anything with
+        From :func:`xpress_fast.merge_history` (anything with
         ``.fragments`` and ``.map(fragment_ids, threshold)`` works).
     skeletons : SkeletonIndex, Skeletons or networkx.Graph
         A :class:`~xpress_fast.SkeletonIndex` built for the fragments' shape (then
