@@ -10,9 +10,6 @@ from xpress_fast.cli import main
 
 
 def _case(seed=0, shape=(10, 12, 14)):
-    from xpress_fast.synthetic import make_volume
-
-    labels = make_volume(shape, seed=seed).labels
     rng = np.random.default_rng(seed)
     affs = rng.random((3,) + shape, dtype=np.float32)
     fragments = xf.watershed(affs, min_seed_distance=2)

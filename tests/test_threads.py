@@ -6,10 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 resource = pytest.importorskip("resource")  # POSIX only

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_array, check_ndim, check_nonempty, int_triple
+from ._validate import as_array, check_nonempty, int_triple
 from .blocking import Block, BlockLayout
 
 __all__ = ["watershed", "blockwise_watershed", "WatershedBlocks", "watershed_blocks", "watershed_block",

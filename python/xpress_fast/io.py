@@ -16,6 +16,7 @@ temporary name inside the group and renamed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -452,6 +453,21 @@ def dataset_exists(path, dataset: str) -> bool:
         except OSError:
             return False
     return (path / dataset).is_dir()
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Write a file atomically: yields a temporary name beside ``path`` (``.<name>.<id>.tmp<suffix>``,
+    the suffix kept for writers that add their own), moved onto ``path`` when the block ends
+    without an error; the temporary is removed whatever happens, so no half-written file stays."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def dataset_fingerprint(path, dataset: str) -> dict:

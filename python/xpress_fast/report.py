@@ -7,31 +7,17 @@ import csv
 import json
 import logging
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from .io import atomic_file
+
 log = logging.getLogger(__name__)
 
 PLOTTED = (("nerl", "nERL"), ("xpress_rand", "Rand (XPRESS)"), ("xpress_voi", "VOI (XPRESS, 1 - mean NVI)"),
            ("xpress_erl_rand", "ERL+Rand (ranking score)"))
-
-
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Move a finished temporary file into place; on failure remove it (nothing half-written)."""
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 def _clean(v):
@@ -51,18 +37,14 @@ def write_scores(rows: Sequence[dict], directory) -> tuple:
     directory.mkdir(parents=True, exist_ok=True)
     rows = [{k: _clean(v) for k, v in r.items()} for r in rows]
     jpath, cpath = directory / "scores.json", directory / "scores.csv"
-    tmp = _atomic_path(jpath)
-    with open(tmp, "w") as fh:
+    with atomic_file(jpath) as tmp, open(tmp, "w") as fh:
         json.dump(rows, fh, indent=1)
-    _publish(tmp, jpath)
-    tmp = _atomic_path(cpath)
-    with open(tmp, "w", newline="") as fh:
+    with atomic_file(cpath) as tmp, open(tmp, "w", newline="") as fh:
         keys = list(rows[0]) if rows else []
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: "" if r[k] is None else r[k] for k in keys})
-    _publish(tmp, cpath)
     return jpath, cpath
 
 
@@ -104,10 +86,11 @@ def plot_scores(rows: Sequence[dict], path, *, title: str = "", baselines: Optio
 def _save_png(fig, plt, path: Path) -> Path:
     """Lay out, write atomically as PNG, close the figure."""
     fig.tight_layout()
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    _publish(tmp, path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -10,13 +10,12 @@ then a rename) and read without unpickling.
 from __future__ import annotations
 
 import os
-import uuid
-from pathlib import Path
 
 import numpy as np
 
 from ._npz import read_npz
 from .agglomeration import Agglomeration, check_merge_function
+from .io import atomic_file
 from .region_graphs import RegionGraph
 
 __all__ = ["save_region_graph", "load_region_graph", "save_agglomeration", "load_agglomeration"]
@@ -27,14 +26,8 @@ _AGG_REQUIRED = ("fragment_ids", "u", "v", "scores", "levels", "thresholds", "me
 
 
 def _atomic_savez(path, arrays: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    try:
+    with atomic_file(path) as tmp:  # a failed save (disk full) leaves nothing behind
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():  # a failed save (disk full) leaves nothing behind
-            tmp.unlink()
 
 
 class _Checker:

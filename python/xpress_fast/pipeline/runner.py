@@ -14,7 +14,6 @@ import logging
 import os
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -26,7 +25,7 @@ from .._extras import require
 log = logging.getLogger(__name__)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
-#: What the temporary files of atomic writes carry in their names (``.<name>.<id>.tmp...``).
+#: What the temporary files of atomic writes (``xpress_fast.io.atomic_file``) carry in their names.
 TEMP_SUFFIX = ".tmp"
 #: How long to wait for a dask.distributed scheduler to answer.
 CONNECT_TIMEOUT = "10s"
@@ -80,14 +79,10 @@ def check_run_options(*, scheduler, workers, retries) -> None:
 def atomic_write_json(path: Path, obj) -> None:
     """Write ``obj`` as JSON to a temporary name beside ``path``, then move it into place: a
     reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():  # the write failed (disk full, killed by an exception): leave nothing behind
-            tmp.unlink()
+    from ..io import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
 
 
 def remove_stale_temporaries(directory: Path, older_than: float) -> int:

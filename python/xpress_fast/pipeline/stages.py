@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -45,7 +43,7 @@ from ..fragments import DEFAULT_CONTEXT
 from ..agglomeration import DEFAULT_MERGE_FUNCTION
 from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
 from .._extras import require
-from .runner import (TEMP_SUFFIX, CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
+from .runner import (CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
                      check_run_settings, remove_stale_temporaries, run_blocks)
 
 log = logging.getLogger(__name__)
@@ -420,11 +418,12 @@ def segment_volume(
         save_agglomeration(agg, work / "agglomeration.npz")  # last: it marks the stage complete
         log.info("global agglomeration: %d fragments, %d edges, %d merges in %.1f s", len(keys),
                  graph.n_edges, len(agg.scores), time.perf_counter() - t0)
-    agg = load_agglomeration(work / "agglomeration.npz")  # checked: a damaged record is refused
-    if agg.merge_function != merge_function or not np.array_equal(agg.thresholds, ts):
-        raise RunChanged(f"{str(out)!r}: its saved agglomeration does not match the run's settings; "
-                         f"{_RESTART_ADVICE}", ["agglomeration"])
-    _check_luts(work, len(agg.fragment_ids), len(ts))
+    else:  # an earlier run's record, read back checked: a damaged one is refused
+        agg = load_agglomeration(work / "agglomeration.npz")
+        if agg.merge_function != merge_function or not np.array_equal(agg.thresholds, ts):
+            raise RunChanged(f"{str(out)!r}: its saved agglomeration does not match the run's settings; "
+                             f"{_RESTART_ADVICE}", ["agglomeration"])
+        _check_luts(work, len(agg.fragment_ids), len(ts))
     if n_fragments < 0:
         n_fragments = len(agg.fragment_ids)
 
