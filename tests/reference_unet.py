@@ -56,7 +56,7 @@ def ref_rasterize(positions, edges, ids, shape, voxel_size, offset, radius):
     segs += [(u, u) for u in range(n) if deg[u] == 0]
     out = np.zeros(shape, np.uint64)
     for idx in itertools.product(*[range(s) for s in shape]):
-        p = [offset[a] + idx[a] * voxel_size[a] for a in range(3)]
+        p = [offset[a] + (idx[a] + 0.5) * voxel_size[a] for a in range(3)]  # voxel centres
         hit = set()
         for u, v in segs:
             if _point_segment_distance(p, positions[u], positions[v]) <= radius:

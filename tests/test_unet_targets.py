@@ -88,9 +88,10 @@ def test_rasterize_equals_reference(pos, radius, connect, two_ids):
 
 
 def test_rasterize_straight_tube():
-    # a skeleton along x at (z, y) = (5, 5) voxels: exactly the voxels within 1.5 voxels of the line
+    # a skeleton along x through the centres of voxels (z, y) = (5, 5) (voxel q spans [10 q, 10 q + 10)
+    # nm, centre 10 q + 5): exactly the voxels within 1.5 voxels of the line
     vs = np.array([10.0, 10.0, 10.0])
-    sk = Skeletons(np.array([[50.0, 50.0, 0.0], [50.0, 50.0, 90.0]]), np.array([[0, 1]]), ids=np.array([4, 4]))
+    sk = Skeletons(np.array([[55.0, 55.0, 5.0], [55.0, 55.0, 95.0]]), np.array([[0, 1]]), ids=np.array([4, 4]))
     got = rasterize_skeletons(sk, (11, 11, 10), voxel_size=vs, radius=15.0)
     z, y = np.mgrid[:11, :11]
     disc = (z - 5) ** 2 + (y - 5) ** 2 <= 1.5**2
@@ -98,7 +99,7 @@ def test_rasterize_straight_tube():
 
 
 def test_rasterize_conflicts_are_unlabelled():
-    sk = Skeletons(np.array([[0.0, 0, 0], [0, 0, 40], [0, 10, 0], [0, 10, 40]]),
+    sk = Skeletons(np.array([[5.0, 5, 5], [5, 5, 45], [5, 15, 5], [5, 15, 45]]),  # voxel centres
                    np.array([[0, 1], [2, 3]]), ids=np.array([1, 1, 2, 2]))
     got = rasterize_skeletons(sk, (1, 3, 5), voxel_size=(10, 10, 10), radius=10.0)
     assert (got[0, 0] == 0).all() or (got[0, 1] == 0).all()  # y = 0 and y = 1 are within both tubes

@@ -272,7 +272,7 @@ def make_volume(
         prev = -1
         for tk in ts:
             p = np.array([tk, cu[i, tk], cv[i, tk]])
-            q = np.rint(p).astype(np.int64)
+            q = np.floor(p + 0.5).astype(np.int64)  # the voxel whose centre is nearest
             if not (0 <= q[1] < U and 0 <= q[2] < V) or labels_g[q[0], q[1], q[2]] != i + 1:
                 prev = -1
                 continue
@@ -285,7 +285,9 @@ def make_volume(
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     pos_zyx = np.empty_like(pos)
     pos_zyx[:, perm] = pos  # generator axes (t, u, v) back to (z, y, x)
-    pos_nm = pos_zyx * vs + off
+    # voxel q covers [q, q + 1) * vs + off (the scoring grid), so the centre-line point p, in
+    # voxel-centre coordinates, lies at (p + 0.5) * vs + off, inside voxel floor(p + 0.5)
+    pos_nm = (pos_zyx + 0.5) * vs + off
 
     from .skeletons import Skeletons
 

@@ -144,7 +144,8 @@ def rasterize_skeletons(
 ) -> np.ndarray:
     """Rasterise skeletons as tubes of their own id.
 
-    A voxel (centre ``offset + index * voxel_size``, nm) gets skeleton id ``s`` iff its distance to
+    A voxel (centre ``offset + (index + 0.5) * voxel_size``, nm: voxel ``q`` covers
+    ``[offset + q * voxel_size, offset + (q + 1) * voxel_size)``, as in scoring) gets skeleton id ``s`` iff its distance to
     some edge segment (or isolated node) of ``s`` is at most ``radius`` nm. Voxels claimed by two
     different skeletons are set to 0 (ambiguous, unsupervised). Ids are ``skeletons.ids`` (shifted
     to start at 1 if they contain values < 1) or, without ids, connected component + 1.
@@ -173,7 +174,7 @@ def rasterize_skeletons(
         return out
     conflict = np.zeros(shp, dtype=bool)
     ids = _skeleton_ids(sk)
-    pos = (sk.positions - off) / vs  # voxel coordinates (float)
+    pos = (sk.positions - off) / vs - 0.5  # voxel coordinates (float): voxel q's centre is q
     rv = radius / vs
     # segments: edges, plus isolated nodes as zero-length segments
     degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
