@@ -53,31 +53,10 @@ WATERZ_SCORING = {
 
 # ------------------------------------------------------------------------------------ data
 def affinities_from_labels(labels: np.ndarray, offsets, seed: int, gaps: int, noise: float = 0.6) -> np.ndarray:
-    """Affinities of a label volume for every offset, blurred, noisy and with false gaps.
+    """The package's noise model (``xpress_fast.synthetic.noisy_affinities``) for every offset."""
+    from xpress_fast.synthetic import noisy_affinities
 
-    The true affinity is 1 iff both voxels carry the same non-zero label; it is scaled to
-    [0.1, 0.9], a correlated Gaussian noise field (sigma 1 voxel) is added, and ``gaps`` boxes of
-    5^3 voxels get affinities of at least 0.85 (boundaries that look open).
-    """
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    affs = np.zeros((len(offsets),) + labels.shape, np.float32)
-    for c, off in enumerate(offsets):
-        here, there = [], []
-        for o, n in zip(off, labels.shape):
-            here.append(slice(max(-o, 0), n - max(o, 0)))
-            there.append(slice(max(o, 0), n - max(-o, 0)))
-        a, b = labels[tuple(here)], labels[tuple(there)]
-        affs[c][tuple(here)] = (a == b) & (a != 0)
-    boxes = [tuple(int(rng.integers(0, s)) for s in labels.shape) for _ in range(gaps)]
-    for z, y, x in boxes:
-        box = (slice(None), slice(max(z - 2, 0), z + 3), slice(max(y - 2, 0), y + 3), slice(max(x - 2, 0), x + 3))
-        affs[box] = np.maximum(affs[box], 0.85)
-    for c in range(len(offsets)):
-        field = ndimage.gaussian_filter(rng.standard_normal(labels.shape).astype(np.float32), 1.0) * noise
-        affs[c] = np.clip(affs[c] * 0.8 + 0.1 + field, 0.0, 1.0)
-    return affs
+    return noisy_affinities(labels, offsets, noise=noise, gaps=gaps, seed=seed)
 
 
 def tubes(size: int, seed: int, noise: float = NOISE):

@@ -139,3 +139,60 @@ def test_errors(kwargs, exc, match):
     shape = kwargs.pop("shape")
     with pytest.raises(exc, match=match):
         make_volume(shape, **kwargs)
+
+
+def ref_noisy_affinities(labels, offsets, noise, gaps, seed):
+    """Voxel by voxel: the truth, the gap boxes, then the smoothed noise (same draws, same order)."""
+    rng = np.random.default_rng(seed)
+    shape = labels.shape
+    truth = np.zeros((len(offsets),) + shape, np.float32)
+    for c, off in enumerate(offsets):
+        for v in np.ndindex(*shape):
+            w = tuple(a + o for a, o in zip(v, off))
+            if all(0 <= a < n for a, n in zip(w, shape)) and labels[v] != 0 and labels[v] == labels[w]:
+                truth[(c,) + v] = 1.0
+    for _ in range(gaps):
+        z, y, x = (int(rng.integers(0, s)) for s in shape)
+        for v in np.ndindex(*shape):
+            if abs(v[0] - z) <= 2 and abs(v[1] - y) <= 2 and abs(v[2] - x) <= 2:
+                truth[(slice(None),) + v] = np.maximum(truth[(slice(None),) + v], 0.85)
+    out = np.empty_like(truth)
+    for c in range(len(offsets)):
+        field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.0) * noise
+        out[c] = np.clip(truth[c] * 0.8 + 0.1 + field, 0.0, 1.0)
+    return out
+
+
+def test_noisy_affinities_equal_reference():
+    from xpress_fast.synthetic import noisy_affinities
+
+    labels = np.random.default_rng(3).integers(0, 3, (6, 7, 5))
+    offsets = [(-1, 0, 0), (0, -1, 0), (0, 0, -1), (0, 2, 0), (-3, 0, 1)]
+    got = noisy_affinities(labels, offsets, noise=0.4, gaps=2, seed=5)
+    np.testing.assert_array_equal(got, ref_noisy_affinities(labels, offsets, 0.4, 2, 5))
+    # no noise: exactly the scaled truth, and the labels are not modified
+    before = labels.copy()
+    clean = noisy_affinities(labels, noise=0.0)
+    np.testing.assert_array_equal(labels, before)
+    assert clean.shape == (3, 6, 7, 5) and clean.dtype == np.float32
+    np.testing.assert_allclose(np.unique(clean), [0.1, 0.9], rtol=1e-6)
+    same = labels[1, 2, 3] == labels[0, 2, 3] != 0
+    assert abs(clean[0, 1, 2, 3] - (0.9 if same else 0.1)) < 1e-6 and clean[0, 0, 2, 3] < 0.2
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(labels=np.zeros((4, 4))), TypeError, "labels must be a 3-D integer array"),
+    (dict(labels=np.zeros((4, 4, 4), np.float32)), TypeError, "labels must be a 3-D integer array"),
+    (dict(offsets=[]), ValueError, "at least one"),
+    (dict(offsets=[(0, 0, 0)]), ValueError, "zero offset"),
+    (dict(offsets=[(1, 0)]), ValueError, "integer triples"),
+    (dict(noise=float("nan")), ValueError, "noise must be"),
+    (dict(gaps=-1), ValueError, "gaps must be"),
+    (dict(gaps=1.5), ValueError, "gaps must be"),
+])
+def test_noisy_affinities_errors(kwargs, error, match):
+    from xpress_fast.synthetic import noisy_affinities
+
+    args = dict(labels=np.ones((4, 4, 4), np.uint8)) | kwargs
+    with pytest.raises(error, match=match):
+        noisy_affinities(args.pop("labels"), **args)

@@ -15,6 +15,9 @@ Labels are the axoplasm of each axon (ids 1..N, in order of the axons); myelin a
 space are 0. Skeletons are the axons' centre lines in nm (z, y, x), one node every
 ``node_spacing`` voxels, kept where the centre line lies inside the axon's own label.
 
+``noisy_affinities`` turns labels into affinities with a noise model (what an imperfect network
+might predict), for trying the segmentation without training a network.
+
 Only numpy and scipy are used (no torch), so the demo and any test can import this module.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ from scipy import ndimage
 
 from ._validate import float_triple, int_triple
 
-__all__ = ["SyntheticVolume", "make_volume"]
+__all__ = ["SyntheticVolume", "make_volume", "noisy_affinities"]
 
 logger = logging.getLogger(__name__)
 
@@ -301,3 +304,61 @@ def make_volume(
         raw=raw, labels=labels, skeletons=skeletons, voxel_size=vs, offset=off,
         radii=radii_vox * float(np.mean(gvs[1:])), myelinated=myelinated,
     )
+
+
+def noisy_affinities(labels, offsets=((-1, 0, 0), (0, -1, 0), (0, 0, -1)), *, noise: float = 0.6, gaps: int = 0,
+                     seed: int = 0) -> np.ndarray:
+    """Affinities of a label volume for every offset, with smooth noise and false "gaps".
+
+    The true affinity of channel ``c`` at voxel ``v`` is 1 iff ``v`` and ``v + offsets[c]`` carry
+    the same non-zero label (0 at the volume's faces). It is scaled to [0.1, 0.9]; a Gaussian
+    noise field smoothed with sigma 1 voxel and multiplied by ``noise`` is added (its standard
+    deviation is about 0.18 * ``noise``); ``gaps`` boxes of 5^3 voxels at random places get
+    affinities of at least 0.85 (boundaries that look open, which tempt false merges); the
+    result is clipped to [0, 1]. This is the model of ``benchmarks/bench_quality.py``.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) integer array, 0 = background
+    offsets : sequence of (dz, dy, dx) integer triples (default: the nearest neighbours)
+    noise : float >= 0
+    gaps : int >= 0
+    seed : int; the result is a deterministic function of the arguments
+
+    Returns
+    -------
+    (len(offsets), Z, Y, X) float32
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be a 3-D integer array; got {labels.ndim}-D {labels.dtype}")
+    from .region_graphs import check_offsets
+
+    try:
+        n = len(offsets)
+    except TypeError:
+        raise TypeError(f"offsets must be a sequence of (z, y, x) integer triples; got {offsets!r}") from None
+    if n == 0:
+        raise ValueError("offsets must name at least one (z, y, x) offset; got none")
+    offs = check_offsets(offsets, n, nearest_first=False).tolist()
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    if int(gaps) != gaps or gaps < 0:
+        raise ValueError(f"gaps must be an integer >= 0; got {gaps!r}")
+    rng = np.random.default_rng(seed)
+    affs = np.zeros((len(offs),) + labels.shape, np.float32)
+    for c, off in enumerate(offs):
+        here, there = [], []
+        for o, n in zip(off, labels.shape):
+            here.append(slice(max(-o, 0), n - max(o, 0)))
+            there.append(slice(max(o, 0), n - max(-o, 0)))
+        a, b = labels[tuple(here)], labels[tuple(there)]
+        affs[c][tuple(here)] = (a == b) & (a != 0)
+    boxes = [tuple(int(rng.integers(0, s)) for s in labels.shape) for _ in range(int(gaps))]
+    for z, y, x in boxes:
+        box = (slice(None), slice(max(z - 2, 0), z + 3), slice(max(y - 2, 0), y + 3), slice(max(x - 2, 0), x + 3))
+        affs[box] = np.maximum(affs[box], 0.85)
+    for c in range(len(offs)):
+        field = ndimage.gaussian_filter(rng.standard_normal(labels.shape).astype(np.float32), 1.0) * noise
+        affs[c] = np.clip(affs[c] * 0.8 + 0.1 + field, 0.0, 1.0)
+    return affs
