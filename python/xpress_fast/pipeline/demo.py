@@ -43,6 +43,11 @@ def run_demo(
 ) -> dict:
     """Run the demo into the directory ``out``; returns a summary dict (also ``summary.json``).
 
+    ``out`` then holds ``data.zarr`` (the test volume's ``raw``, ``labels`` and predicted
+    ``affinities``), ``skeletons.npz`` (its skeletons), ``train.zarr`` and
+    ``train_skeletons.npz`` (the training volume), ``model/`` (the checkpoint),
+    ``segmentation.zarr`` (fragments, segmentations, the merge history) and ``report/``.
+
     ``quick``: a 32³ volume and 10 training steps (tens of seconds; for tests). Otherwise 64³
     and 1500 steps (about two minutes on two CPU cores). ``log`` receives one line per stage.
     """
@@ -74,6 +79,10 @@ def run_demo(
     write_volume(data, "raw", test_vol.raw, **geo)
     write_volume(data, "labels", test_vol.labels, **geo)
     save_skeletons(test_vol.skeletons, out / "skeletons.npz")
+    # the training volume too, so each step can be rerun by hand from the command line
+    write_volume(out / "train.zarr", "raw", train_vol.raw, **geo)
+    write_volume(out / "train.zarr", "labels", train_vol.labels, **geo)
+    save_skeletons(train_vol.skeletons, out / "train_skeletons.npz")
 
     say(f"[2/6] training a tiny U-Net for {steps} steps on the CPU")
     cfg = unet.TrainConfig.tiny(steps=steps, seed=seed, checkpoint_every=max(steps, 1))
