@@ -34,8 +34,8 @@ import neuroglancer  # noqa: E402  (in the [test] extra: a missing one is an err
 import xpress_fast  # noqa: E402
 from xpress_fast import io  # noqa: E402
 from xpress_fast.cli import main  # noqa: E402
-from xpress_fast.pipeline import segment_volume  # noqa: E402
-from xpress_fast.pipeline.view import MESH_MAX_VOXELS, find_outputs, view_outputs  # noqa: E402
+from xpress_fast.pipeline import find_outputs, segment_volume, view_outputs  # noqa: E402
+from xpress_fast.pipeline.view import MESH_MAX_VOXELS  # noqa: E402
 from xpress_fast.skeletons import Skeletons, save_skeletons  # noqa: E402
 
 PYTHON_DIR = Path(xpress_fast.__file__).resolve().parents[1]
@@ -150,6 +150,7 @@ def test_state_has_every_layer_with_its_voxel_size(outputs, server):
     assert layers["fragments"]["visible"] is False and layers["affinities"]["visible"] is False
     assert "visible" not in layers["segmentation_0.7"]  # visible is the default
     assert "getDataValue(2)" in layers["affinities"]["shader"]
+    assert layers["skeletons"]["segmentDefaultColor"] == "#ffffff"  # not the colour of segment k
     # the display in voxels of the segmentation (x, y, z), centred on the volume
     assert state["dimensions"] == {"x": [33e-9, "m"], "y": [36e-9, "m"], "z": [40e-9, "m"]}
     assert state["position"] == pytest.approx([3 + 16, 0 + 14, 2 + 12])  # x, y, z voxels: offset + shape / 2

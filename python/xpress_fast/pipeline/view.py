@@ -411,6 +411,9 @@ def view_outputs(
     with viewer.txn() as s:
         s.dimensions = ng.CoordinateSpace(names=["x", "y", "z"], units="nm", scales=vs[::-1].tolist())
         s.position = centre[::-1].tolist()
+        extent = float(max(reference.spatial_shape))  # voxels: fit the volume to a panel of about 500 pixels
+        s.cross_section_scale = extent / 500
+        s.projection_scale = extent * 1.5
         s.layout = "4panel"
         shown = chosen[0][1] if chosen else "fragments"  # the one segmentation layer visible
         for name, (vol, kind) in volumes.items():
@@ -429,8 +432,10 @@ def view_outputs(
             else:
                 s.layers[name] = ng.ImageLayer(source=source)
         if skeletons is not None:
+            # white: skeleton k and segment k would otherwise share a colour
             s.layers["skeletons"] = ng.SegmentationLayer(source=_skeleton_source(ng, skeletons, nm),
-                                                         segments=list(range(1, skeletons.n_skeletons + 1)))
+                                                         segments=list(range(1, skeletons.n_skeletons + 1)),
+                                                         segment_default_color="#ffffff")
         for k, (t, name) in enumerate(chosen):
             if t not in sites:
                 continue
