@@ -110,7 +110,7 @@ def test_every_option_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert set(sub.choices) == {"demo", "train", "predict", "segment", "sweep", "evaluate", "submit",
-                                "check-submission"}
+                                "check-submission", "view"}
     for name, sp in sub.choices.items():
         assert sp.description, name
         for action in sp._actions:

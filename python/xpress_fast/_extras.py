@@ -1,7 +1,8 @@
 """Optional dependencies: importing one that is missing names the extra to install.
 
 The core (scoring, segmentation, HDF5 I/O) needs only numpy, scipy, networkx, h5py and tqdm;
-zarr, dask, matplotlib and scikit-image come with ``[pipeline]``, torch with ``[torch]``. A
+zarr, dask, matplotlib and scikit-image come with ``[pipeline]``, torch with ``[torch]``,
+neuroglancer (the viewer) with ``[view]``. A
 missing one gives :class:`MissingExtra` (an ImportError) with the one line a user needs, which
 the CLI prints as its error (exit code 2) instead of a traceback.
 """
@@ -18,6 +19,7 @@ EXTRAS = {
     "matplotlib": ("matplotlib", "pipeline"),
     "skimage": ("scikit-image", "pipeline"),
     "distributed": ("dask.distributed", "distributed"),
+    "neuroglancer": ("neuroglancer", "view"),
 }
 
 

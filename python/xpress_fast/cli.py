@@ -1,5 +1,5 @@
 """The ``xpress-fast`` command line: demo, train, predict, segment, sweep, evaluate, submit,
-check-submission.
+check-submission, view.
 
 Every command takes its options from flags and, optionally, from a config file
 (``--config FILE``, JSON or TOML): keys are the long option names (``block-shape`` or
@@ -548,6 +548,33 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    """Serve the outputs in neuroglancer until Ctrl-C; the URL is the first line printed."""
+    from .pipeline.view import view_outputs
+
+    viewer = view_outputs(args.output, thresholds=args.thresholds, skeletons=args.skeletons,
+                          raw=(args.raw, args.raw_dataset) if args.raw else None,
+                          bind_address=args.bind_address, port=args.port)
+    import neuroglancer  # installed: view_outputs imported it
+
+    url = viewer.get_viewer_url()
+    _print(url)
+    layers = [layer.name for layer in viewer.state.layers]
+    _print(f"serving {len(layers)} layers ({', '.join(layers)}); press Ctrl-C to stop")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        neuroglancer.stop()
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # parser
 
@@ -787,6 +814,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", metavar="FILE", help="the submission.h5 to check")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=cmd_check_submission)
+
+    p = sub.add_parser("view", help="open the outputs in neuroglancer (prints the URL, serves until Ctrl-C)",
+                       description="Serve raw, affinities, fragments, segmentations and skeletons, with the "
+                                   "split and merge sites of each segmentation as annotations, in "
+                                   "neuroglancer (needs the [view] extra). OUTPUT is a demo directory or a "
+                                   "'segment' output .zarr. Prints the viewer's URL and serves until Ctrl-C.")
+    _common(p)
+    p.add_argument("output", metavar="OUTPUT", help="a demo directory or a 'segment' output .zarr")
+    p.add_argument("--thresholds", "--threshold", type=_thresholds, default=None, metavar="T1,T2,...",
+                   help="the segmentations to show (default: the demo's best threshold, else every one written)")
+    p.add_argument("--skeletons", metavar="PATH",
+                   help="skeletons (.npz) whose split and merge sites to mark (default: the demo's)")
+    p.add_argument("--raw", metavar="PATH", help="the raw volume container (default: the 'raw' beside the affinities)")
+    p.add_argument("--raw-dataset", default="raw", metavar="NAME",
+                   help="the dataset inside the raw container (default: %(default)s)")
+    p.add_argument("--bind-address", default="127.0.0.1", metavar="HOST",
+                   help="the address the server listens on (default: %(default)s; 0.0.0.0 for other machines)")
+    p.add_argument("--port", type=int, default=0, help="the server's port (default: 0, any free port)")
+    p.add_argument("--open", action="store_true", help="also open the URL in a web browser")
+    p.set_defaults(func=cmd_view)
     return parser
 
 

@@ -8,12 +8,14 @@ See :mod:`xpress_fast.pipeline.stages` for the design. Public names:
 * :class:`BlockLayout`, :class:`Block` -- the block grid
 * :func:`run_blocks`, :class:`CompletionRecords`, :class:`BlockFailure` -- the runner
 * :class:`RunChanged` -- an output holds a run with other settings or from changed inputs
+* :func:`view_outputs`, :func:`find_outputs` -- the outputs in neuroglancer (needs ``[view]``)
 """
 from .blocks import Block, BlockLayout
 from .prediction import PredictResult, predict_volume
 from .runner import BlockFailure, CompletionRecords, RunChanged, StageReport, run_blocks
 from .stages import SegmentResult, load_agglomeration, segment_volume, segmentation_dataset
+from .view import PipelineOutputs, find_outputs, view_outputs
 
 __all__ = ["Block", "BlockLayout", "BlockFailure", "CompletionRecords", "RunChanged", "StageReport", "run_blocks",
            "PredictResult", "predict_volume", "SegmentResult", "load_agglomeration", "segment_volume",
-           "segmentation_dataset"]
+           "segmentation_dataset", "PipelineOutputs", "find_outputs", "view_outputs"]
