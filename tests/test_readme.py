@@ -124,6 +124,27 @@ def test_python_blocks_run_in_order(demo_dir):
     assert 0 < float(threshold) < 1 and float(erl_rand) > 0.5 and float(nerl) > 0.3
 
 
+def serve_then_interrupt(words: list[str], cwd: Path) -> None:
+    """`view` serves until Ctrl-C: its first line is a URL that answers; SIGINT ends it cleanly."""
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "xpress_fast", *words[1:]], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), (url, proc.stderr.read() if proc.poll() is not None else "")
+        with urllib.request.urlopen(url, timeout=20) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, f"{shlex.join(words)} exited {proc.returncode} on Ctrl-C:\n{err}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def challenge_sized_segmentation(path: Path) -> None:
     """What `submit` needs: a segmentation covering the test ROI, here on the 99 nm grid."""
     import xpress_fast.io as xio
@@ -144,6 +165,9 @@ def test_demo_then_every_command(demo_dir):
                 continue
             if words[:2] == ["xpress-fast", "submit"] and not (cwd / words[2]).exists():
                 challenge_sized_segmentation(cwd / words[2])
+            if words[:2] == ["xpress-fast", "view"]:
+                serve_then_interrupt(words, cwd)
+                continue
             run_cli(words, cwd)
     # what the commands wrote
     assert (cwd / "model2" / "checkpoint_00000004.pt").is_file()
