@@ -112,9 +112,9 @@ def sorted_thresholds(name: str, values: Sequence[float], low: float = 0.0, high
     if arr.size == 0:
         raise ValueError(f"{name} must hold at least one threshold")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; got {list(values)!r}")
+        raise ValueError(f"{name} must be finite; got {arr.tolist()!r}")
     if np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name} must lie in [{low}, {high}]; got {list(arr)!r}")
+        raise ValueError(f"{name} must lie in [{low}, {high}]; got {arr.tolist()!r}")
     if np.any(np.diff(arr) <= 0):
-        raise ValueError(f"{name} must be strictly increasing; got {list(arr)!r}")
+        raise ValueError(f"{name} must be strictly increasing; got {arr.tolist()!r}")
     return arr

@@ -109,6 +109,8 @@ def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> di
     p = Path(path)
     if not p.is_file():
         raise CliError(f"config file not found: {path!r}")
+    if p.suffix.lower() == ".toml" and sys.version_info < (3, 11):
+        raise CliError(f"config file {path!r}: TOML config files need Python 3.11 or later (tomllib); use JSON")
     try:
         if p.suffix.lower() == ".toml":
             import tomllib

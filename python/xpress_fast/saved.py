@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from ._npz import read_npz
+from ._validate import label_array
 from .agglomeration import Agglomeration, check_merge_function
 from .io import atomic_file
 from .region_graphs import RegionGraph
@@ -198,5 +199,6 @@ def checked_agglomeration(arrays: dict, name: str, *, fragments=None) -> Agglome
         check_merge_function(str(mf))
     except (TypeError, ValueError) as exc:
         c.fail(str(exc))
-    return Agglomeration(fragments, ids, str(mf), thresholds, u.astype(np.int64), v.astype(np.int64), scores,
-                         levels)
+    # checked as agglomerate_graph checks them: Agglomeration.fragments is a uint64 volume
+    frag = None if fragments is None else label_array("fragments", fragments)
+    return Agglomeration(frag, ids, str(mf), thresholds, u.astype(np.int64), v.astype(np.int64), scores, levels)

@@ -209,9 +209,14 @@ def _latest_checkpoint(directory) -> str | None:
 def _prune_checkpoints(directory, keep: int) -> None:
     if keep <= 0:
         return
-    paths = sorted(glob.glob(os.path.join(str(directory), "checkpoint_*.pt")),
-                   key=lambda p: int(re.search(r"checkpoint_(\d+)\.pt$", p).group(1)))
-    for p in paths[:-keep]:
+    # the numbered checkpoints, as _latest_checkpoint reads them; other files matching the glob
+    # (checkpoint_best.pt) are left alone
+    numbered = []
+    for p in glob.glob(os.path.join(str(directory), "checkpoint_*.pt")):
+        m = re.search(r"checkpoint_(\d+)\.pt$", p)
+        if m:
+            numbered.append((int(m.group(1)), p))
+    for _, p in sorted(numbered)[:-keep]:
         try:
             os.remove(p)
         except OSError:  # pragma: no cover - a concurrent cleanup
