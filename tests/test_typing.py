@@ -48,6 +48,35 @@ def test_type_checking_imports_match_the_lazy_exports():
     assert imported == xf._EXPORTS
 
 
+
+def test_result_classes_resolve_their_annotations_at_run_time():
+    """Names imported only under TYPE_CHECKING must not appear in a dataclass's or TypedDict's
+    fields: typing.get_type_hints (dataclass tools, hypothesis' builds) evaluates them."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
+
+    checked = []
+    for info in pkgutil.walk_packages(xf.__path__, "xpress_fast."):
+        if info.name.endswith("__main__") or (info.name.startswith("xpress_fast.unet") and not _has_torch()):
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and obj.__module__ == info.name and (
+                    dataclasses.is_dataclass(obj) or typing.is_typeddict(obj)):
+                typing.get_type_hints(obj)
+                checked.append(obj.__qualname__)
+    assert {"XpressScores", "SweepResult", "SyntheticVolume", "RegionGraph", "Volume"} <= set(checked)
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 # -- bugs the annotations found ---------------------------------------------------------------
 
 def test_a_scalar_nan_threshold_is_refused_by_name():

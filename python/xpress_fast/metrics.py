@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         """The single score kernel's result with the labels it scored."""
 
         labels: npt.NDArray[np.uint64]
+else:  # the two above exist for mypy only (their base is in _metrics.pyi): at run time they are
+    _NodeLabels = _Scored = dict  # dicts, so that typing.get_type_hints(XpressScores) resolves
 
 __all__ = ["SkeletonIndex", "erl", "ErlResult", "xpress_scores", "XpressScores", "rand_voi", "RandVoi"]
 

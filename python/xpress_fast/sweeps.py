@@ -23,11 +23,12 @@ import numpy.typing as npt
 
 from ._typing import ArraySource
 from ._validate import sorted_thresholds
+from .metrics import XpressScores
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from .metrics import Mode, SkeletonIndex, XpressScores
+    from .metrics import Mode, SkeletonIndex
     from .skeletons import Skeletons
 
 log = logging.getLogger(__name__)

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, SupportsInt
+from typing import Any, Iterable, Sequence, SupportsInt
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
 from ._validate import float_triple, int_triple
-
-if TYPE_CHECKING:
-    from .skeletons import Skeletons
+from .skeletons import Skeletons
 
 __all__ = ["SyntheticVolume", "make_volume", "noisy_affinities"]
 
@@ -295,8 +293,6 @@ def make_volume(
     # voxel q covers [q, q + 1) * vs + off (the scoring grid), so the centre-line point p, in
     # voxel-centre coordinates, lies at (p + 0.5) * vs + off, inside voxel floor(p + 0.5)
     pos_nm = (pos_zyx + 0.5) * vs + off
-
-    from .skeletons import Skeletons
 
     skeletons = Skeletons(
         pos_nm,
