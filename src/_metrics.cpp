@@ -248,25 +248,33 @@ py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_
 }  // namespace
 
 PYBIND11_MODULE(_metrics, m) {
+  const char* const kRandVoiDoc =
+      "Contingency-table sums (Rand; entropies in bits) of test against truth, the voxels whose truth is in "
+      "ignore left out.";
   m.doc() = "xpress_fast evaluation kernels (private; use xpress_fast.erl / xpress_scores / rand_voi)";
-  m.def("components", &components, py::arg("n_nodes"), py::arg("edges"));
+  m.def("components", &components, py::arg("n_nodes"), py::arg("edges"),
+        "Connected component of each of n_nodes nodes of the undirected (E, 2) edges, numbered by first node.");
   m.def("skeleton_node_voxels", &skeleton_node_voxels, py::arg("positions"), py::arg("edges"), py::arg("begin"),
-        py::arg("end"), py::arg("offset"), py::arg("voxel_size"), py::arg("shape"));
+        py::arg("end"), py::arg("offset"), py::arg("voxel_size"), py::arg("shape"),
+        "Skeleton nodes inside the box [begin, end) nm, their voxels in a volume of shape, and the edges kept.");
   m.def("score_skeleton_labels", &score_skeleton_labels, py::arg("labels"), py::arg("voxel"), py::arg("n_voxels"),
         py::arg("skeleton"),
         py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"), py::arg("skip_first_skeleton"),
-        py::arg("zero_is_unsegmented"));
+        py::arg("zero_is_unsegmented"),
+        "ERL, split and merge counts and Rand/VOI sums of one (n_nodes,) label per node.");
   m.def("score_skeleton_labels_many", &score_skeleton_labels_many, py::arg("labels"), py::arg("voxel"),
         py::arg("n_voxels"), py::arg("skeleton"), py::arg("n_skeletons"), py::arg("edges"), py::arg("edge_length"),
-        py::arg("skip_first_skeleton"), py::arg("zero_is_unsegmented"));
+        py::arg("skip_first_skeleton"), py::arg("zero_is_unsegmented"),
+        "score_skeleton_labels for each row of (T, n_nodes) labels (a threshold sweep), without locations.");
   m.def("merge_locations", &merge_locations, py::arg("node_segment"), py::arg("skeleton"), py::arg("positions"),
-        py::arg("merged"));
+        py::arg("merged"),
+        "For each merged segment, the closest nodes of each pair of skeletons on it.");
   m.def("rand_voi_sums_uint8", &rand_voi_sums<std::uint8_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"));
+        py::arg("n_threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint16", &rand_voi_sums<std::uint16_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"));
+        py::arg("n_threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint32", &rand_voi_sums<std::uint32_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"));
+        py::arg("n_threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint64", &rand_voi_sums<std::uint64_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"));
+        py::arg("n_threads"), kRandVoiDoc);
 }

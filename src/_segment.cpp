@@ -437,38 +437,59 @@ carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<s
 }  // namespace
 
 PYBIND11_MODULE(_segment, m) {
+  const char* const kWatershedDoc =
+      "Seeded watershed of (C, Z, Y, X) affs into the (Z, Y, X) labels, in place; mask: None or uint8.";
+  const char* const kInsideDoc =
+      "uint8 map of the voxels whose mean of the first three affinity channels exceeds threshold.";
+  const char* const kFilterDoc =
+      "Set the fragments of labels whose mean affinity is below level to 0, in place; returns how many.";
+  const char* const kClearDoc =
+      "Set labels outside the inside map to 0, in place (out None) or into out; returns the voxels cleared.";
+  const char* const kMutexDoc =
+      "Mutex watershed of (C, Z, Y, X) affs, offsets and strides (C, 3), bias (C,); returns uint64 labels.";
+  const char* const kGraphDoc =
+      "Region graph of fragments: u, v, count, sum, min, max per edge (and histograms if asked).";
+  const char* const kMapDoc =
+      "labels (uint64) with each of the sorted unique keys replaced by its value; other ids kept.";
   m.doc() = "xpress_fast segmentation kernels (internal; use xpress_fast.watershed / region_graph / agglomerate)";
   m.def("watershed_float32", &watershed<float>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
-        py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
+        py::arg("threads") = 1, py::arg("block") = kDefaultBlock, kWatershedDoc);
   m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
-        py::arg("threads") = 1, py::arg("block") = kDefaultBlock);
-  m.def("zeros_uint64", &prefaulted<std::uint64_t>, py::arg("shape"), py::arg("threads"));
-  m.def("inside_float32", &inside<float>, py::arg("affs"), py::arg("threshold"));
-  m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"));
-  m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"));
-  m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"));
+        py::arg("threads") = 1, py::arg("block") = kDefaultBlock, kWatershedDoc);
+  m.def("zeros_uint64", &prefaulted<std::uint64_t>, py::arg("shape"), py::arg("threads"),
+        "A zeroed C-contiguous uint64 array of shape, its pages first touched by threads threads.");
+  m.def("inside_float32", &inside<float>, py::arg("affs"), py::arg("threshold"), kInsideDoc);
+  m.def("inside_uint8", &inside<std::uint8_t>, py::arg("affs"), py::arg("threshold"), kInsideDoc);
+  m.def("filter_float32", &filter<float>, py::arg("affs"), py::arg("labels"), py::arg("level"), kFilterDoc);
+  m.def("filter_uint8", &filter<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("level"), kFilterDoc);
   m.def("clear_boundary_float32", &clear<float>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
-        py::arg("threads"), py::arg("out") = py::none());
+        py::arg("threads"), py::arg("out") = py::none(), kClearDoc);
   m.def("clear_boundary_uint8", &clear<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("threshold"),
-        py::arg("threads"), py::arg("out") = py::none());
+        py::arg("threads"), py::arg("out") = py::none(), kClearDoc);
   m.def("mutex_watershed_float32", &mutex<float>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),
-        py::arg("bias"), py::arg("mask"), py::arg("threads"));
+        py::arg("bias"), py::arg("mask"), py::arg("threads"), kMutexDoc);
   m.def("mutex_watershed_uint8", &mutex<std::uint8_t>, py::arg("affs"), py::arg("offsets"), py::arg("strides"),
-        py::arg("bias"), py::arg("mask"), py::arg("threads"));
-  m.def("distance_maxima", &maxima, py::arg("inside"), py::arg("size"), py::arg("threads"));
-  m.def("squared_edt", &squared_edt, py::arg("inside"), py::arg("threads"));
-  m.def("distance_seeds", &seeds, py::arg("inside"), py::arg("size"), py::arg("id_offset"), py::arg("threads"));
+        py::arg("bias"), py::arg("mask"), py::arg("threads"), kMutexDoc);
+  m.def("distance_maxima", &maxima, py::arg("inside"), py::arg("size"), py::arg("threads"),
+        "uint8 map of the inside voxels whose distance to the outside is the maximum of the size^3 window.");
+  m.def("squared_edt", &squared_edt, py::arg("inside"), py::arg("threads"),
+        "Squared Euclidean distance (voxels) of each voxel of the uint8 inside map to the nearest outside voxel.");
+  m.def("distance_seeds", &seeds, py::arg("inside"), py::arg("size"), py::arg("id_offset"), py::arg("threads"),
+        "(seeds, n): the distance-transform maxima of inside as uint64 ids id_offset + 1, ... (0 elsewhere).");
   m.def("region_graph_float32", &graph<float>, py::arg("fragments"), py::arg("affs"), py::arg("cz"), py::arg("cy"),
-        py::arg("cx"), py::arg("histogram"), py::arg("threads"), py::arg("nearest"), py::arg("further"));
+        py::arg("cx"), py::arg("histogram"), py::arg("threads"), py::arg("nearest"), py::arg("further"), kGraphDoc);
   m.def("region_graph_uint8", &graph<std::uint8_t>, py::arg("fragments"), py::arg("affs"), py::arg("cz"),
         py::arg("cy"), py::arg("cx"), py::arg("histogram"), py::arg("threads"), py::arg("nearest"),
-        py::arg("further"));
+        py::arg("further"), kGraphDoc);
   m.def("agglomerate", &agglomerate, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("count"), py::arg("sum"),
         py::arg("min"), py::arg("max"), py::arg("hist_offsets"), py::arg("hist_bins"), py::arg("hist_counts"),
-        py::arg("statistic"), py::arg("quantile"), py::arg("init_with_max"), py::arg("stop"));
-  m.def("merge_components", &components, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("k"));
+        py::arg("statistic"), py::arg("quantile"), py::arg("init_with_max"), py::arg("stop"),
+        "(u, v, score, level): the merge history of agglomerating the region graph up to stop.");
+  m.def("merge_components", &components, py::arg("n_nodes"), py::arg("u"), py::arg("v"), py::arg("k"),
+        "Representative (smallest node index of its region) of each of n_nodes after the first k merges.");
   m.def("merge_history_labels", &history_labels, py::arg("fragment_ids"), py::arg("u"), py::arg("v"),
-        py::arg("prefix"), py::arg("item_fragment"), py::arg("item_id"));
-  m.def("map_labels_uint64", &map<std::uint64_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
-  m.def("map_labels_uint32", &map<std::uint32_t>, py::arg("labels"), py::arg("keys"), py::arg("values"));
+        py::arg("prefix"), py::arg("item_fragment"), py::arg("item_id"),
+        "(T, n_items) labels of the item fragments after each prefix of the merge history.");
+  m.def("map_labels_uint64", &map<std::uint64_t>, py::arg("labels"), py::arg("keys"), py::arg("values"), kMapDoc);
+  m.def("map_labels_uint32", &map<std::uint32_t>, py::arg("labels"), py::arg("keys"), py::arg("values"), kMapDoc);
 }

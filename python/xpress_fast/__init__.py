@@ -10,9 +10,41 @@ torch (the U-Net lives in :mod:`xpress_fast.unet`, behind the ``[torch]`` extra)
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers (tests/test_typing.py checks they agree)
+    from ._validate import XpressWarning as XpressWarning
+    from .agglomeration import (
+        Agglomeration as Agglomeration, DEFAULT_MERGE_FUNCTION as DEFAULT_MERGE_FUNCTION,
+        MERGE_FUNCTIONS as MERGE_FUNCTIONS, agglomerate as agglomerate,
+        check_merge_function as check_merge_function, merge_history as merge_history,
+    )
+    from .fragments import blockwise_watershed as blockwise_watershed, watershed as watershed
+    from .metrics import (
+        ErlResult as ErlResult, RandVoi as RandVoi, SkeletonIndex as SkeletonIndex, XpressScores as XpressScores,
+        erl as erl, rand_voi as rand_voi, xpress_scores as xpress_scores,
+    )
+    from .mutex import mutex_watershed as mutex_watershed
+    from .region_graphs import (
+        RegionGraph as RegionGraph, axis_offsets as axis_offsets, long_range_graph as long_range_graph,
+        region_graph as region_graph,
+    )
+    from .relabel import map_labels as map_labels
+    from .rois import Roi as Roi, TEST_ROI as TEST_ROI, VALIDATION_ROI as VALIDATION_ROI
+    from .saved import (
+        load_agglomeration as load_agglomeration, load_region_graph as load_region_graph,
+        save_agglomeration as save_agglomeration, save_region_graph as save_region_graph,
+    )
+    from .skeletonize import skeletons_from_labels as skeletons_from_labels
+    from .skeletons import (
+        Skeletons as Skeletons, load_skeletons as load_skeletons, save_skeletons as save_skeletons,
+    )
+    from .sweeps import (
+        MethodSweepResult as MethodSweepResult, SweepResult as SweepResult, sweep as sweep,
+        sweep_methods as sweep_methods,
+    )
 
 # public name -> submodule that defines it
 _EXPORTS = {

@@ -14,10 +14,13 @@ import io
 import math
 import os
 import zipfile
-from typing import Iterable
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib import format as npy_format
+
+from ._typing import StrPath
 
 __all__ = ["read_npz"]
 
@@ -36,7 +39,7 @@ class _Damaged(ValueError):
 
 
 @contextlib.contextmanager
-def _describe(name: str, where: str):
+def _describe(name: str, where: str) -> Iterator[None]:
     """Turn whatever zipfile / zlib / numpy raise on damaged bytes into one ValueError.
 
     They raise many types on bad input (BadZipFile, zlib.error, EOFError, NotImplementedError for
@@ -54,8 +57,8 @@ def _describe(name: str, where: str):
                        f"{name}: {where}: {type(exc).__name__}") from None
 
 
-def read_npz(source, *, name: str | None = None, required: Iterable[str] = (),
-             optional: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def read_npz(source: StrPath | bytes | bytearray | memoryview, *, name: str | None = None,
+             required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[str, npt.NDArray[Any]]:
     """Read the arrays of an ``.npz`` archive (as ``np.savez`` writes) without trusting it.
 
     Parameters
@@ -96,7 +99,8 @@ def read_npz(source, *, name: str | None = None, required: Iterable[str] = (),
         return _read(f, os.fstat(f.fileno()).st_size, name, set(required), wanted)
 
 
-def _read(fileobj, archive_size: int, name: str, required: set, wanted: list) -> dict[str, np.ndarray]:
+def _read(fileobj: IO[bytes], archive_size: int, name: str, required: set[str], wanted: list[str]
+          ) -> dict[str, npt.NDArray[Any]]:
     with _describe(name, "not a valid zip archive"):
         zf = zipfile.ZipFile(fileobj)
     with zf:
@@ -115,7 +119,7 @@ def _read(fileobj, archive_size: int, name: str, required: set, wanted: list) ->
         return {key: _read_member(zf, members[key], archive_size, name) for key in keys}
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, name: str) -> np.ndarray:
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, name: str) -> npt.NDArray[Any]:
     where = f"member {info.filename!r}"
     if info.compress_type not in _METHODS:
         raise _Damaged(f"{name}: {where} uses zip compression method {info.compress_type} "

@@ -1,20 +1,41 @@
-"""Segmentation kernels (private; use xpress_fast.watershed / region_graph / agglomerate)."""
-from typing import Optional, Sequence
+"""Segmentation kernels (private; use xpress_fast.watershed / region_graph / agglomerate).
+
+The kernels are compiled per affinity dtype (float32, uint8) and label dtype, so each appears
+once per instantiation, with its own array types.
+"""
+from typing import Sequence, TypedDict, type_check_only
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import NotRequired
+
+@type_check_only
+class RegionGraphArrays(TypedDict):
+    """What region_graph_* returns (the graph function in src/_segment.cpp): one entry per edge,
+    the histograms (CSR: edge e owns entries hist_offsets[e]:hist_offsets[e + 1]) only when
+    asked for."""
+
+    u: npt.NDArray[np.uint64]
+    v: npt.NDArray[np.uint64]
+    count: npt.NDArray[np.uint64]
+    sum: npt.NDArray[np.float64]
+    min: npt.NDArray[np.float32]
+    max: npt.NDArray[np.float32]
+    hist_offsets: NotRequired[npt.NDArray[np.int64]]
+    hist_bins: NotRequired[npt.NDArray[np.uint8]]
+    hist_counts: NotRequired[npt.NDArray[np.uint64]]
 
 def watershed_float32(
     affs: npt.NDArray[np.float32],
     labels: npt.NDArray[np.uint64],
-    mask: Optional[npt.NDArray[np.uint8]],
+    mask: npt.NDArray[np.uint8] | None,
     threads: int = 1,
     block: tuple[int, int, int] = (64, 64, 128),
 ) -> None: ...
 def watershed_uint8(
     affs: npt.NDArray[np.uint8],
     labels: npt.NDArray[np.uint64],
-    mask: Optional[npt.NDArray[np.uint8]],
+    mask: npt.NDArray[np.uint8] | None,
     threads: int = 1,
     block: tuple[int, int, int] = (64, 64, 128),
 ) -> None: ...
@@ -22,9 +43,9 @@ def zeros_uint64(shape: Sequence[int], threads: int) -> npt.NDArray[np.uint64]: 
 def inside_float32(affs: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.uint8]: ...
 def inside_uint8(affs: npt.NDArray[np.uint8], threshold: float) -> npt.NDArray[np.uint8]: ...
 def clear_boundary_float32(affs: npt.NDArray[np.float32], labels: npt.NDArray[np.uint64], threshold: float,
-                           threads: int, out: npt.NDArray[np.uint64] | None = ...) -> int: ...
+                           threads: int, out: npt.NDArray[np.uint64] | None = None) -> int: ...
 def clear_boundary_uint8(affs: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint64], threshold: float,
-                         threads: int, out: npt.NDArray[np.uint64] | None = ...) -> int: ...
+                         threads: int, out: npt.NDArray[np.uint64] | None = None) -> int: ...
 def mutex_watershed_float32(affs: npt.NDArray[np.float32], offsets: npt.NDArray[np.int64],
                             strides: npt.NDArray[np.int64], bias: npt.NDArray[np.float32],
                             mask: npt.NDArray[np.uint8] | None, threads: int) -> npt.NDArray[np.uint64]: ...
@@ -41,11 +62,12 @@ def distance_seeds(
 def region_graph_float32(
     fragments: npt.NDArray[np.uint64], affs: npt.NDArray[np.float32], cz: int, cy: int, cx: int,
     histogram: bool, threads: int, nearest: bool, further: npt.NDArray[np.int64],
-) -> dict: ...
+) -> RegionGraphArrays: ...
 def region_graph_uint8(
     fragments: npt.NDArray[np.uint64], affs: npt.NDArray[np.uint8], cz: int, cy: int, cx: int,
     histogram: bool, threads: int, nearest: bool, further: npt.NDArray[np.int64],
-) -> dict: ...
+) -> RegionGraphArrays: ...
+# the merge history: (u, v, score, level), one entry per merge
 def agglomerate(
     n_nodes: int,
     u: npt.NDArray[np.int64],
@@ -61,7 +83,7 @@ def agglomerate(
     quantile: int,
     init_with_max: bool,
     stop: float,
-) -> tuple: ...
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def merge_components(
     n_nodes: int, u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], k: int
 ) -> npt.NDArray[np.int64]: ...

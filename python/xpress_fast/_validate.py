@@ -5,10 +5,10 @@ names the argument, what was expected and what came.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, SupportsInt
 
 import numpy as np
-
+import numpy.typing as npt
 
 
 class XpressWarning(UserWarning):
@@ -20,10 +20,12 @@ def warn_user(message: str) -> None:
     (however deep in the package the warning is raised)."""
     import os
     import sys
+    import types
     import warnings
 
     package = os.path.dirname(os.path.abspath(__file__))
-    level, frame = 2, sys._getframe(1)  # stacklevel 2 names the frame that called warn_user
+    level = 2  # stacklevel 2 names the frame that called warn_user
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, XpressWarning, stacklevel=level)
@@ -32,7 +34,7 @@ def warn_user(message: str) -> None:
 LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64)
 
 
-def as_array(name: str, value) -> np.ndarray:
+def as_array(name: str, value: object) -> npt.NDArray[Any]:
     """``np.asarray`` that refuses objects which are not array-like numbers."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be a numpy array; got {type(value).__name__}")
@@ -53,7 +55,7 @@ def check_nonempty(name: str, arr: np.ndarray) -> None:
         raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
 
 
-def label_array(name: str, value, ndim: int = 3) -> np.ndarray:
+def label_array(name: str, value: object, ndim: int = 3) -> npt.NDArray[np.uint64]:
     """Validate a label volume: integer dtype (any unsigned, or signed without negatives).
 
     Returns a C-contiguous uint64 view or copy; the caller's array is never modified.
@@ -72,7 +74,7 @@ def label_array(name: str, value, ndim: int = 3) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
-def float_triple(name: str, value, positive: bool = False) -> np.ndarray:
+def float_triple(name: str, value: object, positive: bool = False) -> npt.NDArray[np.float64]:
     """A 3-vector (z, y, x) of finite floats."""
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -87,7 +89,7 @@ def float_triple(name: str, value, positive: bool = False) -> np.ndarray:
     return arr
 
 
-def int_triple(name: str, value, minimum: int = 1) -> tuple:
+def int_triple(name: str, value: Iterable[SupportsInt], minimum: int = 1) -> tuple[int, int, int]:
     """A 3-tuple (z, y, x) of integers >= ``minimum`` (non-integral numbers are refused)."""
     what = "three positive integers" if minimum == 1 else f"three integers >= {minimum}"
     try:
@@ -98,23 +100,24 @@ def int_triple(name: str, value, minimum: int = 1) -> tuple:
         raise TypeError(f"{name} must be {what} (z, y, x); got {value!r}") from None
     if len(t) != 3 or not integral or any(v < minimum for v in t):
         raise ValueError(f"{name} must be {what} (z, y, x); got {value!r}")
-    return t
+    return t[0], t[1], t[2]
 
 
-def check_choice(name: str, value, choices: Iterable[str]) -> None:
+def check_choice(name: str, value: object, choices: Iterable[str]) -> None:
     choices = list(choices)
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-def sorted_thresholds(name: str, values: Sequence[float], low: float = 0.0, high: float = 1.0) -> np.ndarray:
+def sorted_thresholds(name: str, values: npt.ArrayLike, low: float = 0.0, high: float = 1.0
+                      ) -> npt.NDArray[np.float64]:
     arr = np.asarray(values, dtype=np.float64).ravel()
     if arr.size == 0:
         raise ValueError(f"{name} must hold at least one threshold")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; got {list(values)!r}")
+        raise ValueError(f"{name} must be finite; got {arr.tolist()!r}")
     if np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name} must lie in [{low}, {high}]; got {list(arr)!r}")
+        raise ValueError(f"{name} must lie in [{low}, {high}]; got {arr.tolist()!r}")
     if np.any(np.diff(arr) <= 0):
-        raise ValueError(f"{name} must be strictly increasing; got {list(arr)!r}")
+        raise ValueError(f"{name} must be strictly increasing; got {arr.tolist()!r}")
     return arr

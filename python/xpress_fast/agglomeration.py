@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
-from typing import Mapping
+from typing import Any, Iterable, Mapping, Sequence, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import as_array, check_choice, label_array, sorted_thresholds
 from .region_graphs import DEFAULT_INSIDE_THRESHOLD, RegionGraph, _region_graph
@@ -39,7 +40,7 @@ MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
 _STATISTIC = {"mean": 0, "max": 1, "min": 2}
 
 
-def check_merge_function(name) -> str:
+def check_merge_function(name: object) -> str:
     """``name`` if it is one of :data:`MERGE_FUNCTIONS` (TypeError / ValueError otherwise, naming
     the choices): the check every API entry point and the CLI make before any work."""
     if not isinstance(name, str):
@@ -48,9 +49,9 @@ def check_merge_function(name) -> str:
     return name
 
 
-def _parse_merge_function(name) -> tuple:
+def _parse_merge_function(name: object) -> tuple[int, int, bool]:
     """(statistic code, quantile, init_with_max) of a merge-function name."""
-    check_merge_function(name)
+    name = check_merge_function(name)
     if name in _STATISTIC:
         return _STATISTIC[name], 50, False
     parts = name.split("_")
@@ -80,7 +81,10 @@ class Agglomeration:
         Non-decreasing; merge ``i`` is part of the segmentation at ``t`` iff ``levels[i] < t``.
     """
 
-    def __init__(self, fragments, fragment_ids, merge_function, thresholds, nodes_u, nodes_v, scores, levels):
+    def __init__(self, fragments: npt.NDArray[np.uint64] | None, fragment_ids: npt.NDArray[np.uint64],
+                 merge_function: str, thresholds: npt.NDArray[np.float64], nodes_u: npt.NDArray[np.int64],
+                 nodes_v: npt.NDArray[np.int64], scores: npt.NDArray[np.float64], levels: npt.NDArray[np.float64]
+                 ) -> None:
         self.fragments = fragments
         self.fragment_ids = fragment_ids
         self.merge_function = merge_function
@@ -96,10 +100,10 @@ class Agglomeration:
         return (f"Agglomeration({self.merge_function!r}, {len(self.fragment_ids)} fragments, "
                 f"{len(self.scores)} merges, thresholds {self.thresholds[0]:g}..{self.thresholds[-1]:g})")
 
-    def _threshold(self, threshold) -> float:
+    def _threshold(self, threshold: float) -> float:
         return float(self._checked_thresholds([threshold])[0])
 
-    def _checked_thresholds(self, thresholds: list) -> np.ndarray:
+    def _checked_thresholds(self, thresholds: Sequence[float]) -> npt.NDArray[np.float64]:
         """``thresholds`` (a list) as float64, each a finite number <= the largest of this run."""
         for threshold in thresholds:
             if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
@@ -114,11 +118,11 @@ class Agglomeration:
                              f"to; got {ts[int(np.argmax(too_large))]:g}")
         return ts
 
-    def n_merges(self, threshold) -> int:
+    def n_merges(self, threshold: float) -> int:
         """Number of merges in the segmentation at ``threshold``."""
         return int(np.searchsorted(self.levels, self._threshold(threshold), side="left"))
 
-    def lut(self, threshold):
+    def lut(self, threshold: float) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
         """``(fragment_ids, segment_ids)``: two (N,) uint64 arrays, the segment of each graph fragment."""
         from . import _segment
 
@@ -126,14 +130,14 @@ class Agglomeration:
         rep = _segment.merge_components(len(self.fragment_ids), self._u, self._v, k)
         return self.fragment_ids.copy(), self.fragment_ids[rep]
 
-    def map(self, fragment_ids, threshold) -> np.ndarray:
+    def map(self, fragment_ids: npt.ArrayLike, threshold: float) -> npt.NDArray[np.uint64]:
         """Segment ids (uint64, same shape) of an array of fragment ids at ``threshold``."""
         from .relabel import map_labels
 
         ids = _fragment_id_array(fragment_ids)
         return map_labels(ids, *self.lut(threshold))
 
-    def map_many(self, fragment_ids, thresholds) -> np.ndarray:
+    def map_many(self, fragment_ids: npt.ArrayLike, thresholds: Iterable[float]) -> npt.NDArray[np.uint64]:
         """Segment ids of the same fragment ids at several thresholds, from one pass over the history.
 
         Parameters
@@ -173,14 +177,14 @@ class Agglomeration:
             np.ascontiguousarray(self._v, dtype=np.int64), prefix[order], item_fragment, flat)
         return out.reshape((len(values),) + ids.shape)
 
-    def segmentation(self, threshold) -> np.ndarray:
+    def segmentation(self, threshold: float) -> npt.NDArray[np.uint64]:
         """The (Z, Y, X) uint64 segmentation at ``threshold`` (a new array)."""
         if self.fragments is None:
             raise ValueError("segmentation needs fragments; pass fragments= when agglomerating a graph")
         return self.map(self.fragments, threshold)
 
 
-def _fragment_id_array(fragment_ids) -> np.ndarray:
+def _fragment_id_array(fragment_ids: npt.ArrayLike) -> npt.NDArray[Any]:
     """``fragment_ids`` as a non-negative integer array (not copied)."""
     ids = as_array("fragment_ids", fragment_ids)
     if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
@@ -190,7 +194,7 @@ def _fragment_id_array(fragment_ids) -> np.ndarray:
     return ids
 
 
-def _thresholds(thresholds) -> np.ndarray:
+def _thresholds(thresholds: npt.ArrayLike) -> npt.NDArray[np.float64]:
     try:
         values = np.asarray(thresholds, dtype=np.float64)
     except (TypeError, ValueError):
@@ -198,8 +202,8 @@ def _thresholds(thresholds) -> np.ndarray:
     return sorted_thresholds("thresholds", values.ravel(), 0.0, 1.0)
 
 
-def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = DEFAULT_MERGE_FUNCTION,
-                      fragments=None) -> Agglomeration:
+def agglomerate_graph(graph: RegionGraph, thresholds: npt.ArrayLike, *, merge_function: str = DEFAULT_MERGE_FUNCTION,
+                      fragments: npt.ArrayLike | None = None) -> Agglomeration:
     """Agglomerate a region graph (e.g. ``RegionGraph.concatenate`` of per-block graphs).
 
     Parameters
@@ -220,14 +224,14 @@ def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = D
     ts = _thresholds(thresholds)
     if statistic == 3 and not graph.has_histograms:
         raise ValueError(f"merge_function {merge_function!r} needs a graph built with histograms=True")
-    if fragments is not None:
-        fragments = label_array("fragments", fragments)
+    frag = None if fragments is None else label_array("fragments", fragments)
     ids, inverse = np.unique(graph.edges, return_inverse=True)
     inverse = inverse.reshape(-1, 2).astype(np.int64)
     empty_i = np.zeros(1, dtype=np.int64)
     if statistic == 3:
-        hist = (np.ascontiguousarray(graph.hist_offsets, dtype=np.int64), np.ascontiguousarray(graph.hist_bins),
-                np.ascontiguousarray(graph.hist_counts, dtype=np.uint64))
+        hist_offsets, hist_bins, hist_counts = graph._histograms()
+        hist = (np.ascontiguousarray(hist_offsets, dtype=np.int64), np.ascontiguousarray(hist_bins),
+                np.ascontiguousarray(hist_counts, dtype=np.uint64))
     else:
         hist = (empty_i, np.zeros(0, np.uint8), np.zeros(0, np.uint64))
     u, v, scores, levels = _segment.agglomerate(
@@ -237,10 +241,10 @@ def agglomerate_graph(graph: RegionGraph, thresholds, *, merge_function: str = D
         *hist, statistic, quantile, init_max, float(ts[-1]),
     )
     logger.debug("%s: %d merges up to threshold %g", merge_function, len(u), ts[-1])
-    return Agglomeration(fragments, ids.astype(np.uint64), merge_function, ts, u, v, scores, levels)
+    return Agglomeration(frag, ids.astype(np.uint64), merge_function, ts, u, v, scores, levels)
 
 
-def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
+def _make_fragments(affs: npt.NDArray[Any], watershed_options: Mapping[str, Any] | None) -> npt.NDArray[np.uint64]:
     """The whole-volume watershed, or the block-wise one when the options name a block shape."""
     opts = dict(watershed_options or {})
     if "block_shape" in opts:
@@ -250,9 +254,10 @@ def _make_fragments(affs: np.ndarray, watershed_options) -> np.ndarray:
     return _watershed(affs, **opts)
 
 
-def merge_history(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
-                graph: RegionGraph | None = None, watershed_options: Mapping | None = None,
-                offsets=None, inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD):
+def merge_history(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, fragments: npt.ArrayLike | None = None,
+                  merge_function: str = DEFAULT_MERGE_FUNCTION, graph: RegionGraph | None = None,
+                  watershed_options: Mapping[str, Any] | None = None, offsets: npt.ArrayLike | None = None,
+                  inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD) -> Agglomeration:
     """One merge run over the region graph of ``affs``: the merge history, from which the
     segmentation, lookup table or node labels at any threshold up to the largest are read.
 
@@ -299,31 +304,48 @@ def merge_history(affs, thresholds, *, fragments=None, merge_function: str = DEF
     if graph is None:
         if affs is None:
             raise ValueError("affs must be given unless graph is")
-        affs = check_affinities(affs, offsets_given=offsets is not None)
+        arr = check_affinities(affs, offsets_given=offsets is not None)
         if fragments is None:
-            fragments = _make_fragments(affs, watershed_options)
+            fragments = _make_fragments(arr, watershed_options)
         else:
             fragments = label_array("fragments", fragments)
-            if fragments.shape != affs.shape[1:]:
+            if fragments.shape != arr.shape[1:]:
                 raise ValueError(
-                    f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {fragments.shape}"
+                    f"fragments must have the spatial shape of affs, {arr.shape[1:]}; got {fragments.shape}"
                 )
         needs_hist = merge_function.startswith("hist_quant")
-        graph = _region_graph(fragments, affs, histograms=needs_hist, offsets=offsets,
+        graph = _region_graph(fragments, arr, histograms=needs_hist, offsets=offsets,
                               inside_threshold=inside_threshold)
     return agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
 
 
-def _is_single(thresholds) -> bool:
+def _is_single(thresholds: object) -> bool:
     """A number, or a 0-d array, is one threshold (a 0-d array used to count as a sequence)."""
     if isinstance(thresholds, (bool, np.bool_)):
         return False
     return isinstance(thresholds, numbers.Real) or (isinstance(thresholds, np.ndarray) and thresholds.ndim == 0)
 
 
-def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAULT_MERGE_FUNCTION,
-                graph: RegionGraph | None = None, watershed_options: Mapping | None = None,
-                offsets=None, inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD):
+@overload
+def agglomerate(affs: npt.ArrayLike | None, thresholds: float, *, fragments: npt.ArrayLike | None = None,
+                merge_function: str = DEFAULT_MERGE_FUNCTION, graph: RegionGraph | None = None,
+                watershed_options: Mapping[str, Any] | None = None, offsets: npt.ArrayLike | None = None,
+                inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD) -> npt.NDArray[np.uint64]: ...
+@overload
+def agglomerate(affs: npt.ArrayLike | None, thresholds: Sequence[float], *, fragments: npt.ArrayLike | None = None,
+                merge_function: str = DEFAULT_MERGE_FUNCTION, graph: RegionGraph | None = None,
+                watershed_options: Mapping[str, Any] | None = None, offsets: npt.ArrayLike | None = None,
+                inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD) -> Agglomeration: ...
+@overload
+def agglomerate(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, fragments: npt.ArrayLike | None = None,
+                merge_function: str = DEFAULT_MERGE_FUNCTION, graph: RegionGraph | None = None,
+                watershed_options: Mapping[str, Any] | None = None, offsets: npt.ArrayLike | None = None,
+                inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD
+                ) -> npt.NDArray[np.uint64] | Agglomeration: ...
+def agglomerate(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, fragments: npt.ArrayLike | None = None,
+                merge_function: str = DEFAULT_MERGE_FUNCTION, graph: RegionGraph | None = None,
+                watershed_options: Mapping[str, Any] | None = None, offsets: npt.ArrayLike | None = None,
+                inside_threshold: float | None = DEFAULT_INSIDE_THRESHOLD) -> npt.NDArray[np.uint64] | Agglomeration:
     """The segmentation of ``affs`` at ``threshold``: (Z, Y, X) uint64.
 
     Takes the arguments of :func:`merge_history` (which returns the merge history for many
@@ -334,8 +356,10 @@ def agglomerate(affs, thresholds, *, fragments=None, merge_function: str = DEFAU
         FutureWarning); from 0.3 it will return a list of segmentations, one per threshold. Call
         :func:`merge_history` for the history.
     """
-    kwargs = dict(fragments=fragments, merge_function=merge_function, graph=graph,
-                  watershed_options=watershed_options, offsets=offsets, inside_threshold=inside_threshold)
+    # the keywords of merge_history
+    kwargs: dict[str, Any] = dict(fragments=fragments, merge_function=merge_function, graph=graph,
+                                  watershed_options=watershed_options, offsets=offsets,
+                                  inside_threshold=inside_threshold)
     if not _is_single(thresholds):
         warnings.warn("agglomerate(affs, [t1, t2, ...]) returns an Agglomeration for now; from 0.3 it returns a "
                       "list of segmentations, one per threshold. Call xpress_fast.merge_history(...) for the "

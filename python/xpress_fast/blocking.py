@@ -7,7 +7,7 @@ volume the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator, SupportsInt
 
 import numpy as np
 
@@ -24,20 +24,21 @@ class Block:
     """
 
     index: int
-    grid: tuple
-    begin: tuple
-    end: tuple
+    grid: tuple[int, ...]
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
 
     @property
-    def core(self) -> tuple:
+    def core(self) -> tuple[slice, ...]:
         """Slices of the block's core in the volume."""
         return tuple(slice(b, e) for b, e in zip(self.begin, self.end))
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> tuple[int, ...]:
         return tuple(e - b for b, e in zip(self.begin, self.end))
 
-    def with_context(self, context, volume_shape) -> tuple:
+    def with_context(self, context: Iterable[int], volume_shape: Iterable[int]
+                     ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
         """``(read, core_in_read)``: slices of the core grown by ``context`` voxels per axis
         (clipped to the volume), and the core's slices inside that read region."""
         read, inner = [], []
@@ -47,7 +48,7 @@ class Block:
             inner.append(slice(b - rb, e - rb))
         return tuple(read), tuple(inner)
 
-    def lower_overlap(self, planes=(1, 1, 1)) -> tuple:
+    def lower_overlap(self, planes: Iterable[SupportsInt] = (1, 1, 1)) -> tuple[tuple[slice, ...], tuple[int, ...]]:
         """``(read, context)``: the core grown by ``planes`` planes (clipped to the volume) at
         each lower face, and that per-axis context for ``region_graph``, so that the blocks'
         voxel edges partition the volume's (each counted exactly once; one plane is enough for
@@ -62,7 +63,7 @@ class BlockLayout:
     Blocks are numbered in C order of their grid position.
     """
 
-    def __init__(self, shape, block_shape):
+    def __init__(self, shape: Iterable[SupportsInt], block_shape: Iterable[SupportsInt]) -> None:
         self.shape = int_triple("shape", shape)
         self.block_shape = int_triple("block_shape", block_shape)
         self.grid_shape = tuple(-(-s // b) for s, b in zip(self.shape, self.block_shape))

@@ -109,6 +109,8 @@ def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> di
     p = Path(path)
     if not p.is_file():
         raise CliError(f"config file not found: {path!r}")
+    if p.suffix.lower() == ".toml" and sys.version_info < (3, 11):
+        raise CliError(f"config file {path!r}: TOML config files need Python 3.11 or later (tomllib); use JSON")
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
@@ -136,12 +138,12 @@ def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> di
                 f"(known: {', '.join(sorted(k.replace('_', '-') for k in known))})"
             )
         action = known[dest]
-        if action.type is not None and value is not None and not isinstance(value, bool):
+        if callable(action.type) and value is not None and not isinstance(value, bool):
             try:
                 if isinstance(value, list) and action.type in (_triple, _int_triple):
                     value = action.type(",".join(str(v) for v in value))
                 elif isinstance(value, list) and action.type is _thresholds:
-                    value = _thresholds(value)
+                    value = action.type(value)  # _thresholds, which takes a list too
                 else:
                     value = action.type(value) if not isinstance(value, list) else value
             except (argparse.ArgumentTypeError, ValueError) as exc:

@@ -10,11 +10,17 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, SupportsInt, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
+from ._typing import ArraySource
 from ._validate import as_array, check_nonempty, int_triple
 from .blocking import Block, BlockLayout
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["watershed", "blockwise_watershed", "WatershedBlocks", "watershed_blocks", "watershed_block",
            "check_block_options", "check_affinities", "check_affinity_values", "distance_transform_seeds"]
@@ -29,7 +35,7 @@ MAX_CHANNELS = 32
 DEFAULT_CONTEXT = (8, 8, 8)
 
 
-def check_affinities(value, name: str = "affs", *, offsets_given: bool = False) -> np.ndarray:
+def check_affinities(value: npt.ArrayLike, name: str = "affs", *, offsets_given: bool = False) -> npt.NDArray[Any]:
     """Validate an affinity array; returns it C-contiguous (a copy only if needed).
 
     float32 must be finite and in [0, 1]; uint8 is taken as ``k / 255``. ``offsets_given``: the
@@ -45,7 +51,7 @@ def check_affinities(value, name: str = "affs", *, offsets_given: bool = False) 
     return np.ascontiguousarray(arr)
 
 
-def check_affinity_shape(name: str, shape: tuple, *, offsets_given: bool = False) -> None:
+def check_affinity_shape(name: str, shape: tuple[int, ...], *, offsets_given: bool = False) -> None:
     """An affinity shape must be (C, Z, Y, X) with 3 <= C <= MAX_CHANNELS, and must not look like
     a channel-last (Z, Y, X, 3) array (unless the channels are declared by offsets)."""
     if len(shape) != 4:
@@ -69,7 +75,7 @@ def check_affinity_shape(name: str, shape: tuple, *, offsets_given: bool = False
         )
 
 
-def check_affinity_values(name: str, values: np.ndarray, where: str = "") -> None:
+def check_affinity_values(name: str, values: npt.NDArray[Any], where: str = "") -> None:
     """float32 affinities must be finite and in [0, 1] (uint8 always are); ``where`` ends the message."""
     if values.dtype != np.float32 or values.size == 0:
         return
@@ -80,13 +86,15 @@ def check_affinity_values(name: str, values: np.ndarray, where: str = "") -> Non
         raise ValueError(f"{name} must lie in [0, 1]; got values in [{low}, {high}]{where}")
 
 
-def _kernel(name: str, affs: np.ndarray):
+def _kernel(name: str, affs: npt.NDArray[Any]) -> Callable[..., Any]:
+    """The compiled ``{name}_{dtype}`` kernel for ``affs`` (dispatch by name: the stubs type each one)."""
     from . import _segment
 
-    return getattr(_segment, f"{name}_{affs.dtype.name}")
+    kernel: Callable[..., Any] = getattr(_segment, f"{name}_{affs.dtype.name}")
+    return kernel
 
 
-def _spatial(name: str, value, shape, dtype_kinds: str, what: str) -> np.ndarray:
+def _spatial(name: str, value: npt.ArrayLike, shape: Iterable[int], dtype_kinds: str, what: str) -> npt.NDArray[Any]:
     arr = as_array(name, value)
     if arr.dtype.kind not in dtype_kinds:
         raise TypeError(f"{name} must be {what}; got dtype {arr.dtype}")
@@ -95,7 +103,7 @@ def _spatial(name: str, value, shape, dtype_kinds: str, what: str) -> np.ndarray
     return arr
 
 
-def _threads(threads) -> int:
+def _threads(threads: object) -> int:
     """Worker threads: ``None`` means the CPU count, at most 8."""
     if threads is None:
         return min(os.cpu_count() or 1, 8)
@@ -105,9 +113,9 @@ def _threads(threads) -> int:
 
 
 def distance_transform_seeds(
-    affs: np.ndarray, *, threshold: float = 0.5, min_seed_distance: int = 10, id_offset: int = 0,
+    affs: npt.ArrayLike, *, threshold: float = 0.5, min_seed_distance: int = 10, id_offset: int = 0,
     threads: int | None = None,
-) -> np.ndarray:
+) -> npt.NDArray[np.uint64]:
     """Seeds at the maxima of the distance transform of the "inside" map, as the XPRESS baseline.
 
     ``inside`` = mean of the first three affinity channels > ``threshold``; seeds are the
@@ -124,15 +132,15 @@ def distance_transform_seeds(
 MAX_LABEL = 2**64 - 1
 
 
-def _check_id_offset(id_offset) -> int:
+def _check_id_offset(id_offset: object) -> int:
     if not isinstance(id_offset, (int, np.integer)) or isinstance(id_offset, (bool, np.bool_)) \
             or not 0 <= int(id_offset) <= MAX_LABEL:
         raise ValueError(f"id_offset must be an integer in [0, 2**64 - 1]; got {id_offset!r}")
     return int(id_offset)
 
 
-def _distance_transform_seeds(affs: np.ndarray, threshold, min_seed_distance, id_offset: int,
-                              threads: int) -> np.ndarray:
+def _distance_transform_seeds(affs: npt.NDArray[Any], threshold: float, min_seed_distance: int, id_offset: int,
+                              threads: int) -> npt.NDArray[np.uint64]:
     """:func:`distance_transform_seeds` of affinities that :func:`check_affinities` passed."""
     from . import _segment
 
@@ -147,17 +155,17 @@ def _distance_transform_seeds(affs: np.ndarray, threshold, min_seed_distance, id
 
 
 def watershed(
-    affs,
+    affs: npt.ArrayLike,
     *,
-    seeds=None,
-    mask=None,
+    seeds: npt.ArrayLike | None = None,
+    mask: npt.ArrayLike | None = None,
     threshold: float = 0.5,
     min_seed_distance: int = 10,
     min_mean_affinity: float | None = None,
     clear_boundary: bool = False,
     id_offset: int = 0,
     threads: int | None = None,
-) -> np.ndarray:
+) -> npt.NDArray[np.uint64]:
     """Fragments by a seeded watershed that floods the affinity graph from seeds.
 
     Parameters
@@ -213,9 +221,10 @@ def watershed(
                       clear_boundary=clear_boundary, id_offset=id_offset, threads=threads)
 
 
-def _watershed(affs: np.ndarray, *, seeds=None, mask=None, threshold: float = 0.5, min_seed_distance: int = 10,
-               min_mean_affinity: float | None = None, clear_boundary: bool = False, id_offset: int = 0,
-               threads: int | None = None) -> np.ndarray:
+def _watershed(affs: npt.NDArray[Any], *, seeds: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
+               threshold: float = 0.5, min_seed_distance: int = 10, min_mean_affinity: float | None = None,
+               clear_boundary: bool = False, id_offset: int = 0, threads: int | None = None
+               ) -> npt.NDArray[np.uint64]:
     """:func:`watershed` of affinities that :func:`check_affinities` passed (it reads them
     twice over otherwise, a tenth of the whole watershed's time)."""
     shape = affs.shape[1:]
@@ -269,7 +278,17 @@ _BLOCK_SET_OPTIONS = {
 }
 
 
-def check_block_options(options, name: str = "watershed_options") -> dict:
+class WatershedOptions(TypedDict, total=False):
+    """The :func:`watershed` options a block-wise run passes to each block."""
+
+    threshold: float
+    min_seed_distance: int
+    min_mean_affinity: float | None
+    clear_boundary: bool
+    threads: int | None
+
+
+def check_block_options(options: Mapping[str, Any] | None, name: str = "watershed_options") -> dict[str, Any]:
     """The watershed options of a block-wise run as a new dict; ValueError for the options a
     block-wise run sets itself (``id_offset``) or cannot cut into blocks (``seeds``, ``mask``)."""
     opts = dict(options or {})
@@ -295,11 +314,12 @@ class WatershedBlocks:
     """
 
     layout: BlockLayout
-    context: tuple
+    context: tuple[int, int, int]
     id_stride: int
 
 
-def watershed_blocks(shape, block_shape, context=DEFAULT_CONTEXT) -> WatershedBlocks:
+def watershed_blocks(shape: Iterable[SupportsInt], block_shape: Iterable[SupportsInt],
+                     context: Iterable[SupportsInt] = DEFAULT_CONTEXT) -> WatershedBlocks:
     """The :class:`WatershedBlocks` of a (Z, Y, X) volume of ``shape``.
 
     ``block_shape`` (positive integers) is clipped to ``shape``, so a block larger than the volume
@@ -313,7 +333,8 @@ def watershed_blocks(shape, block_shape, context=DEFAULT_CONTEXT) -> WatershedBl
     return WatershedBlocks(BlockLayout(shape, block), ctx, id_stride)
 
 
-def watershed_block(affs, block: Block, blocks: WatershedBlocks, **watershed_options) -> np.ndarray:
+def watershed_block(affs: ArraySource, block: Block, blocks: WatershedBlocks,
+                    **watershed_options: Unpack[WatershedOptions]) -> npt.NDArray[np.uint64]:
     """The fragments of one block's core: :func:`watershed` of the block grown by
     ``blocks.context`` (clipped to the volume), ids offset by ``block.index * blocks.id_stride``,
     cut back to the core.
@@ -328,7 +349,9 @@ def watershed_block(affs, block: Block, blocks: WatershedBlocks, **watershed_opt
     return np.ascontiguousarray(frag[inner])
 
 
-def blockwise_watershed(affs, *, block_shape, context=DEFAULT_CONTEXT, **watershed_options) -> np.ndarray:
+def blockwise_watershed(affs: npt.ArrayLike, *, block_shape: Iterable[SupportsInt],
+                        context: Iterable[SupportsInt] = DEFAULT_CONTEXT, **watershed_options: Unpack[WatershedOptions]
+                        ) -> npt.NDArray[np.uint64]:
     """Fragments made block by block, exactly as the block-wise pipeline makes them, in memory.
 
     Parameters

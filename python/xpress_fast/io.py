@@ -24,12 +24,19 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from ._extras import require
+from ._typing import FloatTriple, StrPath
 from ._validate import as_array, float_triple, warn_user
+
+if TYPE_CHECKING:
+    import h5py
+
+    from .rois import Roi
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +59,21 @@ class Volume:
         nm, (z, y, x): the world position of voxel 0.
     """
 
-    data: Any = field(repr=False)
-    voxel_size: tuple
-    offset: tuple
+    data: Any = field(repr=False)  # numpy, or an h5py / zarr array (h5py ships no types)
+    voxel_size: tuple[float, ...]
+    offset: tuple[float, ...]
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 
     @property
-    def spatial_shape(self) -> tuple:
+    def spatial_shape(self) -> tuple[int, ...]:
         """The (z, y, x) shape (the last three axes)."""
         return tuple(self.data.shape[-3:])
 
 
-def container_kind(path) -> str:
+def container_kind(path: StrPath) -> Literal["hdf5", "zarr"]:
     """``"hdf5"`` or ``"zarr"`` for ``path``, by its suffix (an existing directory is zarr)."""
     p = Path(path)
     suffix = p.suffix.lower()
@@ -80,8 +87,9 @@ def container_kind(path) -> str:
     )
 
 
-def _geometry_from_attrs(attrs, where: str, voxel_size=None, offset=None):
-    def get(key, given, default):
+def _geometry_from_attrs(attrs: Mapping[str, object], where: str, voxel_size: npt.ArrayLike | None = None,
+                         offset: npt.ArrayLike | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def get(key: str, given: object, default: object) -> object:
         if given is not None:
             return given
         if key in attrs:
@@ -95,12 +103,12 @@ def _geometry_from_attrs(attrs, where: str, voxel_size=None, offset=None):
         )
     off = get("offset", offset, (0, 0, 0))
     try:
-        vs = tuple(float(v) for v in float_triple(f"{where} resolution", vs, positive=True))
-        off = tuple(float(v) for v in float_triple(f"{where} offset", off))
+        vs_used = tuple(float(v) for v in float_triple(f"{where} resolution", vs, positive=True))
+        off_used = tuple(float(v) for v in float_triple(f"{where} offset", off))
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
     # a given value overrides the file's, but one that contradicts it is usually a mistake
-    for key, given, used in (("resolution", voxel_size, vs), ("offset", offset, off)):
+    for key, given, used in (("resolution", voxel_size, vs_used), ("offset", offset, off_used)):
         if given is None or key not in attrs:
             continue
         try:
@@ -111,10 +119,10 @@ def _geometry_from_attrs(attrs, where: str, voxel_size=None, offset=None):
             name = "voxel_size" if key == "resolution" else "offset"
             warn_user(f"{where}: {name} {list(used)} given, but its {key!r} attr says {list(stored)}; "
                       f"using {list(used)}")
-    return vs, off
+    return vs_used, off_used
 
 
-def _open_h5_dataset(path: Path, dataset: str):
+def _open_h5_dataset(path: Path, dataset: str) -> tuple[h5py.File, h5py.Dataset]:
     import h5py
 
     if not path.is_file():
@@ -132,15 +140,15 @@ def _open_h5_dataset(path: Path, dataset: str):
     return f, f[dataset]
 
 
-def _h5_dataset_names(f) -> list:
+def _h5_dataset_names(f: h5py.File) -> list[str]:
     import h5py
 
-    names: list = []
+    names: list[str] = []
     f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
     return names
 
 
-def _open_zarr_array(path: Path, dataset: str, mode: str = "r"):
+def _open_zarr_array(path: Path, dataset: str, mode: str = "r") -> Any:  # a zarr array (an optional extra)
     zarr = require("zarr", "zarr containers")
 
     if not path.exists():
@@ -161,7 +169,8 @@ def _open_zarr_array(path: Path, dataset: str, mode: str = "r"):
     return arr
 
 
-def open_volume(path, dataset: str, *, voxel_size=None, offset=None) -> Volume:
+def open_volume(path: StrPath, dataset: str, *, voxel_size: npt.ArrayLike | None = None,
+                offset: npt.ArrayLike | None = None) -> Volume:
     """Open a dataset lazily: ``Volume.data`` is an h5py/zarr array; read slices from it.
 
     For HDF5 the file stays open (read-only) as long as the returned object is referenced.
@@ -176,6 +185,7 @@ def open_volume(path, dataset: str, *, voxel_size=None, offset=None) -> Volume:
     """
     path = Path(path)
     kind = container_kind(path)
+    arr: Any  # h5py.Dataset or zarr array
     if kind == "hdf5":
         _, arr = _open_h5_dataset(path, dataset)
     else:
@@ -187,7 +197,8 @@ def open_volume(path, dataset: str, *, voxel_size=None, offset=None) -> Volume:
     return Volume(arr, vs, off)
 
 
-def read_volume(path, dataset: str, *, voxel_size=None, offset=None, roi=None) -> Volume:
+def read_volume(path: StrPath, dataset: str, *, voxel_size: npt.ArrayLike | None = None,
+                offset: npt.ArrayLike | None = None, roi: Roi | None = None) -> Volume:
     """Read a dataset (or the part inside ``roi``) into memory.
 
     Parameters
@@ -212,7 +223,8 @@ def read_volume(path, dataset: str, *, voxel_size=None, offset=None, roi=None) -
     return Volume(data, vol.voxel_size, tuple(float(b) for b in roi.begin))
 
 
-def roi_slices(roi, shape, voxel_size, offset, *, name: str = "roi") -> tuple:
+def roi_slices(roi: Roi, shape: Sequence[int], voxel_size: FloatTriple, offset: FloatTriple, *, name: str = "roi"
+               ) -> tuple[slice, ...]:
     """Voxel slices of a world ``roi`` (nm) in an array of ``shape`` at ``voxel_size``/``offset``.
 
     Raises ValueError when the ROI is not aligned to the voxel grid or not inside the array.
@@ -233,9 +245,9 @@ def roi_slices(roi, shape, voxel_size, offset, *, name: str = "roi") -> tuple:
     if np.any(count <= 0):
         raise ValueError(f"{name} must have a positive shape; got {tuple(roi.shape)} nm")
     end = start + count
-    shape = np.asarray(shape, dtype=np.int64)
-    if np.any(start < 0) or np.any(end > shape):
-        extent_end = off + shape * vs
+    shp = np.asarray(shape, dtype=np.int64)
+    if np.any(start < 0) or np.any(end > shp):
+        extent_end = off + shp * vs
         raise ValueError(
             f"{name} (begin {tuple(roi.begin)}, end {tuple(roi.end)} nm) lies outside the volume "
             f"(begin {tuple(off)}, end {tuple(extent_end)} nm)"
@@ -243,7 +255,7 @@ def roi_slices(roi, shape, voxel_size, offset, *, name: str = "roi") -> tuple:
     return tuple(slice(int(s), int(e)) for s, e in zip(start, end))
 
 
-def check_same_geometry(named_volumes: Sequence[tuple], *, spatial: bool = True) -> None:
+def check_same_geometry(named_volumes: Sequence[tuple[str, Volume]], *, spatial: bool = True) -> None:
     """Raise ValueError unless all ``(name, Volume)`` pairs share shape, voxel size and offset.
 
     Only the (z, y, x) part of the shapes is compared when ``spatial`` (affinities carry a
@@ -268,21 +280,21 @@ def check_same_geometry(named_volumes: Sequence[tuple], *, spatial: bool = True)
             )
 
 
-def _default_chunks(shape: tuple) -> tuple:
+def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     spatial = tuple(min(64, s) for s in shape[-3:])
     return (1,) * (len(shape) - 3) + spatial if len(shape) > 3 else spatial
 
 
 def write_volume(
-    path,
+    path: StrPath,
     dataset: str,
-    data,
+    data: npt.ArrayLike,
     *,
-    voxel_size,
-    offset=(0, 0, 0),
-    chunks: Optional[tuple] = None,
+    voxel_size: npt.ArrayLike,
+    offset: npt.ArrayLike = (0, 0, 0),
+    chunks: Optional[Sequence[int]] = None,
     compression: Optional[str] = "gzip",
-    attrs: Optional[dict] = None,
+    attrs: Optional[Mapping[str, Any]] = None,
 ) -> Path:
     """Write ``data`` as ``dataset`` of ``path`` (HDF5 or zarr) atomically.
 
@@ -324,16 +336,17 @@ def write_volume(
     vs = [float(v) for v in float_triple("voxel_size", voxel_size, positive=True)]
     off = [float(v) for v in float_triple("offset", offset)]
     meta = {"resolution": vs, "offset": off, **(attrs or {})}
-    chunks = tuple(chunks) if chunks is not None else _default_chunks(arr.shape)
+    chunk_shape = tuple(chunks) if chunks is not None else _default_chunks(arr.shape)
     if kind == "hdf5":
-        _write_h5_atomic(path, dataset, arr, meta, chunks, compression)
+        _write_h5_atomic(path, dataset, arr, meta, chunk_shape, compression)
     else:
-        _write_zarr_atomic(path, dataset, arr, meta, chunks, compression)
+        _write_zarr_atomic(path, dataset, arr, meta, chunk_shape, compression)
     log.info("wrote %s:%s %s %s", path, dataset, arr.shape, arr.dtype)
     return path
 
 
-def _write_h5_atomic(path: Path, dataset: str, arr, meta, chunks, compression) -> None:
+def _write_h5_atomic(path: Path, dataset: str, arr: npt.NDArray[Any], meta: Mapping[str, Any], chunks: tuple[int, ...],
+                     compression: str | None) -> None:
     import h5py
 
     parent = path.parent if str(path.parent) else Path(".")
@@ -363,11 +376,12 @@ def _write_h5_atomic(path: Path, dataset: str, arr, meta, chunks, compression) -
         raise
 
 
-def _zarr_compressors(compression):
+def _zarr_compressors(compression: str | None) -> str | None:
     return None if compression is None else "auto"
 
 
-def _write_zarr_atomic(path: Path, dataset: str, arr, meta, chunks, compression) -> None:
+def _write_zarr_atomic(path: Path, dataset: str, arr: npt.NDArray[Any], meta: Mapping[str, Any],
+                       chunks: tuple[int, ...], compression: str | None) -> None:
     zarr = require("zarr", "zarr containers")
 
     root = zarr.open_group(str(path), mode="a")
@@ -403,9 +417,10 @@ def _zarr_move_into_place(tmp: Path, final: Path) -> None:
 
 
 def create_zarr_array(
-    path, dataset: str, *, shape, dtype, chunks, voxel_size, offset=(0, 0, 0),
-    attrs: Optional[dict] = None, compression: Optional[str] = "gzip", overwrite: bool = False,
-):
+    path: StrPath, dataset: str, *, shape: Sequence[int], dtype: npt.DTypeLike, chunks: Sequence[int],
+    voxel_size: npt.ArrayLike, offset: npt.ArrayLike = (0, 0, 0), attrs: Optional[Mapping[str, Any]] = None,
+    compression: Optional[str] = "gzip", overwrite: bool = False,
+) -> Any:  # a zarr array (zarr is an optional extra)
     """Create (or open, when it exists with the same shape/dtype and not ``overwrite``) an empty
     zarr array for block-wise writing, with ``resolution`` / ``offset`` attrs.
 
@@ -433,13 +448,13 @@ def create_zarr_array(
     return z
 
 
-def publish_zarr_array(path, tmp_dataset: str, dataset: str) -> None:
+def publish_zarr_array(path: StrPath, tmp_dataset: str, dataset: str) -> None:
     """Atomically rename the zarr array ``tmp_dataset`` to ``dataset`` inside ``path``."""
     path = Path(path)
     _zarr_move_into_place(path / tmp_dataset, path / dataset)
 
 
-def dataset_exists(path, dataset: str) -> bool:
+def dataset_exists(path: StrPath, dataset: str) -> bool:
     """Whether ``dataset`` exists in the container at ``path`` (False when the file is absent)."""
     path = Path(path)
     if not path.exists():
@@ -449,14 +464,14 @@ def dataset_exists(path, dataset: str) -> bool:
 
         try:
             with h5py.File(path, "r") as f:
-                return dataset in f
+                return bool(dataset in f)
         except OSError:
             return False
     return (path / dataset).is_dir()
 
 
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path: StrPath) -> Iterator[Path]:
     """Write a file atomically: yields a temporary name beside ``path`` (``.<name>.<id>.tmp<suffix>``,
     the suffix kept for writers that add their own), moved onto ``path`` when the block ends
     without an error; the temporary is removed whatever happens, so no half-written file stays."""
@@ -470,7 +485,16 @@ def atomic_file(path):
             tmp.unlink()
 
 
-def dataset_fingerprint(path, dataset: str) -> dict:
+class DatasetFingerprint(TypedDict):
+    """What :func:`dataset_fingerprint` records (JSON-ready)."""
+
+    shape: list[int]
+    dtype: str
+    chunks: list[int] | None
+    store: str  # the digest of the store's modification data
+
+
+def dataset_fingerprint(path: StrPath, dataset: str) -> DatasetFingerprint:
     """What a resumable run records of an input dataset, to notice when it changes.
 
     ``shape``, ``dtype`` and ``chunks`` of the dataset, and a digest of its store's modification

@@ -12,18 +12,61 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _metrics
 from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple, warn_user
-from .skeletons import as_skeletons
+from .skeletons import Skeletons, as_skeletons
+
+if TYPE_CHECKING:
+    from typing import final
+
+    import networkx as nx
+
+    from ._metrics import RandVoiSums, SkeletonLabelScores, SkeletonLabelScoresMany
+
+    @final  # final: `"split_edges" in raw` then tells the two apart
+    class _NodeLabels(TypedDict):
+        """What a batched score keeps: the labels it scored (the details are recomputed from them)."""
+
+        labels: npt.NDArray[np.uint64]
+
+    class _Scored(SkeletonLabelScores):
+        """The single score kernel's result with the labels it scored."""
+
+        labels: npt.NDArray[np.uint64]
+else:  # the two above exist for mypy only (their base is in _metrics.pyi): at run time they are
+    _NodeLabels = _Scored = dict  # dicts, so that typing.get_type_hints(XpressScores) resolves
 
 __all__ = ["SkeletonIndex", "erl", "ErlResult", "xpress_scores", "XpressScores", "rand_voi", "RandVoi"]
 
 MODES = ("official", "corrected")
 OUTSIDE_POLICIES = ("warn", "drop", "error", "split")
+#: One of :data:`MODES` (see :func:`xpress_scores`).
+Mode = Literal["official", "corrected"]
+#: One of :data:`OUTSIDE_POLICIES` (see :class:`SkeletonIndex`).
+Outside = Literal["warn", "drop", "error", "split"]
+
+
+class SplitLocations(TypedDict):
+    """:attr:`XpressScores.split_locations`: one entry per split edge."""
+
+    node_ids: npt.NDArray[np.int64 | np.uint64]  # (K, 2) ids of the original graph
+    positions: npt.NDArray[np.float64]  # (K, 2, 3) nm, z y x
+    skeleton: npt.NDArray[np.int64]  # (K,) skeleton index of the edge
+
+
+class MergeLocations(TypedDict):
+    """:attr:`XpressScores.merge_locations`: one entry per merged segment and pair of skeletons on it."""
+
+    node_ids: npt.NDArray[np.int64 | np.uint64]  # (K, 2)
+    positions: npt.NDArray[np.float64]  # (K, 2, 3) nm, z y x
+    skeletons: npt.NDArray[np.int64]  # (K, 2)
+    label: npt.NDArray[np.uint64]  # (K,) the segment label (0 for a label-0 voxel)
+    distance: npt.NDArray[np.float64]  # (K,) nm
 
 
 @dataclass(frozen=True)
@@ -38,9 +81,9 @@ class ErlResult:
 
     erl: float
     nerl: float
-    skeleton_ids: np.ndarray
-    skeleton_lengths: np.ndarray
-    skeleton_erl: np.ndarray
+    skeleton_ids: npt.NDArray[np.int64]
+    skeleton_lengths: npt.NDArray[np.float64]
+    skeleton_erl: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -62,27 +105,27 @@ class XpressScores:
     xpress_rand: float
     xpress_erl_voi: float
     xpress_erl_rand: float
-    mode: str
+    mode: Mode
     erl_result: ErlResult = field(repr=False)
-    _index: "SkeletonIndex" = field(repr=False, compare=False)
-    _raw: dict = field(repr=False, compare=False)
+    _index: SkeletonIndex = field(repr=False, compare=False)
+    _raw: _Scored | _NodeLabels = field(repr=False, compare=False)
 
     SCORE_NAMES = ("n_neurons", "erl", "nerl", "split_count", "merge_count", "rand_split", "rand_merge",
                    "voi_split", "voi_merge", "nvi_split", "nvi_merge", "xpress_voi", "xpress_rand",
                    "xpress_erl_voi", "xpress_erl_rand")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float]:
         """The scores as plain Python numbers (JSON-ready; NaN stays NaN)."""
         return {name: getattr(self, name) for name in self.SCORE_NAMES}
 
     @property
-    def split_locations(self) -> dict:
+    def split_locations(self) -> SplitLocations:
         """Each split edge: ``node_ids`` (K, 2) of the original graph, ``positions`` (K, 2, 3) nm
         z y x, and ``skeleton`` (K,) the skeleton index of the edge."""
         return self._index._split_locations(self._index._full_raw(self._raw)["split_edges"])
 
     @cached_property
-    def merge_locations(self) -> dict:
+    def merge_locations(self) -> MergeLocations:
         """For each merged segment and each pair of skeletons on it, the closest pair of their
         nodes on that segment: ``node_ids`` (K, 2), ``positions`` (K, 2, 3) nm z y x,
         ``skeletons`` (K, 2), ``label`` (K,) the segment label (0 for a label-0 voxel),
@@ -117,9 +160,10 @@ def _div(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
-def _div_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _div_many(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``_div`` element by element: ``a / b``, NaN where ``b == 0``."""
-    return np.divide(a, b, out=np.full(np.shape(a), math.nan), where=b != 0)
+    out: npt.NDArray[np.float64] = np.divide(a, b, out=np.full(np.shape(a), math.nan), where=b != 0)
+    return out
 
 
 class SkeletonIndex:
@@ -148,8 +192,9 @@ class SkeletonIndex:
         always dropped (that is the ROI's definition). ``n_outside`` says how many there were.
     """
 
-    def __init__(self, skeletons, *, voxel_size, offset=(0, 0, 0), shape, roi_begin=None, roi_shape=None,
-                 mode: str = "official", outside: str = "warn"):
+    def __init__(self, skeletons: Skeletons | nx.Graph, *, voxel_size: npt.ArrayLike, offset: npt.ArrayLike = (0, 0, 0),
+                 shape: npt.ArrayLike, roi_begin: npt.ArrayLike | None = None, roi_shape: npt.ArrayLike | None = None,
+                 mode: Mode = "official", outside: Outside = "warn") -> None:
         check_choice("mode", mode, MODES)
         check_choice("outside", outside, OUTSIDE_POLICIES)
         self.mode = mode
@@ -161,7 +206,7 @@ class SkeletonIndex:
         shp = np.asarray(shape)
         if shp.shape != (3,) or shp.dtype.kind not in "iu" or np.any(shp <= 0):
             raise ValueError(f"shape must be three positive ints (z, y, x); got {shape!r}")
-        self.shape = tuple(int(s) for s in shp)
+        self.shape = (int(shp[0]), int(shp[1]), int(shp[2]))
         array_end = off + vs * shp
         begin = off.copy() if roi_begin is None else float_triple("roi_begin", roi_begin)
         extent = (array_end - begin) if roi_shape is None else float_triple("roi_shape", roi_shape, positive=True)
@@ -239,7 +284,7 @@ class SkeletonIndex:
         return int(self.nodes.size)
 
     # -- scoring -------------------------------------------------------------------------------
-    def labels_under_nodes(self, segmentation) -> np.ndarray:
+    def labels_under_nodes(self, segmentation: npt.ArrayLike) -> npt.NDArray[np.uint64]:
         """The label under each node inside the ROI, as uint64 (reads N voxels, copies nothing)."""
         seg = as_array("segmentation", segmentation)
         if seg.dtype == np.bool_ or seg.dtype.kind not in "iu":
@@ -261,18 +306,17 @@ class SkeletonIndex:
             labels[self._outside] = 0
         return labels
 
-    def score(self, segmentation) -> XpressScores:
+    def score(self, segmentation: npt.ArrayLike) -> XpressScores:
         """All XPRESS scores of ``segmentation`` (shape as given to the index)."""
         return self.score_node_labels(self.labels_under_nodes(segmentation))
 
-    def score_node_labels(self, labels) -> XpressScores:
+    def score_node_labels(self, labels: npt.ArrayLike) -> XpressScores:
         """Scores from the segment label under each node (``(n_nodes,)``, aligned with ``node_voxels``)."""
         lab = self._node_labels("labels", labels, (self.n_nodes,))
-        raw = _metrics.score_skeleton_labels(lab, *self._kernel_args())
-        raw["labels"] = lab
+        raw: _Scored = {**_metrics.score_skeleton_labels(lab, *self._kernel_args()), "labels": lab}
         return self._scores(raw)
 
-    def score_node_labels_many(self, labels) -> list:
+    def score_node_labels_many(self, labels: npt.ArrayLike) -> list[XpressScores]:
         """Scores of many label vectors at once, ``labels`` of shape ``(T, n_nodes)`` (e.g. one
         row per threshold of a sweep): one kernel call, the same results as calling
         :meth:`score_node_labels` on each row (locations are computed when asked for)."""
@@ -280,7 +324,7 @@ class SkeletonIndex:
         many = _metrics.score_skeleton_labels_many(lab, *self._kernel_args())
         return self._scores_many(many, lab)
 
-    def _scores_many(self, many: dict, lab: np.ndarray) -> list:
+    def _scores_many(self, many: SkeletonLabelScoresMany, lab: npt.NDArray[np.uint64]) -> list[XpressScores]:
         """:meth:`_scores` of every row of a batched kernel result, computed column by column.
 
         The arithmetic is :meth:`_scores`' written on arrays (the same IEEE operations, so the
@@ -325,7 +369,7 @@ class SkeletonIndex:
                                     _index=self, _raw={"labels": lab[t]}))
         return out
 
-    def _node_labels(self, name: str, labels, shape: tuple) -> np.ndarray:
+    def _node_labels(self, name: str, labels: npt.ArrayLike, shape: tuple[int | None, ...]) -> npt.NDArray[np.uint64]:
         lab = as_array(name, labels)
         if lab.dtype == np.bool_ or lab.dtype.kind not in "iu":
             raise TypeError(f"{name} must be integers; got dtype {lab.dtype}")
@@ -341,18 +385,21 @@ class SkeletonIndex:
             return lab
         return np.ascontiguousarray(lab, dtype=np.uint64)
 
-    def _kernel_args(self) -> tuple:
+    def _kernel_args(self) -> tuple[npt.NDArray[np.int64], int, npt.NDArray[np.int64], int, npt.NDArray[np.int64],
+                                    npt.NDArray[np.float64], bool, bool]:
         official = self.mode == "official"
         return (self.voxel_group, self.n_voxels, self.node_skeleton, max(self.n_neurons, 1), self.edges,
                 self.edge_length, official, not official)
 
-    def _full_raw(self, raw: dict) -> dict:
+    def _full_raw(self, raw: _Scored | _NodeLabels) -> _Scored:
         """The per-edge / per-node outputs of a batched score, recomputed for its labels."""
-        if "split_edges" not in raw:
-            raw.update(_metrics.score_skeleton_labels(raw["labels"], *self._kernel_args()))
-        return raw
+        if "split_edges" in raw:
+            return raw
+        full = cast("_Scored", raw)  # it is, once the kernel's outputs are in it (kept with the scores)
+        full.update({**_metrics.score_skeleton_labels(raw["labels"], *self._kernel_args()), "labels": raw["labels"]})
+        return full
 
-    def _scores(self, raw: dict) -> XpressScores:
+    def _scores(self, raw: _Scored) -> XpressScores:
         official = self.mode == "official"
         lengths = raw["skeleton_length"][: self.n_neurons]
         positive = lengths[lengths > 0]
@@ -383,7 +430,7 @@ class SkeletonIndex:
         )
 
     # -- locations -----------------------------------------------------------------------------
-    def _split_locations(self, split_edges: np.ndarray) -> dict:
+    def _split_locations(self, split_edges: npt.NDArray[np.int64]) -> SplitLocations:
         pairs = self.nodes[self.edges[split_edges]].reshape(-1, 2)
         return {
             "node_ids": self.skeletons.node_ids[pairs],
@@ -392,7 +439,7 @@ class SkeletonIndex:
             np.zeros(0, dtype=np.int64),
         }
 
-    def _merge_locations(self, raw: dict) -> dict:
+    def _merge_locations(self, raw: _Scored) -> MergeLocations:
         positions = np.ascontiguousarray(self.skeletons.positions[self.nodes])
         loc = _metrics.merge_locations(raw["node_segment"], self.node_skeleton, positions, raw["segment_merged"])
         pairs = np.stack([loc["node_a"], loc["node_b"]], axis=1).reshape(-1, 2)
@@ -406,8 +453,10 @@ class SkeletonIndex:
         }
 
 
-def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_begin=None, roi_shape=None,
-                  mode: str = "official", outside: str = "warn") -> XpressScores:
+def xpress_scores(segmentation: npt.ArrayLike, skeletons: Skeletons | nx.Graph, *, voxel_size: npt.ArrayLike,
+                  offset: npt.ArrayLike = (0, 0, 0), roi_begin: npt.ArrayLike | None = None,
+                  roi_shape: npt.ArrayLike | None = None, mode: Mode = "official", outside: Outside = "warn"
+                  ) -> XpressScores:
     """Score a segmentation against skeletons as the XPRESS challenge does.
 
     Parameters
@@ -461,17 +510,19 @@ def xpress_scores(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_
     return index.score(seg)
 
 
-def erl(segmentation, skeletons, *, voxel_size, offset=(0, 0, 0), roi_begin=None, roi_shape=None,
-        mode: str = "official", outside: str = "warn") -> ErlResult:
+def erl(segmentation: npt.ArrayLike, skeletons: Skeletons | nx.Graph, *, voxel_size: npt.ArrayLike,
+        offset: npt.ArrayLike = (0, 0, 0), roi_begin: npt.ArrayLike | None = None,
+        roi_shape: npt.ArrayLike | None = None, mode: Mode = "official", outside: Outside = "warn") -> ErlResult:
     """Expected run length of ``segmentation`` along ``skeletons`` (see :func:`xpress_scores`)."""
     return xpress_scores(segmentation, skeletons, voxel_size=voxel_size, offset=offset, roi_begin=roi_begin,
                          roi_shape=roi_shape, mode=mode, outside=outside).erl_result
 
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_UNSIGNED: dict[int, type[np.unsignedinteger[Any]]] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def rand_voi(segmentation, ground_truth, *, ignore_labels=(0,), n_threads: Optional[int] = None) -> RandVoi:
+def rand_voi(segmentation: npt.ArrayLike, ground_truth: npt.ArrayLike, *, ignore_labels: Iterable[int] | None = (0,),
+             n_threads: Optional[int] = None) -> RandVoi:
     """Rand and VOI (bits) between two dense label volumes of the same shape.
 
     Voxels whose *ground-truth* label is in ``ignore_labels`` are not counted (scikit-image's
@@ -494,7 +545,7 @@ def rand_voi(segmentation, ground_truth, *, ignore_labels=(0,), n_threads: Optio
     info = np.iinfo(target)
     ignore = np.array([x for x in ignore_values if 0 <= x <= info.max], dtype=target)
     kernel = getattr(_metrics, f"rand_voi_sums_{np.dtype(target).name}")
-    s = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore,
+    s: RandVoiSums = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore,
                int(n_threads or 0))
     n = s["n"]
     voi_split = max(s["h_joint"] - s["h_truth"], 0.0) if n else math.nan
@@ -513,7 +564,7 @@ def rand_voi(segmentation, ground_truth, *, ignore_labels=(0,), n_threads: Optio
     )
 
 
-def _ignore_list(ignore_labels) -> list:
+def _ignore_list(ignore_labels: Iterable[int] | None) -> list[int]:
     if ignore_labels is None:
         return []
     try:
@@ -530,7 +581,7 @@ def _ignore_list(ignore_labels) -> list:
     return out
 
 
-def _dense_labels(name: str, value) -> np.ndarray:
+def _dense_labels(name: str, value: npt.ArrayLike) -> npt.NDArray[Any]:
     arr = as_array(name, value)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import numbers
-from typing import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import as_array, check_ndim, check_nonempty
 
@@ -31,7 +31,7 @@ DEFAULT_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1), (-3, 0, 0), (0, -3, 0), (
                    (-9, 0, 0), (0, -9, 0), (0, 0, -9))
 
 
-def _per_channel(name: str, value, n_channels: int) -> np.ndarray:
+def _per_channel(name: str, value: npt.ArrayLike, n_channels: int) -> npt.NDArray[np.float32]:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         arr = np.full(n_channels, float(value))
     else:
@@ -47,7 +47,7 @@ def _per_channel(name: str, value, n_channels: int) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _strides(strides, n_channels: int) -> np.ndarray:
+def _strides(strides: npt.ArrayLike | None, n_channels: int) -> npt.NDArray[np.int64]:
     if strides is None:
         return np.ones((n_channels, 3), dtype=np.int64)
     try:
@@ -66,14 +66,14 @@ def _strides(strides, n_channels: int) -> np.ndarray:
 
 
 def mutex_watershed(
-    affs,
-    offsets: Sequence[Sequence[int]] = DEFAULT_OFFSETS,
+    affs: npt.ArrayLike,
+    offsets: npt.ArrayLike = DEFAULT_OFFSETS,
     *,
-    bias=0.5,
-    strides=None,
-    mask=None,
+    bias: npt.ArrayLike = 0.5,
+    strides: npt.ArrayLike | None = None,
+    mask: npt.ArrayLike | None = None,
     threads: int | None = None,
-) -> np.ndarray:
+) -> npt.NDArray[np.uint64]:
     """Segment affinities of any offsets with the mutex watershed.
 
     Parameters
@@ -134,6 +134,6 @@ def mutex_watershed(
     from . import _segment
 
     kernel = getattr(_segment, f"mutex_watershed_{arr.dtype.name}")
-    labels = kernel(np.ascontiguousarray(arr), offs, steps, biases, mask_arr, int(threads))
+    labels: npt.NDArray[np.uint64] = kernel(np.ascontiguousarray(arr), offs, steps, biases, mask_arr, int(threads))
     logger.debug("mutex watershed: %d clusters", int(labels.max()))
     return labels

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import label_array
 from .fragments import _kernel, _threads, check_affinities, check_affinity_values
+
+if TYPE_CHECKING:
+    from ._segment import RegionGraphArrays
 
 __all__ = ["RegionGraph", "region_graph", "long_range_graph", "axis_offsets", "check_offsets",
            "check_inside_threshold"]
 
 logger = logging.getLogger(__name__)
+
+#: A graph's sparse histograms (offsets, bins, counts), or none.
+_Histograms = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint64]]
+_MaybeHistograms = Union[_Histograms, tuple[None, None, None]]
 
 
 @dataclass(frozen=True)
@@ -43,14 +51,14 @@ class RegionGraph:
     hist_counts : (H,) uint64, or None
     """
 
-    edges: np.ndarray
-    counts: np.ndarray
-    sums: np.ndarray
-    mins: np.ndarray
-    maxs: np.ndarray
-    hist_offsets: np.ndarray | None = None
-    hist_bins: np.ndarray | None = None
-    hist_counts: np.ndarray | None = None
+    edges: npt.NDArray[np.uint64]
+    counts: npt.NDArray[np.uint64]
+    sums: npt.NDArray[np.float64]
+    mins: npt.NDArray[np.float32]
+    maxs: npt.NDArray[np.float32]
+    hist_offsets: npt.NDArray[np.int64] | None = None
+    hist_bins: npt.NDArray[np.uint8] | None = None
+    hist_counts: npt.NDArray[np.uint64] | None = None
 
     @property
     def n_edges(self) -> int:
@@ -60,17 +68,24 @@ class RegionGraph:
     def has_histograms(self) -> bool:
         return self.hist_offsets is not None
 
-    @property
-    def means(self) -> np.ndarray:
-        """(E,) float64 mean boundary affinity."""
-        return self.sums / np.maximum(self.counts, 1)
+    def _histograms(self) -> _Histograms:
+        """``(hist_offsets, hist_bins, hist_counts)`` of a graph that :attr:`has_histograms`."""
+        if self.hist_offsets is None or self.hist_bins is None or self.hist_counts is None:
+            raise ValueError("the graph has no histograms")
+        return self.hist_offsets, self.hist_bins, self.hist_counts
 
     @property
-    def fragment_ids(self) -> np.ndarray:
+    def means(self) -> npt.NDArray[np.float64]:
+        """(E,) float64 mean boundary affinity."""
+        means: npt.NDArray[np.float64] = self.sums / np.maximum(self.counts, 1)
+        return means
+
+    @property
+    def fragment_ids(self) -> npt.NDArray[np.uint64]:
         """(N,) uint64 sorted ids of the fragments that have at least one edge."""
         return np.unique(self.edges)
 
-    def quantile(self, q: int) -> np.ndarray:
+    def quantile(self, q: int) -> npt.NDArray[np.float64]:
         """(E,) float64 ``q``-th percentile of each edge's boundary affinities from its histogram.
 
         waterz's rule: the first bin whose cumulative count reaches ``q * total // 100 + 1``, as
@@ -82,19 +97,20 @@ class RegionGraph:
             raise ValueError(f"q must be an integer percentage in [0, 100]; got {q!r}")
         if self.n_edges == 0:
             return np.zeros(0, dtype=np.float64)
-        counts = self.hist_counts.astype(np.int64)
-        edge_of = np.repeat(np.arange(self.n_edges), np.diff(self.hist_offsets))
+        hist_offsets, hist_bins, hist_counts = self._histograms()
+        counts = hist_counts.astype(np.int64)
+        edge_of = np.repeat(np.arange(self.n_edges), np.diff(hist_offsets))
         cum = np.cumsum(counts)
-        before = np.concatenate([[0], cum])[self.hist_offsets[:-1]]  # count before each edge
+        before = np.concatenate([[0], cum])[hist_offsets[:-1]]  # count before each edge
         within = cum - before[edge_of]
-        total = np.add.reduceat(counts, self.hist_offsets[:-1])
+        total = np.add.reduceat(counts, hist_offsets[:-1])
         pivot = (q * total) // 100 + 1
         idx = np.flatnonzero(within >= pivot[edge_of])
         # cumulative counts grow within an edge: the first reaching entry of each edge
         _, first = np.unique(edge_of[idx], return_index=True)
-        return (self.hist_bins[idx[first]].astype(np.float64) + 0.5) / 256.0
+        return (hist_bins[idx[first]].astype(np.float64) + 0.5) / 256.0
 
-    def add_evidence(self, lifted: "RegionGraph") -> "RegionGraph":
+    def add_evidence(self, lifted: RegionGraph) -> RegionGraph:
         """This graph with the statistics of ``lifted``'s edges that are also edges here added
         (counts and sums add, min/max and histograms combine); ``lifted``'s other edges (pairs
         of fragments that do not touch) are dropped. See :func:`long_range_graph`."""
@@ -105,7 +121,7 @@ class RegionGraph:
         return _add_evidence(self, lifted)
 
     @classmethod
-    def concatenate(cls, graphs: Sequence["RegionGraph"]) -> "RegionGraph":
+    def concatenate(cls, graphs: Sequence[RegionGraph]) -> RegionGraph:
         """One graph from several (e.g. per-block graphs): statistics of shared edges combine.
 
         Counts and sums add, min/max combine, histograms add bin by bin. Histograms are kept
@@ -124,28 +140,29 @@ class RegionGraph:
         starts = np.flatnonzero(new)
         group = np.cumsum(new) - 1
 
-        def reduce(ufunc, name, dtype):
+        def reduce(ufunc: np.ufunc, name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
             values = np.concatenate([getattr(g, name) for g in graphs]).astype(dtype)[order]
-            return ufunc.reduceat(values, starts) if len(values) else values
+            reduced: npt.NDArray[Any] = ufunc.reduceat(values, starts) if len(values) else values
+            return reduced
 
         counts = reduce(np.add, "counts", np.uint64)
         sums = reduce(np.add, "sums", np.float64)
         mins = reduce(np.minimum, "mins", np.float32)
         maxs = reduce(np.maximum, "maxs", np.float32)
-        hist = (None, None, None)
+        hist: _MaybeHistograms = (None, None, None)
         if all(g.has_histograms for g in graphs):
             # each histogram entry gets its (global) edge and bin, then equal pairs are summed
             edge_of_old = []
             base = 0
             for g in graphs:
-                edge_of_old.append(np.repeat(np.arange(base, base + g.n_edges), np.diff(g.hist_offsets)))
+                edge_of_old.append(np.repeat(np.arange(base, base + g.n_edges), np.diff(g._histograms()[0])))
                 base += g.n_edges
             old_edge = np.concatenate(edge_of_old)
             inverse = np.empty(len(order), dtype=np.int64)
             inverse[order] = group
             entry_group = inverse[old_edge]
-            bins = np.concatenate([g.hist_bins for g in graphs])
-            hcounts = np.concatenate([g.hist_counts for g in graphs]).astype(np.uint64)
+            bins = np.concatenate([g._histograms()[1] for g in graphs])
+            hcounts = np.concatenate([g._histograms()[2] for g in graphs]).astype(np.uint64)
             key = entry_group * 256 + bins.astype(np.int64)
             korder = np.argsort(key, kind="stable")
             key = key[korder]
@@ -159,7 +176,7 @@ class RegionGraph:
         return cls(edges[starts], counts, sums, mins, maxs, *hist)
 
 
-def _context(value) -> tuple:
+def _context(value: npt.ArrayLike) -> tuple[int, ...]:
     try:
         ctx = tuple(int(c) for c in np.broadcast_to(np.asarray(value), (3,)))
     except (TypeError, ValueError):
@@ -175,7 +192,8 @@ NEAREST_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 DEFAULT_INSIDE_THRESHOLD = 0.5
 
 
-def check_offsets(offsets, n_channels: int, name: str = "offsets", *, nearest_first: bool = True) -> np.ndarray:
+def check_offsets(offsets: npt.ArrayLike, n_channels: int, name: str = "offsets", *, nearest_first: bool = True
+                  ) -> npt.NDArray[np.int64]:
     """(C, 3) int64 offsets, one per affinity channel, none zero, each component below 2**31 in
     magnitude; with ``nearest_first`` (the merge tree's channel layout) the first three are the
     nearest neighbours."""
@@ -203,10 +221,10 @@ def check_offsets(offsets, n_channels: int, name: str = "offsets", *, nearest_fi
     return arr.astype(np.int64)
 
 
-def axis_offsets(long_range: Sequence[int] = ()) -> list:
+def axis_offsets(long_range: Sequence[int] = ()) -> list[tuple[int, int, int]]:
     """The U-Net's channel layout: nearest neighbours ``-e_z, -e_y, -e_x``, then ``-k e_axis``
     for every k in ``long_range`` (``axis_offsets((3, 9))`` is the tiny preset's 9 channels)."""
-    offs = [tuple(o) for o in NEAREST_OFFSETS]
+    offs: list[tuple[int, int, int]] = list(NEAREST_OFFSETS)
     for k in long_range:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"long_range must be positive integers; got {list(long_range)!r}")
@@ -214,7 +232,7 @@ def axis_offsets(long_range: Sequence[int] = ()) -> list:
     return offs
 
 
-def check_inside_threshold(value):
+def check_inside_threshold(value: object) -> float | None:
     """``inside_threshold`` as a plain float, or None; ValueError outside [0, 1]."""
     if value is None:
         return None
@@ -224,8 +242,9 @@ def check_inside_threshold(value):
     return float(value)
 
 
-def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads: int | None = None,
-                 offsets=None, inside_threshold: float | None = None) -> RegionGraph:
+def region_graph(fragments: npt.ArrayLike, affs: npt.ArrayLike, *, context: npt.ArrayLike = 0, histograms: bool = True,
+                 threads: int | None = None, offsets: npt.ArrayLike | None = None,
+                 inside_threshold: float | None = None) -> RegionGraph:
     """The region adjacency graph of ``fragments`` with boundary-affinity statistics.
 
     Parameters
@@ -264,8 +283,9 @@ def region_graph(fragments, affs, *, context=0, histograms: bool = True, threads
                          offsets=offsets, inside_threshold=inside_threshold)
 
 
-def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = True,
-                  threads: int | None = None, offsets=None, inside_threshold: float | None = None) -> RegionGraph:
+def _region_graph(fragments: npt.ArrayLike, affs: npt.NDArray[Any], *, context: npt.ArrayLike = 0,
+                  histograms: bool = True, threads: int | None = None, offsets: npt.ArrayLike | None = None,
+                  inside_threshold: float | None = None) -> RegionGraph:
     """:func:`region_graph` with affinities that :func:`check_affinities` passed."""
     frag, offs, inside_threshold, threads, ctx = _graph_inputs(fragments, affs, context, threads, offsets,
                                                                inside_threshold)
@@ -278,8 +298,9 @@ def _region_graph(fragments, affs: np.ndarray, *, context=0, histograms: bool = 
     return graph
 
 
-def long_range_graph(fragments, affs, offsets, *, context=0, histograms: bool = True,
-                     threads: int | None = None, inside_threshold: float | None = None) -> RegionGraph:
+def long_range_graph(fragments: npt.ArrayLike, affs: npt.ArrayLike, offsets: npt.ArrayLike, *,
+                     context: npt.ArrayLike = 0, histograms: bool = True, threads: int | None = None,
+                     inside_threshold: float | None = None) -> RegionGraph:
     """The graph of the long-range channels alone: every pair ``{v, v + offsets[c]}``, c >= 3,
     between different non-zero fragments, touching or not.
 
@@ -290,20 +311,22 @@ def long_range_graph(fragments, affs, offsets, *, context=0, histograms: bool = 
     ``context`` count every pair once, and ``RegionGraph.concatenate`` of the blocks' graphs
     equals the whole volume's (restrict to touching pairs only after concatenating).
     """
-    affs = check_affinities(affs, offsets_given=offsets is not None)
-    frag, offs, inside_threshold, threads, ctx = _graph_inputs(fragments, affs, context, threads, offsets,
-                                                               inside_threshold)
+    arr = check_affinities(affs, offsets_given=offsets is not None)
+    frag, offs, inside_threshold, n_threads, ctx = _graph_inputs(fragments, arr, context, threads, offsets,
+                                                                 inside_threshold)
     if offs is None:
         raise ValueError("offsets are required (one per channel of affs)")
-    return _long_range(frag, affs, offs, ctx, histograms, threads)
+    return _long_range(frag, arr, offs, ctx, histograms, n_threads)
 
 
-def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
+def _graph_inputs(fragments: npt.ArrayLike, affs: npt.NDArray[Any], context: npt.ArrayLike, threads: int | None,
+                  offsets: npt.ArrayLike | None, inside_threshold: float | None
+                  ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64] | None, float | None, int, tuple[int, ...]]:
     frag = label_array("fragments", fragments)
     if frag.shape != affs.shape[1:]:
         raise ValueError(f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {frag.shape}")
     ctx = _context(context)
-    threads = _threads(threads)
+    n_threads = _threads(threads)
     offs = None if offsets is None else check_offsets(offsets, affs.shape[0])
     if offs is not None and affs.shape[0] > 3:
         # check_affinities read channels 0-2; the long-range ones now feed the scores too
@@ -313,32 +336,35 @@ def _graph_inputs(fragments, affs, context, threads, offsets, inside_threshold):
         # the boundary voxels as label 0 in a copy: the caller's fragments keep every voxel
         from . import _segment
 
-        cleared = _segment.zeros_uint64(frag.shape, int(threads))  # prefaulted by the threads
-        _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(threads), cleared)
+        cleared = _segment.zeros_uint64(frag.shape, int(n_threads))  # prefaulted by the threads
+        _kernel("clear_boundary", affs)(affs, frag, inside_threshold, int(n_threads), cleared)
         frag = cleared
-    return frag, offs, inside_threshold, int(threads), ctx
+    return frag, offs, inside_threshold, int(n_threads), ctx
 
 
-def _long_range(frag, affs, offs, ctx, histograms, threads) -> RegionGraph:
+def _long_range(frag: npt.NDArray[np.uint64], affs: npt.NDArray[Any], offs: npt.NDArray[np.int64],
+                ctx: tuple[int, ...], histograms: bool, threads: int) -> RegionGraph:
     further = np.concatenate([np.arange(3, len(offs), dtype=np.int64)[:, None], offs[3:]], axis=1)
     return _graph_of(_kernel("region_graph", affs)(frag, affs, *ctx, bool(histograms), threads, False,
                                                    np.ascontiguousarray(further, dtype=np.int64)), histograms)
 
 
-def _graph_of(out: dict, histograms: bool) -> RegionGraph:
+def _graph_of(out: RegionGraphArrays, histograms: bool) -> RegionGraph:
     edges = np.stack([out["u"], out["v"]], axis=1)
-    hist = (out["hist_offsets"], out["hist_bins"], out["hist_counts"]) if histograms else (None, None, None)
+    hist: _MaybeHistograms = (out["hist_offsets"], out["hist_bins"], out["hist_counts"]) if histograms \
+        else (None, None, None)
     return RegionGraph(edges, out["count"], out["sum"], out["min"], out["max"], *hist)
 
 
-def _edge_rows(graph: RegionGraph, keep: np.ndarray) -> RegionGraph:
+def _edge_rows(graph: RegionGraph, keep: npt.NDArray[np.bool_]) -> RegionGraph:
     """The graph restricted to the edges where ``keep`` is True."""
-    hist = (None, None, None)
+    hist: _MaybeHistograms = (None, None, None)
     if graph.has_histograms:
-        lengths = np.diff(graph.hist_offsets)
+        hist_offsets, hist_bins, hist_counts = graph._histograms()
+        lengths = np.diff(hist_offsets)
         entry_keep = np.repeat(keep, lengths)
         offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-        hist = (offsets, graph.hist_bins[entry_keep], graph.hist_counts[entry_keep])
+        hist = (offsets, hist_bins[entry_keep], hist_counts[entry_keep])
     return RegionGraph(graph.edges[keep], graph.counts[keep], graph.sums[keep], graph.mins[keep], graph.maxs[keep],
                        *hist)
 

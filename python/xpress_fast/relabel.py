@@ -1,14 +1,17 @@
 """Relabelling label arrays through a lookup table (fragments -> segments, merges, renumbering)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import as_array
 
 __all__ = ["map_labels"]
 
 
-def _ids(name: str, value) -> np.ndarray:
+def _ids(name: str, value: npt.ArrayLike) -> npt.NDArray[Any]:
     arr = as_array(name, value)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array; got dtype {arr.dtype}")
@@ -17,7 +20,7 @@ def _ids(name: str, value) -> np.ndarray:
     return arr
 
 
-def map_labels(labels, keys, values) -> np.ndarray:
+def map_labels(labels: npt.ArrayLike, keys: npt.ArrayLike, values: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """``labels`` with every id ``keys[i]`` replaced by ``values[i]``; ids not in ``keys`` (and 0,
     unless it is a key) keep their value.
 

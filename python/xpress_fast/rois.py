@@ -4,20 +4,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
 class Roi:
     """An axis-aligned box in world coordinates (nm, z y x): ``begin`` inclusive, ``shape`` extent."""
 
-    begin: tuple
-    shape: tuple
+    begin: tuple[float, float, float]
+    shape: tuple[float, float, float]
 
     @property
-    def end(self) -> tuple:
+    def end(self) -> tuple[float, ...]:
         return tuple(b + s for b, s in zip(self.begin, self.shape))
 
-    def voxels(self, voxel_size) -> tuple:
+    def voxels(self, voxel_size: npt.ArrayLike) -> tuple[int, ...]:
         """The ROI's shape in voxels of ``voxel_size`` (must divide it)."""
         vs = np.asarray(voxel_size, dtype=np.float64)
         return tuple(int(round(s / v)) for s, v in zip(self.shape, vs))

@@ -10,13 +10,20 @@ then a rename) and read without unpickling.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 
 from ._npz import read_npz
+from ._typing import StrPath
+from ._validate import label_array
 from .agglomeration import Agglomeration, check_merge_function
 from .io import atomic_file
 from .region_graphs import RegionGraph
+
+if TYPE_CHECKING:
+    from .region_graphs import _MaybeHistograms
 
 __all__ = ["save_region_graph", "load_region_graph", "save_agglomeration", "load_agglomeration"]
 
@@ -25,7 +32,7 @@ _GRAPH_HIST = ("hist_offsets", "hist_bins", "hist_counts")
 _AGG_REQUIRED = ("fragment_ids", "u", "v", "scores", "levels", "thresholds", "merge_function")
 
 
-def _atomic_savez(path, arrays: dict) -> None:
+def _atomic_savez(path: StrPath, arrays: dict[str, Any]) -> None:  # Any: np.savez types **arrays as allow_pickle
     with atomic_file(path) as tmp:  # a failed save (disk full) leaves nothing behind
         np.savez(tmp, **arrays)
 
@@ -33,13 +40,13 @@ def _atomic_savez(path, arrays: dict) -> None:
 class _Checker:
     """Checks of the arrays of one file; every failure names the file."""
 
-    def __init__(self, name: str, arrays: dict):
+    def __init__(self, name: str, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
         self.name, self.arrays = name, arrays
 
-    def fail(self, what: str):
+    def fail(self, what: str) -> NoReturn:
         raise ValueError(f"{self.name}: {what}")
 
-    def get(self, key: str, kinds: str, ndim: int, length=None) -> np.ndarray:
+    def get(self, key: str, kinds: str, ndim: int, length: int | None = None) -> npt.NDArray[Any]:
         arr = self.arrays[key]
         if arr.dtype.kind not in kinds or arr.ndim != ndim:
             self.fail(f"{key!r} must be a {ndim}-D array of kind {kinds!r}; got {arr.dtype} with shape {arr.shape}")
@@ -47,11 +54,11 @@ class _Checker:
             self.fail(f"{key!r} must have {length} entries; got {arr.shape[0]}")
         return arr
 
-    def finite(self, key: str, arr: np.ndarray) -> None:
+    def finite(self, key: str, arr: npt.NDArray[Any]) -> None:
         if arr.size and not np.all(np.isfinite(arr)):
             self.fail(f"{key!r} must be finite; found {int(np.sum(~np.isfinite(arr)))} NaN or infinite values")
 
-    def non_negative(self, key: str, arr: np.ndarray) -> None:
+    def non_negative(self, key: str, arr: npt.NDArray[Any]) -> None:
         if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
             self.fail(f"{key!r} must not be negative; got {arr.min()}")
 
@@ -60,18 +67,19 @@ class _Checker:
 # region graphs
 
 
-def save_region_graph(graph: RegionGraph, path) -> None:
+def save_region_graph(graph: RegionGraph, path: StrPath) -> None:
     """Write ``graph`` to ``path`` (``.npz``), atomically."""
     if not isinstance(graph, RegionGraph):
         raise TypeError(f"graph must be a RegionGraph; got {type(graph).__name__}")
-    arrays = {"edges": graph.edges, "counts": graph.counts, "sums": graph.sums, "mins": graph.mins,
-              "maxs": graph.maxs}
+    arrays: dict[str, Any] = {"edges": graph.edges, "counts": graph.counts, "sums": graph.sums, "mins": graph.mins,
+                              "maxs": graph.maxs}
     if graph.has_histograms:
-        arrays.update(hist_offsets=graph.hist_offsets, hist_bins=graph.hist_bins, hist_counts=graph.hist_counts)
+        hist_offsets, hist_bins, hist_counts = graph._histograms()
+        arrays.update(hist_offsets=hist_offsets, hist_bins=hist_bins, hist_counts=hist_counts)
     _atomic_savez(path, arrays)
 
 
-def load_region_graph(path) -> RegionGraph:
+def load_region_graph(path: StrPath) -> RegionGraph:
     """Read a region graph written by :func:`save_region_graph`, checking every array.
 
     Raises
@@ -115,7 +123,7 @@ def _checked_graph(c: _Checker) -> RegionGraph:
     present = [k for k in _GRAPH_HIST if k in c.arrays]
     if present and len(present) != 3:
         c.fail(f"histograms need all of {list(_GRAPH_HIST)}; got only {present}")
-    hist = (None, None, None)
+    hist: _MaybeHistograms = (None, None, None)
     if present:
         offsets = c.get("hist_offsets", "iu", 1, n + 1).astype(np.int64)
         bins = c.get("hist_bins", "u", 1)
@@ -140,7 +148,7 @@ def _checked_graph(c: _Checker) -> RegionGraph:
 # agglomerations
 
 
-def save_agglomeration(agglomeration: Agglomeration, path) -> None:
+def save_agglomeration(agglomeration: Agglomeration, path: StrPath) -> None:
     """Write the merge history of ``agglomeration`` (not its fragments) to ``path`` (``.npz``),
     atomically. :func:`load_agglomeration` gives it back; pass the fragments to
     :func:`xpress_fast.sweep` or :meth:`~xpress_fast.Agglomeration.segmentation` as needed."""
@@ -153,7 +161,7 @@ def save_agglomeration(agglomeration: Agglomeration, path) -> None:
                          "thresholds": agg.thresholds, "merge_function": np.array(agg.merge_function)})
 
 
-def load_agglomeration(path, *, fragments=None) -> Agglomeration:
+def load_agglomeration(path: StrPath, *, fragments: npt.ArrayLike | None = None) -> Agglomeration:
     """Read a merge history written by :func:`save_agglomeration` (or by a block-wise run),
     checking every array; ``fragments`` (optional) becomes the result's ``fragments``.
 
@@ -168,7 +176,8 @@ def load_agglomeration(path, *, fragments=None) -> Agglomeration:
     return checked_agglomeration(arrays, name, fragments=fragments)
 
 
-def checked_agglomeration(arrays: dict, name: str, *, fragments=None) -> Agglomeration:
+def checked_agglomeration(arrays: Mapping[str, npt.NDArray[Any]], name: str, *, fragments: npt.ArrayLike | None = None
+                          ) -> Agglomeration:
     """An :class:`Agglomeration` from the arrays of a saved merge history, every one checked."""
     from ._validate import sorted_thresholds
 
@@ -198,5 +207,6 @@ def checked_agglomeration(arrays: dict, name: str, *, fragments=None) -> Agglome
         check_merge_function(str(mf))
     except (TypeError, ValueError) as exc:
         c.fail(str(exc))
-    return Agglomeration(fragments, ids, str(mf), thresholds, u.astype(np.int64), v.astype(np.int64), scores,
-                         levels)
+    # checked as agglomerate_graph checks them: Agglomeration.fragments is a uint64 volume
+    frag = None if fragments is None else label_array("fragments", fragments)
+    return Agglomeration(frag, ids, str(mf), thresholds, u.astype(np.int64), v.astype(np.int64), scores, levels)

@@ -12,11 +12,15 @@ nearest to its centroid. Needs scikit-image (imported here only).
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import float_triple, label_array
+
+if TYPE_CHECKING:
+    from .skeletons import Skeletons
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ _FORWARD = np.array([(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for 
                      if (dz, dy, dx) > (0, 0, 0)], dtype=np.int64)
 
 
-def _voxel_graph(coords: np.ndarray, shape) -> np.ndarray:
+def _voxel_graph(coords: npt.NDArray[np.int64], shape: tuple[int, ...]) -> npt.NDArray[np.int64]:
     """Edges (index pairs) between 26-adjacent voxels of ``coords`` (K, 3) inside ``shape``."""
     if len(coords) < 2:
         return np.zeros((0, 2), np.int64)
@@ -45,7 +49,7 @@ def _voxel_graph(coords: np.ndarray, shape) -> np.ndarray:
     return np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
 
 
-def _spanning_forest(n: int, edges: np.ndarray) -> np.ndarray:
+def _spanning_forest(n: int, edges: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """A spanning forest of the graph: prefer face neighbours (short edges) first."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
@@ -58,7 +62,7 @@ def _spanning_forest(n: int, edges: np.ndarray) -> np.ndarray:
     return np.stack([t.row, t.col], axis=1).astype(np.int64)
 
 
-def _join_components(coords: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _join_components(coords: npt.NDArray[np.int64], edges: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Add the shortest straight edges that make a forest one tree (one skeleton per label).
 
     A label can be several pieces in the volume (it leaves and re-enters) or thin to several
@@ -89,15 +93,16 @@ def _join_components(coords: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.concatenate([edges.reshape(-1, 2), np.asarray(extra, dtype=np.int64).reshape(-1, 2)])
 
 
-def _thin_chains(n: int, edges: np.ndarray, spacing: int) -> tuple:
+def _thin_chains(n: int, edges: npt.NDArray[np.int64], spacing: int
+                 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
     """Keep end/branch points and every ``spacing``-th node along degree-2 chains of a forest.
 
     Returns (kept node indices, edges between kept nodes as indices into the kept list).
     """
     if spacing <= 1 or n <= 2:
         return np.arange(n), edges
-    adj = [[] for _ in range(n)]
-    for a, b in edges:
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for a, b in edges.tolist():
         adj[a].append(b)
         adj[b].append(a)
     degree = np.array([len(x) for x in adj])
@@ -106,7 +111,7 @@ def _thin_chains(n: int, edges: np.ndarray, spacing: int) -> tuple:
         keep[0] = True
     new_edges = []
     visited_edge = set()
-    for start in np.flatnonzero(keep):
+    for start in np.flatnonzero(keep).tolist():
         for nxt in adj[start]:
             if (start, nxt) in visited_edge:
                 continue
@@ -135,15 +140,15 @@ def _thin_chains(n: int, edges: np.ndarray, spacing: int) -> tuple:
 
 
 def skeletons_from_labels(
-    labels,
+    labels: npt.ArrayLike,
     *,
-    voxel_size,
-    offset=(0, 0, 0),
+    voxel_size: npt.ArrayLike,
+    offset: npt.ArrayLike = (0, 0, 0),
     node_spacing: int = 4,
     min_voxels: int = 1,
-    ignore_labels=(0,),
+    ignore_labels: Iterable[int] = (0,),
     max_labels: Optional[int] = None,
-):
+) -> Skeletons:
     """Skeletons of every object of a dense label volume.
 
     Parameters

@@ -14,12 +14,17 @@ import math
 import os
 import pickle
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Literal, NoReturn, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ._npz import read_npz
+from ._typing import StrPath
 from ._validate import as_array
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Skeletons", "load_skeletons", "save_skeletons", "as_skeletons"]
 
@@ -44,7 +49,13 @@ class Skeletons:
         connected components instead (METRICS.md).
     """
 
-    def __init__(self, positions, edges, *, node_ids=None, ids=None):
+    positions: npt.NDArray[np.float64]
+    edges: npt.NDArray[np.int64]
+    node_ids: npt.NDArray[np.int64 | np.uint64]
+    ids: npt.NDArray[np.int64] | None
+
+    def __init__(self, positions: npt.ArrayLike, edges: npt.ArrayLike, *, node_ids: npt.ArrayLike | None = None,
+                 ids: npt.ArrayLike | None = None) -> None:
         pos = as_array("positions", positions)
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise ValueError(f"positions must have shape (N, 3) (z, y, x in nm); got {pos.shape}")
@@ -90,12 +101,12 @@ class Skeletons:
             self.ids = np.array(sid, dtype=np.int64)
         for arr in (self.positions, self.edges, self.node_ids) + ((self.ids,) if self.ids is not None else ()):
             arr.flags.writeable = False
-        self._components = None
+        self._components: npt.NDArray[np.int64] | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_networkx(cls, graph, *, position_attribute: str = "position", position_order: str = "xyz",
-                      id_attribute: str | None = None) -> "Skeletons":
+    def from_networkx(cls, graph: nx.Graph, *, position_attribute: str = "position",
+                      position_order: Literal["xyz", "zyx"] = "xyz", id_attribute: str | None = None) -> Skeletons:
         """From a ``networkx.Graph`` whose nodes carry a position (the challenge's format).
 
         Node order and edge order follow the graph's iteration order (which the official scores
@@ -113,7 +124,7 @@ class Skeletons:
         nodes = list(graph.nodes)
         index = {node: i for i, node in enumerate(nodes)}
         ids = np.empty(len(nodes), dtype=np.int64) if id_attribute else None
-        positions = None
+        positions: npt.NDArray[np.float64] | None = None
         if ids is None and nodes:  # fast path: one array conversion; the loop below explains failures
             try:
                 fast = np.array([data[position_attribute] for _, data in graph.nodes(data=True)])
@@ -123,7 +134,7 @@ class Skeletons:
             except Exception:  # whatever the attributes are, the loop below says what is wrong
                 pass
         slow = positions is None
-        if slow:
+        if positions is None:
             positions = np.empty((len(nodes), 3), dtype=np.float64)
         for i, (node, data) in enumerate(graph.nodes(data=True) if slow else ()):
             if not isinstance(data, Mapping):
@@ -143,18 +154,18 @@ class Skeletons:
                 except Exception:
                     raise ValueError(f"graph node {_brief(node)}: {id_attribute!r} must be an integer; "
                                      f"got {_brief(data[id_attribute])}") from None
-        edges = []
+        pairs = []
         for u, v in graph.edges():
             if u not in index or v not in index:  # only a damaged graph has edges to nodes it lacks
                 raise ValueError(f"graph edge ({_brief(u)}, {_brief(v)}) refers to a node the graph does not have")
-            edges.append((index[u], index[v]))
-        edges = np.array(edges, dtype=np.int64).reshape(-1, 2)
+            pairs.append((index[u], index[v]))
+        edges = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         node_ids = None
         if all(isinstance(node, (int, np.integer)) and not isinstance(node, bool) for node in nodes):
             node_ids = _node_id_array([int(node) for node in nodes], len(nodes))
         return cls(positions, edges, node_ids=node_ids, ids=ids)
 
-    def to_networkx(self):
+    def to_networkx(self) -> nx.Graph:
         """A ``networkx.Graph`` in the challenge's format: ``position = (x, y, z)`` nm per node."""
         import networkx as nx
 
@@ -176,7 +187,7 @@ class Skeletons:
     def n_edges(self) -> int:
         return int(self.edges.shape[0])
 
-    def component_ids(self) -> np.ndarray:
+    def component_ids(self) -> npt.NDArray[np.int64]:
         """Connected components, numbered 0, 1, ... by their first node (networkx's order)."""
         if self._components is None:
             from . import _metrics
@@ -192,10 +203,11 @@ class Skeletons:
         comp = self.component_ids()
         return int(comp.max()) + 1 if comp.size else 0
 
-    def edge_lengths(self) -> np.ndarray:
+    def edge_lengths(self) -> npt.NDArray[np.float64]:
         """Euclidean length of each edge in nm."""
         d = self.positions[self.edges[:, 0]] - self.positions[self.edges[:, 1]]
-        return np.sqrt(np.einsum("ij,ij->i", d, d))
+        squared: npt.NDArray[np.float64] = np.einsum("ij,ij->i", d, d)
+        return np.sqrt(squared)
 
     def __len__(self) -> int:
         return self.n_nodes
@@ -204,7 +216,7 @@ class Skeletons:
         return f"Skeletons(n_nodes={self.n_nodes}, n_edges={self.n_edges}, n_skeletons={self.n_skeletons})"
 
 
-def _node_id_array(values, n: int) -> np.ndarray:
+def _node_id_array(values: object, n: int) -> npt.NDArray[np.int64 | np.uint64]:
     """(n,) node ids as int64, or uint64 when one is >= 2**63 and none negative: never wrapped."""
     if isinstance(values, list) and len(values) == n and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
@@ -224,7 +236,7 @@ def _node_id_array(values, n: int) -> np.ndarray:
     return np.array(nid, dtype=np.int64)
 
 
-def _three_numbers(value) -> np.ndarray | None:
+def _three_numbers(value: object) -> npt.NDArray[np.float64] | None:
     """``value`` as a (3,) float64 array, or None if it is not three real numbers.
 
     Anything may stand here in a graph read from a file, so any failure means "not three numbers";
@@ -239,7 +251,7 @@ def _three_numbers(value) -> np.ndarray | None:
         return None
 
 
-def _brief(value, limit: int = 80) -> str:
+def _brief(value: object, limit: int = 80) -> str:
     """A one-line repr for error messages, safe for objects from a damaged file (their repr may fail)."""
     try:
         text = " ".join(repr(value).split())
@@ -248,7 +260,7 @@ def _brief(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _unique_undirected(edges: np.ndarray) -> np.ndarray:
+def _unique_undirected(edges: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Drop repeated undirected edges, keeping the first occurrence and its order."""
     if edges.shape[0] < 2:
         return edges
@@ -259,7 +271,7 @@ def _unique_undirected(edges: np.ndarray) -> np.ndarray:
     return edges[np.sort(first)]
 
 
-def as_skeletons(skeletons, name: str = "skeletons") -> Skeletons:
+def as_skeletons(skeletons: Skeletons | nx.Graph, name: str = "skeletons") -> Skeletons:
     """Accept a :class:`Skeletons` or a challenge-format ``networkx.Graph``."""
     if isinstance(skeletons, Skeletons):
         return skeletons
@@ -305,33 +317,34 @@ _NETWORKX_CLASS_MODULES = {
 # so really allocated). A file therefore gets stand-ins: plain fixed-size dtypes built from their
 # type string alone (of the state only the byte order is used), arrays and scalars with exactly
 # as many bytes as their shape needs.
-_numpy_scalar = np.float64(0).__reduce__()[0]  # the functions numpy's own pickles name,
-_numpy_frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # in numpy 1 and 2 alike
+# the functions numpy's own pickles name, in numpy 1 and 2 alike
+_numpy_scalar = cast("Callable[..., np.generic]", np.float64(0).__reduce__()[0])
+_numpy_frombuffer = cast("Callable[..., npt.NDArray[Any]]", np.zeros(1).__reduce_ex__(5)[0])
 
 
 class _PickledDtype:
     """What ``numpy.dtype(...)`` in a file makes; :func:`_plain_dtype` turns it into the dtype."""
 
-    def __init__(self, spec, align=False, copy=False):
+    def __init__(self, spec: object, align: object = False, copy: object = False) -> None:
         dtype = np.dtype(spec) if isinstance(spec, str) else None
         if dtype is None or dtype.kind not in "biufcSU" or dtype.fields is not None or dtype.subdtype is not None:
             raise pickle.UnpicklingError(f"refusing numpy dtype {_brief(spec)} (only plain numbers and strings)")
         self.dtype = dtype
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: object) -> None:
         if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
             raise pickle.UnpicklingError("malformed numpy dtype state")
         if state[1] in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(state[1])
 
 
-def _plain_dtype(dtype) -> np.dtype:
+def _plain_dtype(dtype: object) -> np.dtype[Any]:
     if not isinstance(dtype, _PickledDtype):
         raise pickle.UnpicklingError(f"a numpy array or scalar with dtype {_brief(dtype)}")
     return dtype.dtype
 
 
-def _raw_bytes(raw, nbytes: int, what: str) -> bytes:
+def _raw_bytes(raw: object, nbytes: int, what: str) -> bytes:
     if isinstance(raw, str):  # Python 2 pickles carry the bytes as latin-1 text, as numpy accepts
         raw = raw.encode("latin-1")
     if not isinstance(raw, bytes) or len(raw) != nbytes:
@@ -343,14 +356,14 @@ class _NdarrayName:
     """What ``numpy.ndarray`` in a file unpickles to: good only as :func:`_reconstruct`'s argument
     (calling numpy.ndarray directly would allocate whatever shape the file names)."""
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls, *args: object, **kwargs: object) -> NoReturn:
         raise pickle.UnpicklingError("refusing to call numpy.ndarray from a pickle")
 
 
 class _CheckedArray(np.ndarray):
     """The array :func:`_reconstruct` makes: its ``__setstate__`` checks what the file gives it."""
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: object) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError("malformed numpy array state")
         shape, dtype, fortran, raw = state[-4:]
@@ -361,22 +374,24 @@ class _CheckedArray(np.ndarray):
         super().__setstate__(state[:-4] + (shape, dtype, bool(fortran), raw))
 
 
-def _reconstruct(subtype, shape, dtype):
+def _reconstruct(subtype: object, shape: object, dtype: object) -> _CheckedArray:
     if subtype is not _NdarrayName or not (isinstance(shape, tuple) and shape == (0,)):
         raise pickle.UnpicklingError("refusing a numpy array that is not built as numpy pickles build them")
-    return np.ndarray.__new__(_CheckedArray, (0,), np.int8)
+    arr: _CheckedArray = np.ndarray.__new__(_CheckedArray, (0,), np.int8)
+    return arr
 
 
-def _scalar(dtype, raw=None):
-    dtype = _plain_dtype(dtype)
-    return _numpy_scalar(dtype, _raw_bytes(raw, dtype.itemsize, "scalar"))
+def _scalar(dtype: object, raw: object = None) -> np.generic:
+    plain = _plain_dtype(dtype)
+    return _numpy_scalar(plain, _raw_bytes(raw, plain.itemsize, "scalar"))
 
 
-def _frombuffer(buf, dtype, shape, order, *axis_order):
+def _frombuffer(buf: object, dtype: object, shape: object, order: object, *axis_order: object) -> npt.NDArray[Any]:
     return _numpy_frombuffer(buf, _plain_dtype(dtype), shape, order, *axis_order)
 
 
-_NUMPY_GLOBALS = {("numpy", "ndarray"): _NdarrayName, ("numpy", "dtype"): _PickledDtype}
+_NUMPY_GLOBALS: dict[tuple[str, str], Callable[..., object]] = {
+    ("numpy", "ndarray"): _NdarrayName, ("numpy", "dtype"): _PickledDtype}
 for _module in ("numpy.core", "numpy._core"):
     _NUMPY_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _reconstruct
     _NUMPY_GLOBALS[(f"{_module}.multiarray", "scalar")] = _scalar
@@ -398,7 +413,7 @@ class _SkeletonUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def load_skeletons(path, *, position_attribute: str = "position") -> Skeletons:
+def load_skeletons(path: StrPath, *, position_attribute: str = "position") -> Skeletons:
     """Read skeletons from a challenge file, without executing code from it.
 
     Accepts the challenge's ``.npz`` files (a pickled ``networkx.Graph`` whose nodes carry
@@ -465,7 +480,8 @@ def _load_array_npz(path: str, data: bytes) -> Skeletons:
         raise ValueError(f"{path!r}: {exc}") from None
 
 
-def save_skeletons(skeletons, path, *, fmt: str = "networkx") -> None:
+def save_skeletons(skeletons: Skeletons | nx.Graph, path: StrPath, *, fmt: Literal["networkx", "arrays"] = "networkx"
+                   ) -> None:
     """Write skeletons: ``fmt="networkx"`` is the challenge's format (a pickled graph, positions
     x y z nm); ``fmt="arrays"`` a plain ``.npz`` archive readable without pickle. Written to a
     temporary name and moved into place, so no half-written file is left behind."""
@@ -479,7 +495,8 @@ def save_skeletons(skeletons, path, *, fmt: str = "networkx") -> None:
             if fmt == "networkx":
                 pickle.dump(skeletons.to_networkx(), f, protocol=4)
             else:
-                arrays = {"positions_zyx": skeletons.positions, "edges": skeletons.edges,
+                # Any: np.savez types its **arrays together with allow_pickle: bool
+                arrays: dict[str, Any] = {"positions_zyx": skeletons.positions, "edges": skeletons.edges,
                           "node_ids": skeletons.node_ids}
                 if skeletons.ids is not None:
                     arrays["ids"] = skeletons.ids

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional, cast
 
 import numpy as np
+import numpy.typing as npt
 
-from .rois import SUBMISSION_VOXEL_SIZE, TEST_ROI, Roi
+from ._typing import ArraySource, FloatTriple, StrPath
 from ._validate import float_triple
+from .rois import SUBMISSION_VOXEL_SIZE, TEST_ROI, Roi
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 SUBMISSION_DATASET = "submission"
 
 
-def _strides(voxel_size, target_voxel_size) -> tuple:
+def _strides(voxel_size: FloatTriple, target_voxel_size: FloatTriple) -> tuple[int, ...]:
     vs = float_triple("voxel_size", voxel_size, positive=True)
     tvs = float_triple("target_voxel_size", target_voxel_size, positive=True)
     ratio = tvs / vs
@@ -44,13 +46,13 @@ def _strides(voxel_size, target_voxel_size) -> tuple:
 
 
 def make_submission(
-    segmentation,
+    segmentation: npt.ArrayLike | ArraySource,
     *,
-    voxel_size,
-    offset=(0, 0, 0),
+    voxel_size: FloatTriple,
+    offset: FloatTriple = (0, 0, 0),
     roi: Roi = TEST_ROI,
-    target_voxel_size=SUBMISSION_VOXEL_SIZE,
-) -> np.ndarray:
+    target_voxel_size: FloatTriple = SUBMISSION_VOXEL_SIZE,
+) -> npt.NDArray[np.uint64]:
     """Crop ``roi`` from a segmentation and downsample it by striding to ``target_voxel_size``.
 
     Parameters
@@ -72,17 +74,18 @@ def make_submission(
 
     if not hasattr(segmentation, "shape") or not hasattr(segmentation, "__getitem__"):
         segmentation = np.asarray(segmentation)
-    shape = tuple(segmentation.shape)
+    seg = cast(ArraySource, segmentation)  # numpy, or an array that slices into numpy (h5py, zarr)
+    shape = tuple(seg.shape)
     if len(shape) != 3:
         raise ValueError(f"segmentation must be 3-dimensional (z, y, x); got shape {shape}")
-    dtype = np.dtype(segmentation.dtype)
+    dtype = np.dtype(seg.dtype)
     if dtype == np.bool_ or dtype.kind not in "iu":
         raise TypeError(f"segmentation must have an integer label dtype; got {dtype}")
     factors = _strides(voxel_size, target_voxel_size)
     slices = roi_slices(roi, shape, voxel_size, float_triple("offset", offset), name="roi")
     target_shape = roi.voxels(target_voxel_size)
     strided = tuple(slice(s.start, s.stop, f) for s, f in zip(slices, factors))
-    out = np.asarray(segmentation[strided])
+    out = np.asarray(seg[strided])
     if out.shape != tuple(target_shape):
         raise ValueError(
             f"roi {tuple(roi.shape)} nm is not a whole number of {tuple(target_voxel_size)} nm "
@@ -94,13 +97,13 @@ def make_submission(
 
 
 def write_submission(
-    path,
-    segmentation,
+    path: StrPath,
+    segmentation: npt.ArrayLike | ArraySource,
     *,
-    voxel_size,
-    offset=(0, 0, 0),
+    voxel_size: FloatTriple,
+    offset: FloatTriple = (0, 0, 0),
     roi: Roi = TEST_ROI,
-    target_voxel_size=SUBMISSION_VOXEL_SIZE,
+    target_voxel_size: FloatTriple = SUBMISSION_VOXEL_SIZE,
 ) -> Path:
     """Write ``submission.h5`` (dataset ``submission``) from a segmentation, atomically.
 
@@ -137,19 +140,19 @@ class SubmissionCheck:
     """
 
     path: str
-    problems: tuple
-    shape: Optional[tuple] = None
+    problems: tuple[str, ...]
+    shape: Optional[tuple[int, ...]] = None
     dtype: Optional[str] = None
-    voxel_size: Optional[tuple] = None
-    offset: Optional[tuple] = None
+    voxel_size: Optional[tuple[float, ...]] = None
+    offset: Optional[tuple[float, ...]] = None
     n_labels: Optional[int] = None
-    notes: tuple = field(default=())
+    notes: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "path": self.path, "ok": self.ok, "problems": list(self.problems),
             "shape": self.shape, "dtype": self.dtype, "voxel_size": self.voxel_size,
@@ -158,7 +161,7 @@ class SubmissionCheck:
 
 
 def check_submission(
-    path, *, roi: Roi = TEST_ROI, voxel_size=SUBMISSION_VOXEL_SIZE, count_labels: bool = True,
+    path: StrPath, *, roi: Roi = TEST_ROI, voxel_size: FloatTriple = SUBMISSION_VOXEL_SIZE, count_labels: bool = True,
 ) -> SubmissionCheck:
     """Check a submission file's format against what the challenge's evaluator needs.
 
@@ -171,8 +174,8 @@ def check_submission(
     import h5py
 
     path = Path(path)
-    problems: list = []
-    notes: list = []
+    problems: list[str] = []
+    notes: list[str] = []
     if not path.is_file():
         return SubmissionCheck(str(path), (f"no such file: {str(path)!r}",))
     try:
@@ -205,7 +208,7 @@ def check_submission(
             notes.append(f"other top-level entries are ignored by the evaluator: {extra}")
         n_labels = None
         if len(shape) == 3 and ds.dtype.kind in "iu" and ds.size:
-            labels: set = set()
+            labels: set[int] = set()
             any_foreground = has_zero = False
             for z in range(0, shape[0], 32):
                 slab = ds[z:z + 32]
@@ -226,7 +229,7 @@ def check_submission(
     )
 
 
-def _attr_triple(attrs, key, problems) -> Optional[tuple]:
+def _attr_triple(attrs: Mapping[str, Any], key: str, problems: list[str]) -> Optional[tuple[float, ...]]:
     if key not in attrs:
         problems.append(f"attr {key!r} is missing")
         return None

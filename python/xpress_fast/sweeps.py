@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
+from ._typing import ArraySource
 from ._validate import sorted_thresholds
+from .metrics import XpressScores
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from .metrics import Mode, SkeletonIndex
+    from .skeletons import Skeletons
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,24 @@ __all__ = ["sweep", "SweepResult", "node_fragment_ids", "sweep_methods", "Method
 
 #: The merge functions :func:`sweep_methods` tries by default (the baseline's three and two more).
 DEFAULT_SWEEP_MERGE_FUNCTIONS = ("hist_quant_50", "hist_quant_75", "hist_quant_90", "mean", "max")
+
+#: One row of :class:`MethodSweepResult` (JSON-ready: names, numbers, None).
+MethodRow = dict[str, Union[str, float, None]]
+
+
+class AgglomerationLike(Protocol):
+    """What :func:`sweep` needs of an agglomeration (:class:`~xpress_fast.Agglomeration` has it):
+    ``map``, and optionally ``map_many``, ``fragments`` and ``thresholds``."""
+
+    def map(self, fragment_ids: npt.NDArray[np.uint64], threshold: float, /) -> npt.ArrayLike: ...
+
+
+class ProgressBar(Protocol):
+    """The part of a tqdm bar that :func:`sweep` uses."""
+
+    def update(self, n: int, /) -> object: ...
+
+    def close(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -41,25 +68,25 @@ class SweepResult:
     scores : tuple of XpressScores, one per threshold
     """
 
-    thresholds: np.ndarray
-    scores: tuple
+    thresholds: npt.NDArray[np.float64]
+    scores: tuple[XpressScores, ...]
 
-    def rows(self) -> list:
+    def rows(self) -> list[dict[str, float]]:
         """One dict per threshold: ``threshold`` and every score of ``XpressScores.as_dict``."""
         return [{"threshold": float(t), **s.as_dict()} for t, s in zip(self.thresholds, self.scores)]
 
-    def column(self, name: str) -> np.ndarray:
+    def column(self, name: str) -> npt.NDArray[np.float64]:
         """One score over the thresholds, e.g. ``column("nerl")``."""
         return np.array([getattr(s, name) for s in self.scores], dtype=np.float64)
 
-    def best(self, key: str = "xpress_erl_rand") -> dict:
+    def best(self, key: str = "xpress_erl_rand") -> dict[str, float]:
         """The row with the highest ``key`` (NaN never wins)."""
         values = self.column(key)
         finite = np.where(np.isnan(values), -np.inf, values)
         return self.rows()[int(np.argmax(finite))]
 
 
-def node_fragment_ids(fragments, node_voxels: np.ndarray) -> np.ndarray:
+def node_fragment_ids(fragments: ArraySource, node_voxels: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """The fragment id under each node voxel ``(M, 3)``, uint64.
 
     ``fragments`` is a numpy array or an open h5py/zarr dataset; for the latter only the chunks
@@ -67,7 +94,8 @@ def node_fragment_ids(fragments, node_voxels: np.ndarray) -> np.ndarray:
     """
     vox = np.asarray(node_voxels, dtype=np.int64).reshape(-1, 3)
     if isinstance(fragments, np.ndarray):
-        return fragments[tuple(vox.T)].astype(np.uint64)
+        under: npt.NDArray[np.uint64] = fragments[tuple(vox.T)].astype(np.uint64)
+        return under
     out = np.zeros(vox.shape[0], dtype=np.uint64)
     if vox.shape[0] == 0:
         return out
@@ -88,7 +116,8 @@ def node_fragment_ids(fragments, node_voxels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _node_labels(agglomeration, ids: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def _node_labels(agglomeration: AgglomerationLike, ids: npt.NDArray[np.uint64], thresholds: npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.uint64]:
     """``(T, M)`` uint64: the segment of each node's fragment ``ids`` at each threshold.
 
     An :class:`~xpress_fast.Agglomeration` answers every threshold from one pass over its merge
@@ -96,8 +125,9 @@ def _node_labels(agglomeration, ids: np.ndarray, thresholds: np.ndarray) -> np.n
     Fragment 0 (background) stays 0.
     """
     ts = [float(t) for t in thresholds]
-    if callable(getattr(agglomeration, "map_many", None)):
-        rows = np.asarray(agglomeration.map_many(ids, ts), dtype=np.uint64).reshape(len(ts), ids.size)
+    map_many = getattr(agglomeration, "map_many", None)
+    if callable(map_many):
+        rows = np.asarray(map_many(ids, ts), dtype=np.uint64).reshape(len(ts), ids.size)
     else:
         rows = np.stack([np.asarray(agglomeration.map(ids, t), dtype=np.uint64) for t in ts]).reshape(
             len(ts), ids.size)
@@ -107,7 +137,9 @@ def _node_labels(agglomeration, ids: np.ndarray, thresholds: np.ndarray) -> np.n
     return rows
 
 
-def _skeleton_index(skeletons, shape: tuple, whose: str, *, voxel_size, offset, roi_begin, roi_shape, mode):
+def _skeleton_index(skeletons: SkeletonIndex | Skeletons | nx.Graph, shape: tuple[int, ...], whose: str, *,
+                    voxel_size: npt.ArrayLike | None, offset: npt.ArrayLike, roi_begin: npt.ArrayLike | None,
+                    roi_shape: npt.ArrayLike | None, mode: Mode) -> SkeletonIndex:
     """``skeletons`` as a SkeletonIndex for a volume of ``shape`` (``whose``: how an error names it)."""
     from .metrics import SkeletonIndex
 
@@ -124,17 +156,17 @@ def _skeleton_index(skeletons, shape: tuple, whose: str, *, voxel_size, offset, 
 
 
 def sweep(
-    agglomeration,
-    skeletons,
-    thresholds: Optional[Sequence[float]] = None,
+    agglomeration: AgglomerationLike,
+    skeletons: SkeletonIndex | Skeletons | nx.Graph,
+    thresholds: Optional[npt.ArrayLike] = None,
     *,
-    voxel_size=None,
-    offset=(0, 0, 0),
-    roi_begin=None,
-    roi_shape=None,
-    mode: str = "official",
-    fragments=None,
-    progress=None,
+    voxel_size: npt.ArrayLike | None = None,
+    offset: npt.ArrayLike = (0, 0, 0),
+    roi_begin: npt.ArrayLike | None = None,
+    roi_shape: npt.ArrayLike | None = None,
+    mode: Mode = "official",
+    fragments: ArraySource | None = None,
+    progress: Callable[..., ProgressBar] | None = None,
 ) -> SweepResult:
     """Score every threshold of one agglomeration against skeletons.
 
@@ -164,7 +196,7 @@ def sweep(
     """
     if not callable(getattr(agglomeration, "map", None)):
         raise TypeError(f"agglomeration must be an Agglomeration; got {type(agglomeration).__name__}")
-    frag = getattr(agglomeration, "fragments", None) if fragments is None else fragments
+    frag: ArraySource | None = getattr(agglomeration, "fragments", None) if fragments is None else fragments
     if frag is None or not hasattr(frag, "shape"):
         raise TypeError("agglomeration must carry its fragments (or pass fragments=); got none")
     shape = tuple(int(s) for s in frag.shape)
@@ -201,14 +233,14 @@ class MethodSweepResult:
         and every score of ``XpressScores.as_dict``.
     """
 
-    rows: tuple
+    rows: tuple[MethodRow, ...]
 
-    def best(self, key: str = "xpress_erl_rand") -> dict:
+    def best(self, key: str = "xpress_erl_rand") -> MethodRow:
         """The row with the highest ``key`` (NaN never wins; the first of equal rows)."""
         values = np.array([r[key] for r in self.rows], dtype=np.float64)
         return dict(self.rows[int(np.argmax(np.where(np.isnan(values), -np.inf, values)))])
 
-    def choice(self, key: str = "xpress_erl_rand") -> dict:
+    def choice(self, key: str = "xpress_erl_rand") -> MethodRow:
         """The best row's settings, as ``segment`` takes them: method, merge_function, threshold,
         uses_offsets, and the score it reached."""
         b = self.best(key)
@@ -217,21 +249,21 @@ class MethodSweepResult:
 
 
 def sweep_methods(
-    affs,
-    skeletons,
-    thresholds: Optional[Sequence[float]] = None,
+    affs: npt.ArrayLike,
+    skeletons: SkeletonIndex | Skeletons | nx.Graph,
+    thresholds: Optional[npt.ArrayLike] = None,
     *,
     merge_functions: Sequence[str] = DEFAULT_SWEEP_MERGE_FUNCTIONS,
-    offsets=None,
-    mutex_biases: Optional[Sequence[float]] = None,
-    fragments=None,
-    watershed_options=None,
-    inside_threshold=0.5,
-    voxel_size=None,
-    offset=(0, 0, 0),
-    roi_begin=None,
-    roi_shape=None,
-    mode: str = "official",
+    offsets: npt.ArrayLike | None = None,
+    mutex_biases: Optional[npt.ArrayLike] = None,
+    fragments: npt.ArrayLike | None = None,
+    watershed_options: Mapping[str, Any] | None = None,
+    inside_threshold: float | None = 0.5,
+    voxel_size: npt.ArrayLike | None = None,
+    offset: npt.ArrayLike = (0, 0, 0),
+    roi_begin: npt.ArrayLike | None = None,
+    roi_shape: npt.ArrayLike | None = None,
+    mode: Mode = "official",
 ) -> MethodSweepResult:
     """Score every merge function x threshold (and the long-range methods) against skeletons.
 
@@ -279,8 +311,9 @@ def sweep_methods(
                             offset=offset, roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
     fragments = _make_fragments(affs, watershed_options) if fragments is None else label_array("fragments", fragments)
     needs_hist = any(name.startswith("hist_quant") for name in names)
-    rows: list = []
-    variants = [("agglomerate", None)] + ([("agglomerate-longrange", offsets)] if offsets is not None else [])
+    rows: list[MethodRow] = []
+    variants: list[tuple[str, npt.ArrayLike | None]] = [("agglomerate", None)]
+    variants += [("agglomerate-longrange", offsets)] if offsets is not None else []
     for method, offs in variants:
         # one region graph per variant serves every merge function (what agglomerate would build)
         graph = _region_graph(fragments, affs, histograms=needs_hist, offsets=offs, inside_threshold=inside_threshold)
@@ -289,6 +322,7 @@ def sweep_methods(
             for row in sweep(agg, index).rows():
                 rows.append({"method": method, "merge_function": name, **row})
     for bias in biases:
+        assert offsets is not None  # mutex_biases without offsets was refused above
         seg = mutex_watershed(affs, offsets, bias=float(bias))
         rows.append({"method": "mutex", "merge_function": None, "threshold": float(bias),
                      **index.score(seg).as_dict()})

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Sequence, SupportsInt
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from ._validate import float_triple, int_triple
+from .skeletons import Skeletons
 
 __all__ = ["SyntheticVolume", "make_volume", "noisy_affinities"]
 
@@ -52,13 +54,13 @@ class SyntheticVolume:
     myelinated : (n_axons,) bool
     """
 
-    raw: np.ndarray
-    labels: np.ndarray
-    skeletons: Any
-    voxel_size: np.ndarray
-    offset: np.ndarray
-    radii: np.ndarray
-    myelinated: np.ndarray
+    raw: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.uint64]
+    skeletons: Skeletons
+    voxel_size: npt.NDArray[np.float64]
+    offset: npt.NDArray[np.float64]
+    radii: npt.NDArray[np.float64]
+    myelinated: npt.NDArray[np.bool_]
 
     @property
     def n_axons(self) -> int:
@@ -103,10 +105,10 @@ def _pack_discs(rng: np.random.Generator, extent: tuple[float, float], radius_me
 
 
 def make_volume(
-    shape=(96, 96, 96),
+    shape: Iterable[SupportsInt] = (96, 96, 96),
     *,
-    voxel_size=(33.0, 33.0, 33.0),
-    offset=(0.0, 0.0, 0.0),
+    voxel_size: npt.ArrayLike = (33.0, 33.0, 33.0),
+    offset: npt.ArrayLike = (0.0, 0.0, 0.0),
     seed: int = 0,
     radius_nm: float = 250.0,
     radius_sigma: float = 0.3,
@@ -292,8 +294,6 @@ def make_volume(
     # voxel-centre coordinates, lies at (p + 0.5) * vs + off, inside voxel floor(p + 0.5)
     pos_nm = (pos_zyx + 0.5) * vs + off
 
-    from .skeletons import Skeletons
-
     skeletons = Skeletons(
         pos_nm,
         np.asarray(edges, dtype=np.int64).reshape(-1, 2),
@@ -306,8 +306,14 @@ def make_volume(
     )
 
 
-def noisy_affinities(labels, offsets=((-1, 0, 0), (0, -1, 0), (0, 0, -1)), *, noise: float = 0.6, gaps: int = 0,
-                     seed: int = 0) -> np.ndarray:
+def noisy_affinities(
+    labels: npt.ArrayLike,
+    offsets: Sequence[Sequence[int]] | npt.NDArray[np.integer[Any]] = ((-1, 0, 0), (0, -1, 0), (0, 0, -1)),
+    *,
+    noise: float = 0.6,
+    gaps: int = 0,
+    seed: int = 0,
+) -> npt.NDArray[np.float32]:
     """Affinities of a label volume for every offset, with smooth noise and false "gaps".
 
     The true affinity of channel ``c`` at voxel ``v`` is 1 iff ``v`` and ``v + offsets[c]`` carry

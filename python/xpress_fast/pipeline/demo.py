@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def run_demo(
     train_vol = make_volume((size,) * 3, seed=seed)
     test_vol = make_volume((size,) * 3, seed=seed + 1)
     data = out / "data.zarr"
-    geo = dict(voxel_size=test_vol.voxel_size, offset=test_vol.offset)
+    geo: dict[str, Any] = dict(voxel_size=test_vol.voxel_size, offset=test_vol.offset)
     write_volume(data, "raw", test_vol.raw, **geo)
     write_volume(data, "labels", test_vol.labels, **geo)
     save_skeletons(test_vol.skeletons, out / "skeletons.npz")

@@ -156,7 +156,9 @@ def check_run_settings(path: Path, settings: dict, holder: str, advice: str, *, 
     changed = sorted(k for k in set(old) | set(record) if k != "inputs" and old.get(k) != record.get(k))
     if changed:
         raise RunChanged(f"{holder} with other settings ({', '.join(changed)}); {advice}", changed)
-    old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+    old_inputs = old.get("inputs")
+    if not isinstance(old_inputs, dict):
+        old_inputs = {}
     stale = sorted(k for k in set(old_inputs) | set(record["inputs"]) if old_inputs.get(k) != record["inputs"].get(k))
     if stale:
         raise RunChanged(f"{holder} made from other inputs: {', '.join(stale)} changed since it began "

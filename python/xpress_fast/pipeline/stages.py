@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -368,9 +368,9 @@ def segment_volume(
     def check_inputs():
         check_inputs_unchanged(inputs, fingerprint, f"{str(out)!r}")
     records = CompletionRecords(work / "records")
-    kw = dict(records=records, scheduler=scheduler, workers=workers, retries=retries, progress=progress)
+    kw: dict[str, Any] = dict(records=records, scheduler=scheduler, workers=workers, retries=retries, progress=progress)
     reports: list = []
-    geo = dict(voxel_size=affs_vol.voxel_size, offset=affs_vol.offset)
+    geo: dict[str, Any] = dict(voxel_size=affs_vol.voxel_size, offset=affs_vol.offset)
 
     # ids are uint32 on disk when every possible id fits (half the I/O of uint64), else uint64
     if fragments is None:
@@ -383,7 +383,7 @@ def segment_volume(
         frag_src = (out, "fragments")
         if not (out / "fragments").is_dir():
             create_zarr_array(out, "fragments.partial", shape=shape, dtype=label_dtype, chunks=bs, **geo)
-            fn = _FragmentsBlock(affinities, affinities_dataset, out, blocks, wopts)
+            fn: Callable[..., object] = _FragmentsBlock(affinities, affinities_dataset, out, blocks, wopts)
             reports.append(run_blocks("fragments", layout, fn, **kw))
             check_inputs()
             publish_zarr_array(out, "fragments.partial", "fragments")

@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -202,7 +202,9 @@ class _Lazy:
 
 
 def _local_volume_class(ng):
-    class LazyVolume(ng.LocalVolume):
+    local_volume: Any = ng.LocalVolume  # neuroglancer ships no types
+
+    class LazyVolume(local_volume):
         """A LocalVolume whose meshes are refused for volumes over MESH_MAX_VOXELS."""
 
         def get_object_mesh(self, object_id):
@@ -222,7 +224,9 @@ def _skeleton_source(ng, skeletons, dimensions):
     edge_order = np.argsort(edge_comp, kind="stable")
     edge_starts = np.searchsorted(edge_comp[edge_order], np.arange(skeletons.n_skeletons + 1))
 
-    class Source(ng.skeleton.SkeletonSource):
+    skeleton_source: Any = ng.skeleton.SkeletonSource  # neuroglancer ships no types
+
+    class Source(skeleton_source):
         def get_skeleton(self, object_id):
             k = int(object_id) - 1
             if not 0 <= k < skeletons.n_skeletons:

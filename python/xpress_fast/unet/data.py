@@ -54,8 +54,8 @@ class _LazyArray:
     def __init__(self, path: str, key: str):
         self.path = str(path)
         self.key = key
-        self._arr = None
-        self._pid = None
+        self._arr: Any = None  # an h5py dataset or zarr array, opened in this process
+        self._pid: int | None = None
         arr = self._open()
         self.shape = tuple(arr.shape)
         self.dtype = np.dtype(arr.dtype)
@@ -90,7 +90,7 @@ def _open_raw_array(path: str, key: str):
         return f[key]
     import zarr
 
-    root = zarr.open(p, mode="r")
+    root: Any = zarr.open(p, mode="r")  # a group, read by name (zarr types it as array or group)
     try:
         return root[key]
     except KeyError:
@@ -152,7 +152,7 @@ class TrainingVolume:
             check_skeletons_in_volume(self.skeletons, self.raw.shape, voxel_size=self.voxel_size, offset=self.offset)
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.raw.shape)
 
 

@@ -163,31 +163,33 @@ class UNet3D(nn.Module):
         for mod in self.modules():
             if isinstance(mod, (nn.Conv3d, nn.ConvTranspose3d)) and mod is not self.head:
                 nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-                nn.init.zeros_(mod.bias)
+                if mod.bias is not None:  # always there (bias=True); Optional in torch's types
+                    nn.init.zeros_(mod.bias)
 
     @property
     def out_channels(self) -> int:
         return len(self.offsets)
 
     @property
-    def total_factor(self) -> tuple[int, int, int]:
+    def total_factor(self) -> tuple[int, ...]:
         return tuple(math.prod(f[a] for f in self.downsample_factors) for a in range(3))
 
     # ---------------------------------------------------------------- geometry
-    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """Spatial output shape for a spatial ``input_shape`` (z, y, x)."""
         shape = tuple(int(v) for v in input_shape)
         if self.padding == "same":
             return shape
-        out = tuple(self._valid_axis(a, v) for a, v in enumerate(shape))
-        if any(o is None for o in out):
+        sizes = tuple(self._valid_axis(a, v) for a, v in enumerate(shape))
+        out = tuple(o for o in sizes if o is not None)
+        if len(out) != len(sizes):
             raise ValueError(
                 f"input shape {shape} does not fit this valid-padding U-Net; use valid_input_shape() "
                 f"to get a fitting size"
             )
         return out
 
-    def valid_input_shape(self, min_output_shape: Sequence[int]) -> tuple[int, int, int]:
+    def valid_input_shape(self, min_output_shape: Sequence[int]) -> tuple[int, ...]:
         """The smallest input shape whose output covers at least ``min_output_shape``."""
         want = [max(1, int(v)) for v in min_output_shape]
         if self.padding == "same":
@@ -222,7 +224,7 @@ class UNet3D(nn.Module):
         return s
 
     @property
-    def context(self) -> tuple[int, int, int]:
+    def context(self) -> tuple[int, ...]:
         """Voxels lost on each side in valid mode (0 for same padding)."""
         if self.padding == "same":
             return (0, 0, 0)
@@ -231,7 +233,7 @@ class UNet3D(nn.Module):
         return tuple((i - o) // 2 for i, o in zip(inp, out))
 
     @property
-    def receptive_radius(self) -> tuple[int, int, int]:
+    def receptive_radius(self) -> tuple[int, ...]:
         """Voxels on each side that can influence an output voxel (an upper bound, per axis).
 
         Same-padding tiles that overlap by at least this much reproduce one-shot prediction.

@@ -190,7 +190,8 @@ def _prepare(model: UNet3D, dev) -> UNet3D:
     model.eval()
     model.to(dev)
     if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last_3d)
+        # torch's stubs lack Module.to(memory_format=...), which torch accepts
+        model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     return model
 
 
@@ -222,7 +223,8 @@ def _predict_tiles(
 
     # batch windows of equal shape together (same padding: border windows are smaller)
     order = sorted(tiles, key=win_shape)
-    batches, cur = [], []
+    batches: list[list[tuple]] = []
+    cur: list[tuple] = []
     for item in order:
         if cur and (len(cur) == int(batch_size) or win_shape(item) != win_shape(cur[0])):
             batches.append(cur)

@@ -283,7 +283,7 @@ def gap_negatives(labels, offsets) -> tuple[np.ndarray, np.ndarray]:
         t = start + within + (1 if nsign < 0 else 0)
         line, coord = np.divmod(t, S)
         other = np.unravel_index(line, moved.shape[:-1])
-        idx = [None, None, None]
+        idx = [coord, coord, coord]  # the two other axes' coordinates replace two of them
         rest = [ax for ax in range(3) if ax != a]
         idx[a] = coord
         idx[rest[0]], idx[rest[1]] = other

@@ -101,7 +101,7 @@ class TrainConfig:
         :func:`xpress_fast.synthetic.make_volume` data: nearest-neighbour AUC ~0.95 on a held-out
         volume after 600 steps from voxel labels (0.72-0.78 from skeletons alone).
         """
-        base = dict(
+        base: dict[str, Any] = dict(
             num_fmaps=6, fmap_inc_factor=2, downsample_factors=((2, 2, 2), (2, 2, 2)),
             offsets=tuple(default_offsets((3, 9))), crop_shape=(24, 24, 24),
             norm="batch", batch_size=1, steps=600, lr=3e-3, checkpoint_every=200, log_every=50,
@@ -209,9 +209,14 @@ def _latest_checkpoint(directory) -> str | None:
 def _prune_checkpoints(directory, keep: int) -> None:
     if keep <= 0:
         return
-    paths = sorted(glob.glob(os.path.join(str(directory), "checkpoint_*.pt")),
-                   key=lambda p: int(re.search(r"checkpoint_(\d+)\.pt$", p).group(1)))
-    for p in paths[:-keep]:
+    # the numbered checkpoints, as _latest_checkpoint reads them; other files matching the glob
+    # (checkpoint_best.pt) are left alone
+    numbered = []
+    for p in glob.glob(os.path.join(str(directory), "checkpoint_*.pt")):
+        m = re.search(r"checkpoint_(\d+)\.pt$", p)
+        if m:
+            numbered.append((int(m.group(1)), p))
+    for _, p in sorted(numbered)[:-keep]:
         try:
             os.remove(p)
         except OSError:  # pragma: no cover - a concurrent cleanup
@@ -306,7 +311,7 @@ class _Sampler:
 
 def _collate(samples: list[dict]) -> dict:
     keys = set.intersection(*[set(s) for s in samples]) - {"gap_links", "gap_groups"}
-    out = {}
+    out: dict[str, Any] = {}  # tensors, and lists of tensors for the gap links
     if any("gap_links" in s for s in samples):
         empty = np.zeros(0, np.int64)
         out["gap_links"] = [torch.from_numpy(s.get("gap_links", empty)) for s in samples]
@@ -403,7 +408,7 @@ def train(
     """
     if config is None and isinstance(model, UNet3D):
         # fine-tuning a given model: its architecture defines the config's model fields
-        mc = model.config
+        mc: dict[str, Any] = model.config
         config = TrainConfig(**{k: mc[k] for k in _MODEL_KEYS})
         config.downsample_factors = tuple(tuple(f) for f in mc["downsample_factors"])
         config.offsets = tuple(tuple(o) for o in mc["offsets"])
@@ -432,7 +437,8 @@ def train(
             raise ValueError(f"model does not match config: model {model.config}, config {expect}")
     model = model.to(dev)
     if cuda and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        # torch's stubs lack Module.to(memory_format=...), which torch accepts
+        model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
 
@@ -472,8 +478,9 @@ def train(
             num_workers=int(cfg.num_workers), pin_memory=cuda, persistent_workers=False,
         ))
         while step < cfg.steps:
-            batch = {k: ([t.to(dev) for t in v] if isinstance(v, list) else v.to(dev, non_blocking=True))
-                     for k, v in next(batches).items()}
+            batch: dict[str, Any] = {  # tensors, and lists of tensors for the gap links
+                k: ([t.to(dev) for t in v] if isinstance(v, list) else v.to(dev, non_blocking=True))
+                for k, v in next(batches).items()}
             x = batch["raw"]
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
