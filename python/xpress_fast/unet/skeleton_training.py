@@ -186,6 +186,7 @@ def train_from_skeletons(
     device=None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    callback: Callable[[int, int, float], Any] | None = None,
 ) -> SkeletonTrainingResult:
     """Train a U-Net from skeletons alone: tubes, then self-training rounds (see the module doc).
 
@@ -207,6 +208,7 @@ def train_from_skeletons(
         Skip finished rounds and continue an unfinished one from its last checkpoint.
     device, progress : as for :func:`~xpress_fast.unet.train`
     log : callable(str), optional — one line per stage (the CLI prints them).
+    callback : callable(round, step, loss), optional — after every training step.
 
     Returns
     -------
@@ -253,7 +255,7 @@ def train_from_skeletons(
             with open(done) as fh:
                 entry = json.load(fh)
             history.append(entry)
-            checkpoint = entry["checkpoint"]
+            checkpoint = str(rdir / Path(entry["checkpoint"]).name)  # the run may have moved
             model = None  # loaded lazily: only the last finished round's model is needed
             say(f"round {r}: finished earlier (loss {entry['loss']:.4f}), skipped")
             continue
@@ -294,8 +296,9 @@ def train_from_skeletons(
                                                          "seed": int(cfg.seed) + r})
         say(f"round {r}: training {rcfg.steps} steps" + (" (tubes" + (" + mined background)" if rec.margin else ")")
                                                           if r == 0 else " (tubes + pseudo-labels)"))
+        step_cb = None if callback is None else (lambda step, loss, _r=r: callback(_r, step, loss))
         res = train(vol, config=rcfg, model=model, checkpoint_dir=rdir, resume=resume, device=device,
-                    progress=progress)
+                    progress=progress, callback=step_cb)
         model = res.model
         affs = predict(vraw, model, device=device, progress=progress)
         swept, _ = evaluate_affinities(affs, vsk, voxel_size=vs, offset=voff, merge_function=rec.merge_function,
