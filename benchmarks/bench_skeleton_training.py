@@ -81,7 +81,7 @@ def configs(gpu: bool, steps: int | None):
         sizes = dict(train=160, val=96, test=128)
     else:
         cfg = TrainConfig.tiny()
-        sizes = dict(train=96, val=64, test=64)
+        sizes = dict(train=96, val=96, test=96)
     if steps is not None:
         cfg.steps = int(steps)
     return cfg, sizes
@@ -101,7 +101,8 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
         return train(vol["raw"], skeletons=vol["skeletons"], config=cfg, device=device, **geo).model, {}
     margin = args.margin if name in ("mined", "self-mined") else None
     rounds = 1 if name == "mined" else args.rounds
-    recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, margin=margin, min_nodes=args.min_nodes)
+    recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, margin=margin, min_nodes=args.min_nodes,
+                            pseudo_inside=not args.pseudo_everywhere)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,
                                out=workdir, resume=False, **geo)
     return res.model, {"rounds": [{k: h[k] for k in ("round", "steps", "loss", "validation", "pseudo")}
@@ -168,8 +169,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="round-0 / voxel training steps (default: the config's)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--round-steps", type=int, default=300)
-    ap.add_argument("--margin", type=float, default=400.0, help="nm from every skeleton for mined background")
+    ap.add_argument("--margin", type=float, default=250.0, help="nm from every skeleton for mined background")
     ap.add_argument("--min-nodes", type=int, default=2)
+    ap.add_argument("--pseudo-everywhere", action="store_true",
+                    help="pseudo-labels also where the model sees boundary (default: inside only)")
     ap.add_argument("--radius", type=float, default=None, help="skeleton tube radius, nm (default: the config's)")
     ap.add_argument("--real", action="store_true", help="add the real EM sample in ../shared/data")
     ap.add_argument("--real-only", action="store_true", help="only the real EM sample")
@@ -205,7 +208,8 @@ def main() -> None:
             if name.endswith("mined"):
                 key += f"-m{args.real_margin if seed == 'real' else args.margin:g}"
             key += args.tag
-            path = args.cache / f"{key}.json"
+            eval_key = key if seed == "real" else f"{key}-v{sizes['val']}t{sizes['test']}"
+            path = args.cache / f"{eval_key}.json"
             if path.is_file():
                 results[(label, name)] = json.loads(path.read_text())
                 continue
@@ -219,10 +223,22 @@ def main() -> None:
             if seed == "real":
                 c.skeleton_radius, a.margin = args.real_radius, args.real_margin
             t0 = time.perf_counter()
-            model, info = run_recipe(name, vols["train"], c, a, args.cache / f"{key}.work", device)
-            t_train = time.perf_counter() - t0
+            model_path, info_path = args.cache / f"{key}.pt", args.cache / f"{key}.train.json"
+            if model_path.is_file() and info_path.is_file():  # trained before, scored on other volumes
+                from xpress_fast.unet import load_model
+
+                model, train_info = load_model(model_path, device=device), json.loads(info_path.read_text())
+            else:
+                from xpress_fast.unet import save_checkpoint
+
+                model, info = run_recipe(name, vols["train"], c, a, args.cache / f"{key}.work", device)
+                train_info = dict(train_seconds=time.perf_counter() - t0, **info)
+                save_checkpoint(model_path, model)
+                info_path.write_text(json.dumps(train_info, indent=1, default=lambda o: None))
+            t1 = time.perf_counter()
             row = score(model, vols["val"], vols["test"], device, c.offsets)
-            row.update(train_seconds=t_train, seconds=time.perf_counter() - t0, **info)
+            row.update(score_seconds=time.perf_counter() - t1, seconds=train_info["train_seconds"] +
+                       time.perf_counter() - t1, **train_info)
             path.write_text(json.dumps(row, indent=1, default=lambda o: None))
             results[(label, name)] = row
             print(f"{label:24s} {name:12s} AUC {row['auc']:.3f} nERL {row['nerl']:.3f} ERL+Rand "

@@ -51,6 +51,10 @@ class SkeletonRecipe:
         Mine background at least this far (nm) from every skeleton; None: no mined negatives.
     min_nodes : int
         A segment becomes a pseudo-label only with at least this many nodes of its one skeleton.
+    pseudo_inside : bool
+        Keep a pseudo-label only where the model sees inside (mean nearest-neighbour affinity
+        > 0.5): the watershed gives boundary voxels (myelin) to a segment too, and those would
+        teach the model to join an axon to its sheath. They stay unlabelled.
     merge_function : str
         Agglomeration for the pseudo-labels and the validation scores.
     min_seed_distance : int
@@ -61,6 +65,7 @@ class SkeletonRecipe:
     round_steps: int = 300
     margin: float | None = None
     min_nodes: int = 2
+    pseudo_inside: bool = True
     merge_function: str = "mean"
     min_seed_distance: int = 5
 
@@ -239,7 +244,6 @@ def train_from_skeletons(
         vsk, on = as_skeletons(validation_skeletons), "validation skeletons"
     else:
         vraw, vsk, voff, on = raw, skeletons, off, "training skeletons"
-    raw = np.asarray(raw) if not hasattr(raw, "__getitem__") else raw
 
     outp = Path(out) if out is not None else None
     if outp is not None:
@@ -281,9 +285,11 @@ def train_from_skeletons(
                 seg = agg.segmentation(best["threshold"])
                 sel = select_pseudo_labels(seg, skeletons, voxel_size=vs, offset=off, min_nodes=rec.min_nodes)
                 pseudo = sel.labels
+                if rec.pseudo_inside:
+                    pseudo = np.where(np.mean(affs[:3], axis=0) > 0.5, pseudo, 0).astype(np.uint64)
                 pseudo_info = {"threshold": best["threshold"], "train_erl_rand": best["xpress_erl_rand"],
                                "kept_segments": int(sel.kept.size), "rejected_segments": int(sel.rejected.size),
-                               "skeletons_covered": sel.n_skeletons, "labelled_fraction": sel.labelled_fraction}
+                               "skeletons_covered": sel.n_skeletons, "labelled_fraction": float(np.count_nonzero(pseudo)) / pseudo.size}
                 if rdir is not None:
                     rdir.mkdir(parents=True, exist_ok=True)
                     tmp = rdir / "pseudo_labels.tmp.npz"
