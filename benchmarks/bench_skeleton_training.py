@@ -102,7 +102,8 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
     margin = args.margin if name in ("mined", "self-mined") else None
     rounds = 1 if name == "mined" else args.rounds
     recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, margin=margin, min_nodes=args.min_nodes,
-                            pseudo_inside=not args.pseudo_everywhere)
+                            pseudo_inside=not args.pseudo_everywhere,
+                            pseudo_boundary=args.pseudo_boundary)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,
                                out=workdir, resume=False, **geo)
     return res.model, {"rounds": [{k: h[k] for k in ("round", "steps", "loss", "validation", "pseudo")}
@@ -147,6 +148,7 @@ def real(args) -> dict | None:
     import h5py
 
     from xpress_fast import skeletons_from_labels
+    from xpress_fast.skeletons import load_skeletons, save_skeletons
 
     with h5py.File(REAL, "r") as f:
         raw, labels = f["raw"][...], f["labels"][...]
@@ -157,9 +159,22 @@ def real(args) -> dict | None:
     vols = {}
     for part, (zs, ys) in parts.items():
         r, lab = np.ascontiguousarray(raw[zs, ys]), np.ascontiguousarray(labels[zs, ys])
-        sk = skeletons_from_labels(lab, voxel_size=vs, node_spacing=4, min_voxels=args.real_min_voxels)
+        cached = args.cache / f"real-{part}-skeletons-min{args.real_min_voxels}.npz"
+        if cached.is_file():
+            sk = load_skeletons(cached)
+        else:
+            t0 = time.perf_counter()
+            sk = skeletons_from_labels(lab, voxel_size=vs, node_spacing=4, min_voxels=args.real_min_voxels)
+            save_skeletons(sk, cached, fmt="arrays")
+            print(f"real data: skeletons of the {part} part ({sk.n_skeletons} objects, {sk.n_nodes} nodes) "
+                  f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         vols[part] = dict(raw=r, labels=lab, skeletons=sk, voxel_size=vs, offset=np.zeros(3))
     return vols
+
+
+def _prepare_real(args) -> None:
+    """Skeletonise the real sample's three parts once (cached), without training."""
+    real(args)
 
 
 def main() -> None:
@@ -173,6 +188,8 @@ def main() -> None:
     ap.add_argument("--min-nodes", type=int, default=2)
     ap.add_argument("--pseudo-everywhere", action="store_true",
                     help="pseudo-labels also where the model sees boundary (default: inside only)")
+    ap.add_argument("--pseudo-boundary", action="store_true",
+                    help="where the model sees boundary in a kept segment: background")
     ap.add_argument("--radius", type=float, default=None, help="skeleton tube radius, nm (default: the config's)")
     ap.add_argument("--real", action="store_true", help="add the real EM sample in ../shared/data")
     ap.add_argument("--real-only", action="store_true", help="only the real EM sample")

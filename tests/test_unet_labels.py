@@ -163,6 +163,15 @@ def test_skeleton_label_volume_by_hand():
     labels, labelled = skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=1.0)
     np.testing.assert_array_equal(labels, tube)
     np.testing.assert_array_equal(labelled, tube != 0)
+    # extra background: labelled 0 except in a tube
+    extra = np.zeros((5, 5, 5), bool)
+    extra[:, 2, 1:4] = True  # (2, 2) is the line, the only tube voxel at radius 0.5
+    extra[:, 0, 2] = True
+    labels, labelled = skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=0.5, background=extra)
+    np.testing.assert_array_equal(labels[:, 2, 2], 1)
+    assert (labels[:, 2, 1] == 0).all() and labelled[:, 2, 1].all() and labelled[:, 0, 2].all()
+    with pytest.raises(ValueError, match="background must be a bool array"):
+        skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), background=extra.astype(np.uint8))
     with pytest.raises(ValueError, match="margin must be larger than radius"):
         skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=2.0, margin=1.0)
     with pytest.raises(ValueError, match="pseudo_labels must have shape"):

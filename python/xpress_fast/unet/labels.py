@@ -199,7 +199,7 @@ def select_pseudo_labels(segmentation, skeletons, *, voxel_size, offset=(0.0, 0.
 
 def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0),
                           radius: float = 66.0, margin: float | None = None,
-                          pseudo_labels=None) -> tuple[np.ndarray, np.ndarray]:
+                          pseudo_labels=None, background=None) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, labelled)`` for voxel-label training from skeletons.
 
     ``labels`` (uint64): the tubes (:func:`~xpress_fast.unet.rasterize_skeletons` with
@@ -208,6 +208,8 @@ def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset
     voxels (voxels two tubes claim are unknown unless a pseudo-label covers them), pseudo-labelled voxels and, with ``margin``
     (nm, > ``radius``), the mined background (:func:`mine_background`, label 0), which wins over a
     pseudo-label: a segment that leaks far from every skeleton is cut back there.
+    ``background`` (bool volume, optional): further voxels known to be background (label 0,
+    labelled), e.g. where the model sees boundary inside a kept segment; a tube wins over it.
     """
     from .targets import rasterize_skeletons
 
@@ -215,7 +217,8 @@ def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset
     if margin is not None and not (np.isfinite(margin) and margin > radius):
         raise ValueError(f"margin must be larger than radius ({radius} nm); got {margin!r}")
     labels = rasterize_skeletons(skeletons, shp, voxel_size=voxel_size, offset=offset, radius=radius)
-    labelled = labels != 0
+    tube = labels != 0
+    labelled = tube.copy()
     if pseudo_labels is not None:
         pl = label_array("pseudo_labels", pseudo_labels)
         if pl.shape != shp:
@@ -223,6 +226,13 @@ def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset
         free = ~labelled & (pl != 0)
         labels[free] = pl[free]
         labelled |= free
+    if background is not None:
+        extra = np.asarray(background)
+        if extra.shape != shp or extra.dtype != bool:
+            raise ValueError(f"background must be a bool array of shape {shp}; got {extra.dtype} {extra.shape}")
+        extra = extra & ~tube
+        labels[extra] = 0
+        labelled |= extra
     if margin is not None:
         bg = mine_background(skeletons, shp, voxel_size=voxel_size, offset=offset, margin=margin)
         labels[bg] = 0

@@ -33,6 +33,9 @@ __all__ = ["SkeletonRecipe", "SkeletonTrainingResult", "train_from_skeletons", "
 
 logger = logging.getLogger(__name__)
 
+#: the code of "background" in a saved pseudo-label volume (never a skeleton id)
+PSEUDO_BACKGROUND = np.iinfo(np.uint64).max
+
 #: agglomeration thresholds scored per evaluation (0.05 ... 0.95)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
@@ -55,6 +58,9 @@ class SkeletonRecipe:
         Keep a pseudo-label only where the model sees inside (mean nearest-neighbour affinity
         > 0.5): the watershed gives boundary voxels (myelin) to a segment too, and those would
         teach the model to join an axon to its sheath. They stay unlabelled.
+    pseudo_boundary : bool
+        Where the model sees boundary inside a kept segment, label background (0) instead of
+        leaving it unknown: the model's own boundaries, within segments the skeletons vouch for.
     merge_function : str
         Agglomeration for the pseudo-labels and the validation scores.
     min_seed_distance : int
@@ -66,6 +72,7 @@ class SkeletonRecipe:
     margin: float | None = None
     min_nodes: int = 2
     pseudo_inside: bool = True
+    pseudo_boundary: bool = False
     merge_function: str = "mean"
     min_seed_distance: int = 5
 
@@ -161,9 +168,13 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
 
     if pseudo_labels is None and recipe.margin is None:
         return TrainingVolume(raw=raw, skeletons=skeletons, voxel_size=vs, offset=off)
+    background = None
+    if pseudo_labels is not None:
+        background = pseudo_labels == PSEUDO_BACKGROUND
+        pseudo_labels = np.where(background, 0, pseudo_labels).astype(np.uint64)
     labels, labelled = skeleton_label_volume(skeletons, raw.shape, voxel_size=vs, offset=off,
                                              radius=cfg.skeleton_radius, margin=recipe.margin,
-                                             pseudo_labels=pseudo_labels)
+                                             pseudo_labels=pseudo_labels, background=background)
     return TrainingVolume(raw=raw, labels=labels, labelled=labelled, skeletons=skeletons, voxel_size=vs, offset=off)
 
 
@@ -285,11 +296,16 @@ def train_from_skeletons(
                 seg = agg.segmentation(best["threshold"])
                 sel = select_pseudo_labels(seg, skeletons, voxel_size=vs, offset=off, min_nodes=rec.min_nodes)
                 pseudo = sel.labels
-                if rec.pseudo_inside:
-                    pseudo = np.where(np.mean(affs[:3], axis=0) > 0.5, pseudo, 0).astype(np.uint64)
+                inside = np.mean(affs[:3], axis=0) > 0.5
+                if rec.pseudo_inside or rec.pseudo_boundary:
+                    # pseudo_boundary: the kept segments' boundary voxels become background, coded
+                    # as PSEUDO_BACKGROUND in the saved volume
+                    outside = np.uint64(PSEUDO_BACKGROUND if rec.pseudo_boundary else 0)
+                    pseudo = np.where(inside | (pseudo == 0), pseudo, outside).astype(np.uint64)
                 pseudo_info = {"threshold": best["threshold"], "train_erl_rand": best["xpress_erl_rand"],
                                "kept_segments": int(sel.kept.size), "rejected_segments": int(sel.rejected.size),
-                               "skeletons_covered": sel.n_skeletons, "labelled_fraction": float(np.count_nonzero(pseudo)) / pseudo.size}
+                               "skeletons_covered": sel.n_skeletons, "labelled_fraction": float(np.count_nonzero(pseudo)) / pseudo.size,
+                               "boundary_fraction": float(np.count_nonzero(pseudo == PSEUDO_BACKGROUND)) / pseudo.size}
                 if rdir is not None:
                     rdir.mkdir(parents=True, exist_ok=True)
                     tmp = rdir / "pseudo_labels.tmp.npz"
