@@ -139,3 +139,18 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     assert main(["train", "--raw", str(data), "--labels", str(data), "--out", str(tmp_path / "m3"),
                  "--rounds", "2", "-q"]) == 2
     assert "--rounds: the skeleton-only recipe's options" in capsys.readouterr().err
+
+
+def test_pseudo_boundary_round(vol, tmp_path):
+    from xpress_fast.unet.skeleton_training import PSEUDO_BACKGROUND
+
+    recipe = SkeletonRecipe(rounds=2, round_steps=1, margin=400.0, min_nodes=1, pseudo_boundary=True)
+    res = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path,
+                               voxel_size=vol.voxel_size, offset=vol.offset)
+    info = res.history[1]["pseudo"]
+    with np.load(tmp_path / "round_1" / "pseudo_labels.npz") as z:
+        saved = z["labels"]
+    assert info["boundary_fraction"] == pytest.approx(np.mean(saved == PSEUDO_BACKGROUND))
+    assert info["labelled_fraction"] == pytest.approx(np.mean(saved != 0))
+    ids = set(np.unique(vol.skeletons.ids).tolist())
+    assert set(np.unique(saved).tolist()) <= ids | {0, int(PSEUDO_BACKGROUND)}
