@@ -65,6 +65,20 @@ def test_bad_input_is_refused_before_training(vol, tmp_path):
     assert not any((tmp_path / d).exists() for d in "abcde")
 
 
+def test_voxel_coordinates_refused_by_plain_train_too(vol):
+    from xpress_fast.unet import TrainingVolume, train
+
+    in_voxels = Skeletons(vol.skeletons.positions / vol.voxel_size, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="looks like voxel coordinates"):
+        train(vol.raw, skeletons=in_voxels, voxel_size=vol.voxel_size, config=_cfg(1))
+    # with a world offset, voxel indices relative to the world origin are recognised as well
+    off = np.array([1000.0, 2000.0, 3000.0]) * vol.voxel_size
+    world = Skeletons((vol.skeletons.positions + off) / vol.voxel_size, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="looks like voxel coordinates"):
+        TrainingVolume(raw=vol.raw, skeletons=world, voxel_size=vol.voxel_size, offset=off)
+    TrainingVolume(raw=vol.raw, skeletons=vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset)
+
+
 def test_voxel_size_one_is_not_mistaken_for_voxels():
     raw = np.zeros((20, 20, 20), np.uint8)
     sk = Skeletons(np.array([[1.0, 1, 1], [15, 15, 15]]), np.array([[0, 1]]))

@@ -29,7 +29,7 @@ import numpy as np
 from .._validate import float_triple
 
 __all__ = ["SkeletonRecipe", "SkeletonTrainingResult", "train_from_skeletons", "evaluate_affinities",
-           "check_skeleton_training_input", "plot_history", "THRESHOLDS"]
+           "check_skeleton_training_input", "check_skeleton_units", "plot_history", "THRESHOLDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,31 @@ def check_skeleton_training_input(raw, skeletons, *, voxel_size, offset=(0.0, 0.
     inside = np.all((v >= 0) & (v < shape), axis=1)
     frac = float(inside.mean())
     lo, hi = sk.positions.min(0), sk.positions.max(0)
-    if np.max(vs) >= 2.0:
+    check_skeleton_units(sk, raw.shape, voxel_size=vs, offset=off, name=name)
+    if frac < min_inside:
+        end = off + extent_nm
+        raise ValueError(
+            f"{name} lie outside the raw volume: only {inside.sum()} of {sk.n_nodes} nodes "
+            f"({100 * frac:.0f}%) are inside; nodes span {lo.tolist()}..{hi.tolist()} nm, the volume "
+            f"{off.tolist()}..{end.tolist()} nm (z, y, x); check voxel_size, offset and the axis order"
+        )
+
+
+def check_skeleton_units(skeletons, shape, *, voxel_size, offset=(0.0, 0.0, 0.0), name: str = "skeletons") -> None:
+    """Raise ``ValueError`` when skeleton positions look like voxel coordinates although nm are
+    declared: with a voxel size of 2 nm or more, at least 90 % of the nodes fit the volume's
+    shape read as voxel indices (relative to the array, or to the world origin), and the nodes
+    span no more than the shape (in "nm") while spanning at least a quarter of it."""
+    from ..skeletons import as_skeletons
+
+    sk = as_skeletons(skeletons, name)
+    vs = float_triple("voxel_size", voxel_size, positive=True)
+    off = float_triple("offset", offset)
+    if sk.n_nodes == 0:
+        return
+    shape = np.asarray(shape, dtype=np.float64)
+    lo, hi = sk.positions.min(0), sk.positions.max(0)
+    if np.max(vs) >= 2.0 and sk.n_nodes > 1:
         # nodes given in voxels: they fit [0, shape) as voxel indices (relative to the array or
         # to the world origin) and occupy only about 1 / voxel_size of every axis in nm
         span = hi - lo
@@ -134,13 +158,6 @@ def check_skeleton_training_input(raw, skeletons, *, voxel_size, offset=(0.0, 0.
                     f"which fits the volume's shape {shape.astype(int).tolist()} in voxels, but positions "
                     f"must be nm (z, y, x) (voxel_size {vs.tolist()}); multiply them by the voxel size"
                 )
-    if frac < min_inside:
-        end = off + extent_nm
-        raise ValueError(
-            f"{name} lie outside the raw volume: only {inside.sum()} of {sk.n_nodes} nodes "
-            f"({100 * frac:.0f}%) are inside; nodes span {lo.tolist()}..{hi.tolist()} nm, the volume "
-            f"{off.tolist()}..{end.tolist()} nm (z, y, x); check voxel_size, offset and the axis order"
-        )
 
 
 # ----------------------------------------------------------------------------------- evaluation
