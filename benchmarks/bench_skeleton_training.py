@@ -103,7 +103,7 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
     rounds = 1 if name == "mined" else args.rounds
     recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, margin=margin, min_nodes=args.min_nodes,
                             pseudo_inside=not args.pseudo_everywhere,
-                            pseudo_boundary=args.pseudo_boundary)
+                            pseudo_boundary=args.pseudo_boundary, round_lr=args.round_lr)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,
                                out=workdir, resume=False, **geo)
     return res.model, {"rounds": [{k: h[k] for k in ("round", "steps", "loss", "validation", "pseudo")}
@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="round-0 / voxel training steps (default: the config's)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--round-steps", type=int, default=300)
+    ap.add_argument("--round-lr", type=float, default=None, help="learning rate of the self-training rounds")
     ap.add_argument("--margin", type=float, default=250.0, help="nm from every skeleton for mined background")
     ap.add_argument("--min-nodes", type=int, default=2)
     ap.add_argument("--pseudo-everywhere", action="store_true",

@@ -516,7 +516,7 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
     recipe = unet.SkeletonRecipe(
         rounds=defaults.rounds if args.rounds is None else args.rounds,
         round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
-        margin=args.margin, min_nodes=args.min_nodes)
+        margin=args.margin, min_nodes=args.min_nodes, round_lr=args.round_lr)
     if recipe.rounds < 1:
         raise CliError(f"--rounds must be >= 1; got {recipe.rounds}")
     if recipe.round_steps < 0:
@@ -716,9 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
         "segments that hold nodes of exactly one skeleton as voxel labels and fine-tunes on them. "
         "Each round is checkpointed in OUT/round_<r>/; OUT/history.json and a plot of the loss and "
         "the validation score per round (--plot) are written.")
-    g.add_argument("--rounds", type=int, default=None, help="rounds in all, 1 = tubes only (default: 2)")
+    g.add_argument("--rounds", type=int, default=None, help="rounds in all: 1 = tubes only, each further one a self-training round (default: 1)")
     g.add_argument("--round-steps", type=int, default=None,
                    help="training steps of each self-training round (default: 300)")
+    g.add_argument("--round-lr", type=float, default=None, metavar="LR",
+                   help="learning rate of the self-training rounds (default: the preset's)")
     g.add_argument("--margin", type=float, default=None, metavar="NM",
                    help="mine background at least NM nm from every skeleton (only where the skeletons "
                         "cover every object; default: none)")
