@@ -101,7 +101,8 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
         return train(vol["raw"], skeletons=vol["skeletons"], config=cfg, device=device, **geo).model, {}
     margin = args.margin if name in ("mined", "self-mined") else None
     rounds = 1 if name == "mined" else args.rounds
-    recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, margin=margin, min_nodes=args.min_nodes,
+    recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, radius=cfg.skeleton_radius, margin=margin,
+                            min_nodes=args.min_nodes,
                             pseudo_inside=not args.pseudo_everywhere,
                             pseudo_boundary=args.pseudo_boundary, round_lr=args.round_lr)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,

@@ -516,7 +516,9 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
     recipe = unet.SkeletonRecipe(
         rounds=defaults.rounds if args.rounds is None else args.rounds,
         round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
-        margin=args.margin, min_nodes=args.min_nodes, round_lr=args.round_lr)
+        radius=defaults.radius if args.skeleton_radius is None else args.skeleton_radius,
+        margin=defaults.margin if args.margin is None else (None if args.margin <= 0 else args.margin),
+        min_nodes=args.min_nodes, round_lr=args.round_lr)
     if recipe.rounds < 1:
         raise CliError(f"--rounds must be >= 1; got {recipe.rounds}")
     if recipe.round_steps < 0:
@@ -722,12 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--round-lr", type=float, default=None, metavar="LR",
                    help="learning rate of the self-training rounds (default: the preset's)")
     g.add_argument("--margin", type=float, default=None, metavar="NM",
-                   help="mine background at least NM nm from every skeleton (only where the skeletons "
-                        "cover every object; default: none)")
+                   help="mine background at least NM nm from every skeleton, 0 = none (only where the "
+                        "skeletons cover every object; default: 250, for XPRESS-like axons at 33 nm)")
     g.add_argument("--min-nodes", type=int, default=2,
                    help="nodes a segment needs to become a pseudo-label (default: %(default)s)")
     g.add_argument("--skeleton-radius", type=float, default=None, metavar="NM",
-                   help="tube radius around skeleton edges, nm (default: 66)")
+                   help="tube radius around skeleton edges, nm (default: 133 with skeletons only, "
+                        "66 when mixed with --labels)")
     g.add_argument("--validation-skeletons", metavar="PATH",
                    help="held-out skeletons (.npz) scored after every round (default: the training skeletons)")
     g.add_argument("--validation-raw", metavar="PATH",
