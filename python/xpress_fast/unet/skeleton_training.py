@@ -56,10 +56,13 @@ class SkeletonRecipe:
         Learning rate of the self-training rounds (each starts a fresh optimiser on the previous
         round's model); None: ``config.lr``.
     radius : float or None
-        Tube radius, nm (None: ``config.skeleton_radius``). Default 133 nm, measured on the
-        synthetic XNH-like benchmark (33 nm voxels, axon radius ~250 nm with myelin, ~190 nm
-        without): tubes of 66 nm, then 100 nm, then 133 nm raised the held-out ERL+Rand; at 133 nm
-        about 94 % of the tube voxels lie in their own axon.
+        Tube radius, nm (None: ``config.skeleton_radius``). Default 133 nm, chosen on the
+        development seeds of the synthetic XNH-like benchmark (33 nm voxels, axon radius ~250 nm
+        with myelin, ~190 nm without; benchmarks/skeleton_training.md): with background mined
+        at 250 nm, tubes of 66, 100 and 133 nm gave a mean held-out ERL+Rand of 0.38, 0.40 and
+        0.57; on the reporting seeds 133 nm + 250 nm gave 0.41 against 0.33 for the earlier
+        66 nm tubes alone (voxel labels: 0.70). At 133 nm about 94 % of the tube voxels lie in
+        their own axon.
     margin : float or None
         Mine background at least this far (nm) from every skeleton; None: no mined negatives.
         Default 250 nm (the expected outer radius of an axon): on the benchmark 35 % of the
