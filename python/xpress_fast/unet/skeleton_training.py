@@ -309,7 +309,7 @@ def train_from_skeletons(
     for r in range(int(rec.rounds)):
         rdir = outp / f"round_{r}" if outp is not None else None
         done = rdir / "round.json" if rdir is not None else None
-        if resume and done is not None and done.is_file():
+        if resume and rdir is not None and done is not None and done.is_file():
             with open(done) as fh:
                 entry = json.load(fh)
             history.append(entry)
@@ -349,7 +349,7 @@ def train_from_skeletons(
                                "kept_segments": int(sel.kept.size), "rejected_segments": int(sel.rejected.size),
                                "skeletons_covered": sel.n_skeletons, "labelled_fraction": float(np.count_nonzero(pseudo)) / pseudo.size,
                                "boundary_fraction": float(np.count_nonzero(pseudo == PSEUDO_BACKGROUND)) / pseudo.size}
-                if rdir is not None:
+                if rdir is not None and pfile is not None:
                     rdir.mkdir(parents=True, exist_ok=True)
                     tmp = rdir / "pseudo_labels.tmp.npz"
                     np.savez_compressed(tmp, labels=pseudo, info=json.dumps(pseudo_info))
@@ -378,7 +378,7 @@ def train_from_skeletons(
             f"nERL {best['nerl']:.3f} at threshold {best['threshold']:.2f}")
         history.append(entry)
         checkpoint = res.checkpoint
-        if rdir is not None:
+        if outp is not None and done is not None:
             _write_json(done, entry)
             _write_json(outp / "history.json", history)
     if model is None:
