@@ -298,6 +298,10 @@ def train_from_skeletons(
         vsk, on = as_skeletons(validation_skeletons), "validation skeletons"
     else:
         vraw, vsk, voff, on = raw, skeletons, off, "training skeletons"
+        if int(rec.rounds) > 1:
+            logger.warning("self-training without validation_skeletons: the score per round is measured "
+                           "on the training skeletons, which self-training rounds fit (on the benchmark they "
+                           "rose while held-out scores fell)")
 
     outp = Path(out) if out is not None else None
     if outp is not None:
