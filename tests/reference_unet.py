@@ -155,3 +155,38 @@ def he_init(model):
                 torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
                 torch.nn.init.normal_(mod.bias, 0.0, 0.1)
     return model
+
+
+def ref_mine_background(positions, edges, shape, voxel_size, offset, margin):
+    """Every voxel centre against every segment (edges, and isolated nodes): True where all are
+    at least ``margin`` nm away."""
+    positions = np.asarray(positions, float)
+    edges = np.asarray(edges, int).reshape(-1, 2)
+    n = len(positions)
+    deg = [0] * n
+    for u, v in edges:
+        deg[u] += 1
+        deg[v] += 1
+    segs = [tuple(e) for e in edges] + [(u, u) for u in range(n) if deg[u] == 0]
+    out = np.ones(shape, bool)
+    for idx in itertools.product(*[range(s) for s in shape]):
+        p = [offset[a] + (idx[a] + 0.5) * voxel_size[a] for a in range(3)]
+        if any(_point_segment_distance(p, positions[u], positions[v]) < margin for u, v in segs):
+            out[idx] = False
+    return out
+
+
+def ref_select_pseudo_labels(segmentation, positions, ids, voxel_size, offset, min_nodes):
+    """Per segment, the set of skeleton ids under its nodes: kept iff one id and >= min_nodes nodes."""
+    seg = np.asarray(segmentation)
+    per_segment: dict = {}
+    for p, i in zip(np.asarray(positions, float), ids):
+        v = tuple(int(math.floor((p[a] - offset[a]) / voxel_size[a])) for a in range(3))
+        if not all(0 <= v[a] < seg.shape[a] for a in range(3)) or seg[v] == 0:
+            continue
+        per_segment.setdefault(int(seg[v]), []).append(int(i))
+    out = np.zeros(seg.shape, np.uint64)
+    for s, found in per_segment.items():
+        if len(set(found)) == 1 and len(found) >= min_nodes:
+            out[seg == s] = found[0]
+    return out

@@ -484,6 +484,19 @@ def cmd_train(args) -> int:
         check_same_geometry([("raw", raw), ("labels", labels)])
     preset = unet.TrainConfig.tiny if args.preset == "tiny" else unet.TrainConfig
     cfg = preset(steps=args.iterations, seed=args.seed)
+    if args.skeleton_radius is not None:
+        cfg.skeleton_radius = float(args.skeleton_radius)
+    recipe_flags = [flag for flag, on in (("--rounds", args.rounds is not None),
+                                          ("--round-steps", args.round_steps is not None),
+                                          ("--margin", args.margin is not None),
+                                          ("--validation-skeletons", args.validation_skeletons is not None),
+                                          ("--validation-raw", args.validation_raw is not None),
+                                          ("--plot", args.plot is not None)) if on]
+    if labels is None:
+        return _train_from_skeletons(args, unet, raw, skeletons, cfg)
+    if recipe_flags:
+        raise CliError(f"{', '.join(recipe_flags)}: the skeleton-only recipe's options; they do not "
+                       f"apply when --labels are given")
     result = unet.train(
         raw.data[...], labels=None if labels is None else labels.data[...], skeletons=skeletons,
         voxel_size=raw.voxel_size, offset=raw.offset, config=cfg, checkpoint_dir=args.out,
@@ -491,6 +504,50 @@ def cmd_train(args) -> int:
     )
     _print(f"trained {result.step} steps (last loss {result.losses[-1]:.4f}); checkpoint {result.checkpoint}"
            if result.losses else f"checkpoint {result.checkpoint}")
+    return 0
+
+
+def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
+    """``train --skeletons`` without labels: the rounds of ``unet.train_from_skeletons``."""
+    from ._extras import require
+    from .io import open_volume
+
+    plot = Path(args.plot) if args.plot is not None else Path(args.out) / "training.png"
+    require("matplotlib", "the training plot of train --skeletons")  # before any training
+    defaults = unet.SkeletonRecipe()
+    recipe = unet.SkeletonRecipe(
+        rounds=defaults.rounds if args.rounds is None else args.rounds,
+        round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
+        radius=defaults.radius if args.skeleton_radius is None else args.skeleton_radius,
+        margin=defaults.margin if args.margin is None else (None if args.margin <= 0 else args.margin),
+        min_nodes=args.min_nodes, round_lr=args.round_lr)
+    if recipe.rounds < 1:
+        raise CliError(f"--rounds must be >= 1; got {recipe.rounds}")
+    if recipe.round_steps < 0:
+        raise CliError(f"--round-steps must be >= 0; got {recipe.round_steps}")
+    vraw = vsk = voff = None
+    if args.validation_raw is not None and args.validation_skeletons is None:
+        raise CliError("--validation-raw needs --validation-skeletons")
+    if args.validation_skeletons is not None:
+        vsk = _load_skeletons_arg(args.validation_skeletons)
+        if args.validation_raw is not None:
+            vvol = open_volume(args.validation_raw, args.raw_dataset)
+            if not np.allclose(vvol.voxel_size, raw.voxel_size):
+                raise CliError(f"--validation-raw has voxel size {list(vvol.voxel_size)}, the raw "
+                               f"{list(raw.voxel_size)}; they must match")
+            vraw, voff = vvol.data[...], vvol.offset
+    data = raw.data[...]
+    unet.check_skeleton_training_input(data, skeletons, voxel_size=raw.voxel_size, offset=raw.offset)
+    result = unet.train_from_skeletons(
+        data, skeletons, voxel_size=raw.voxel_size, offset=raw.offset, config=cfg, recipe=recipe,
+        validation_raw=vraw, validation_skeletons=vsk, validation_offset=voff, out=args.out,
+        device=args.device, progress=not args.quiet, log=None if args.quiet else _print)
+    unet.plot_history(result.history, plot)
+    last = result.history[-1]
+    val = last.get("validation") or {}
+    _print(f"trained {len(result.history)} rounds; {val.get('on', 'validation')}: ERL+Rand "
+           f"{val.get('xpress_erl_rand', float('nan')):.4f}, nERL {val.get('nerl', float('nan')):.4f}; "
+           f"checkpoint {result.checkpoint}; plot {plot}")
     return 0
 
 
@@ -681,7 +738,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="checkpoint directory (a run there is resumed from its latest checkpoint)")
+                   help="checkpoint directory (a run there is resumed from its latest checkpoint; "
+                        "with skeletons only, from its last finished round)")
+    g = p.add_argument_group(
+        "skeletons only (no --labels)",
+        "Round 0 trains on tubes around the skeletons (+ background mined at --margin nm from "
+        "every skeleton); every further round agglomerates the model's own prediction, keeps the "
+        "segments that hold nodes of exactly one skeleton as voxel labels and fine-tunes on them. "
+        "Each round is checkpointed in OUT/round_<r>/; OUT/history.json and a plot of the loss and "
+        "the validation score per round (--plot) are written.")
+    g.add_argument("--rounds", type=int, default=None, help="rounds in all: 1 = tubes only, each further one a self-training round (default: 1)")
+    g.add_argument("--round-steps", type=int, default=None,
+                   help="training steps of each self-training round (default: 300)")
+    g.add_argument("--round-lr", type=float, default=None, metavar="LR",
+                   help="learning rate of the self-training rounds (default: the preset's)")
+    g.add_argument("--margin", type=float, default=None, metavar="NM",
+                   help="mine background at least NM nm from every skeleton, 0 = none (only where the "
+                        "skeletons cover every object; default: 250, for XPRESS-like axons at 33 nm)")
+    g.add_argument("--min-nodes", type=int, default=2,
+                   help="nodes a segment needs to become a pseudo-label (default: %(default)s)")
+    g.add_argument("--skeleton-radius", type=float, default=None, metavar="NM",
+                   help="tube radius around skeleton edges, nm (default: 133 with skeletons only, "
+                        "66 when mixed with --labels)")
+    g.add_argument("--validation-skeletons", metavar="PATH",
+                   help="held-out skeletons (.npz) scored after every round (default: the training skeletons)")
+    g.add_argument("--validation-raw", metavar="PATH",
+                   help="the raw the validation skeletons lie in (default: --raw)")
+    g.add_argument("--plot", metavar="PATH", help="the plot's path (default: OUT/training.png)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict affinities with a trained U-Net, block-wise",

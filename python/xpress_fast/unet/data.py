@@ -149,6 +149,9 @@ class TrainingVolume:
             from .targets import check_skeletons_in_volume
 
             self.skeletons = as_skeletons(self.skeletons)
+            from .skeleton_training import check_skeleton_units
+
+            check_skeleton_units(self.skeletons, self.raw.shape, voxel_size=self.voxel_size, offset=self.offset)
             check_skeletons_in_volume(self.skeletons, self.raw.shape, voxel_size=self.voxel_size, offset=self.offset)
 
     @property

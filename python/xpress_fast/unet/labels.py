@@ -1,0 +1,240 @@
+"""Voxel labels made from skeletons: tubes, mined background and pseudo-labels (numpy only).
+
+Three steps of the skeleton-only recipe (:func:`xpress_fast.unet.train_from_skeletons`), each a
+small function of arrays:
+
+* :func:`~xpress_fast.unet.rasterize_skeletons` — tubes of radius ``r`` nm around every skeleton
+  edge, labelled with the skeleton's id (positives; voxels two skeletons claim are unlabelled);
+* :func:`mine_background` — voxels at least ``margin`` nm from every skeleton edge (negatives:
+  where the skeletons are dense, nothing far from all of them belongs to an annotated object);
+* :func:`select_pseudo_labels` — from a segmentation (e.g. the model's own, agglomerated), the
+  segments that hold nodes of exactly one skeleton and of no other, labelled with that skeleton's
+  id; every other voxel unlabelled.
+
+:func:`skeleton_label_volume` combines them into the ``(labels, labelled)`` pair that voxel-label
+training takes (label 0 + labelled = background, label 0 + not labelled = unknown).
+
+Geometry (the package's grid): voxel ``q`` covers ``[offset + q * voxel_size, offset + (q + 1) *
+voxel_size)`` nm, its centre at ``offset + (q + 0.5) * voxel_size``; skeleton positions in nm
+(z, y, x).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .._validate import float_triple, int_triple, label_array
+
+__all__ = ["mine_background", "node_voxels", "select_pseudo_labels", "skeleton_label_volume",
+           "PseudoLabels", "skeleton_ids"]
+
+
+def skeleton_ids(skeletons) -> np.ndarray:
+    """The id of every node as :func:`~xpress_fast.unet.rasterize_skeletons` labels it (>= 1)."""
+    from ..skeletons import as_skeletons
+    from .targets import _skeleton_ids
+
+    return _skeleton_ids(as_skeletons(skeletons))
+
+
+def _segment_distances(sk, shape, vs, off, margin: float, on_segment) -> None:
+    """Call ``on_segment(k, q, d2)`` for every skeleton segment ``k`` (edges, then isolated nodes)
+    with the voxels ``q`` (M, 3) of its bounding box grown by ``margin`` and their squared
+    distances ``d2`` (nm^2) from the segment (voxel centres)."""
+    pos = (sk.positions - off) / vs - 0.5  # voxel coordinates: voxel q's centre is q
+    rv = margin / vs
+    degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
+    iso = np.flatnonzero(degree == 0)
+    a_idx = np.concatenate([sk.edges[:, 0], iso]).astype(np.int64)
+    b_idx = np.concatenate([sk.edges[:, 1], iso]).astype(np.int64)
+    A, B = pos[a_idx], pos[b_idx]
+    lo = np.maximum(np.floor(np.minimum(A, B) - rv).astype(np.int64), 0)
+    hi = np.minimum(np.ceil(np.maximum(A, B) + rv).astype(np.int64) + 1, shape)
+    for k in np.flatnonzero(np.all(hi > lo, axis=1)):
+        grids = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo[k], hi[k])], indexing="ij")
+        p = np.stack([g.ravel() for g in grids], axis=1)
+        a, b = A[k], B[k]
+        d = (b - a) * vs
+        pa = (p - a) * vs
+        dd = float(d @ d)
+        t = np.clip(pa @ d / dd, 0.0, 1.0) if dd > 0 else np.zeros(len(p))
+        r = pa - t[:, None] * d[None, :]
+        on_segment(k, p, np.einsum("ij,ij->i", r, r))
+
+
+def mine_background(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0),
+                    margin: float) -> np.ndarray:
+    """Voxels whose centre lies at least ``margin`` nm from every skeleton edge and node.
+
+    Parameters
+    ----------
+    skeletons : xpress_fast.Skeletons or networkx.Graph (nm, z y x)
+    shape : (Z, Y, X)
+    voxel_size, offset : three floats, nm (z, y, x)
+    margin : float, nm, > 0
+        Take it larger than the largest expected object radius: a voxel of an annotated object
+        is then never mined. (Objects without a skeleton *are* mined: use this only where the
+        skeletons cover every object, or with a margin and a weight that tolerate it.)
+
+    Returns
+    -------
+    (Z, Y, X) bool — True: background (a negative for every skeleton).
+    """
+    from ..skeletons import as_skeletons
+
+    sk = as_skeletons(skeletons)
+    shp = int_triple("shape", shape)
+    vs = float_triple("voxel_size", voxel_size, positive=True)
+    off = float_triple("offset", offset)
+    if not np.isfinite(margin) or margin <= 0:
+        raise ValueError(f"margin must be a positive number of nm; got {margin!r}")
+    near = np.zeros(shp, dtype=bool)
+    if sk.n_nodes:
+        m2 = float(margin) ** 2
+
+        def mark(k, p, d2):
+            q = p[d2 < m2]
+            near[q[:, 0], q[:, 1], q[:, 2]] = True
+
+        _segment_distances(sk, shp, vs, off, float(margin), mark)
+    return ~near
+
+
+def node_voxels(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0)):
+    """The voxel under every node: ``(voxels (N, 3) int64, inside (N,) bool)``; voxels of nodes
+    outside the volume are clipped (and ``inside`` is False for them)."""
+    from ..skeletons import as_skeletons
+
+    sk = as_skeletons(skeletons)
+    shp = np.asarray(int_triple("shape", shape))
+    vs = float_triple("voxel_size", voxel_size, positive=True)
+    off = float_triple("offset", offset)
+    v = np.floor((sk.positions - off) / vs).astype(np.int64)
+    inside = np.all((v >= 0) & (v < shp), axis=1)
+    return np.clip(v, 0, shp - 1), inside
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """The result of :func:`select_pseudo_labels`.
+
+    Attributes
+    ----------
+    labels : (Z, Y, X) uint64 — the skeleton id of every voxel of a kept segment, else 0.
+    kept : (K,) uint64 — the kept segment ids.
+    rejected : (R,) uint64 — segments with nodes of two or more skeletons (merges).
+    n_skeletons : int — skeletons that got at least one segment.
+    """
+
+    labels: np.ndarray
+    kept: np.ndarray
+    rejected: np.ndarray
+    n_skeletons: int
+
+    @property
+    def labelled_fraction(self) -> float:
+        return float(np.count_nonzero(self.labels)) / max(1, self.labels.size)
+
+
+def select_pseudo_labels(segmentation, skeletons, *, voxel_size, offset=(0.0, 0.0, 0.0),
+                         min_nodes: int = 1) -> PseudoLabels:
+    """Segments that touch exactly one skeleton become voxel labels of that skeleton.
+
+    A segment (non-zero id of ``segmentation``) is kept iff the voxels under the nodes it holds
+    belong to exactly one skeleton and there are at least ``min_nodes`` of them; its voxels get
+    that skeleton's id (:func:`skeleton_ids`, as the tubes). Several segments of one skeleton (a
+    split) all get its id, so training on them teaches the join. Segments with no node (unknown:
+    background, or an object nobody annotated) and segments with nodes of two skeletons (merges)
+    are left unlabelled (0).
+
+    Parameters
+    ----------
+    segmentation : (Z, Y, X) integer array, 0 = no segment
+    skeletons : xpress_fast.Skeletons or networkx.Graph (nm, z y x)
+    voxel_size, offset : three floats, nm (z, y, x)
+    min_nodes : int >= 1
+
+    Returns
+    -------
+    PseudoLabels
+    """
+    from ..skeletons import as_skeletons
+
+    seg = label_array("segmentation", segmentation)
+    sk = as_skeletons(skeletons)
+    if not isinstance(min_nodes, (int, np.integer)) or isinstance(min_nodes, bool) or min_nodes < 1:
+        raise ValueError(f"min_nodes must be a positive integer; got {min_nodes!r}")
+    empty = np.zeros(0, np.uint64)
+    if sk.n_nodes == 0:
+        return PseudoLabels(np.zeros(seg.shape, np.uint64), empty, empty, 0)
+    vox, inside = node_voxels(sk, seg.shape, voxel_size=voxel_size, offset=offset)
+    ids = skeleton_ids(sk).astype(np.uint64)[inside]
+    segs = seg[tuple(vox[inside].T)]
+    on = segs != 0
+    segs, ids = segs[on], ids[on]
+    if segs.size == 0:
+        return PseudoLabels(np.zeros(seg.shape, np.uint64), empty, empty, 0)
+    # distinct (segment, skeleton) pairs with node counts
+    pairs, counts = np.unique(np.stack([segs, ids], axis=1), axis=0, return_counts=True)
+    useg, first, n_skel = np.unique(pairs[:, 0], return_index=True, return_counts=True)
+    nodes = np.add.reduceat(counts, first)
+    keep = (n_skel == 1) & (nodes >= min_nodes)
+    kept = useg[keep]
+    target = pairs[first[keep], 1]
+    # map kept segments to their skeleton id, everything else to 0
+    order = np.argsort(kept)
+    kept, target = kept[order], target[order]
+    out = np.zeros(seg.shape, np.uint64)
+    if kept.size:
+        flat = seg.ravel()
+        pos = np.searchsorted(kept, flat)
+        pos = np.minimum(pos, kept.size - 1)
+        hit = kept[pos] == flat
+        out.ravel()[hit] = target[pos[hit]]
+    return PseudoLabels(out, kept.astype(np.uint64), useg[n_skel > 1].astype(np.uint64),
+                        int(np.unique(target).size))
+
+
+def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0),
+                          radius: float = 66.0, margin: float | None = None,
+                          pseudo_labels=None, background=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, labelled)`` for voxel-label training from skeletons.
+
+    ``labels`` (uint64): the tubes (:func:`~xpress_fast.unet.rasterize_skeletons` with
+    ``radius``); where no tube is, the ``pseudo_labels`` (a uint64 volume, e.g.
+    ``select_pseudo_labels(...).labels``, optional); 0 elsewhere. ``labelled`` (bool): tube
+    voxels (voxels two tubes claim are unknown unless a pseudo-label covers them), pseudo-labelled voxels and, with ``margin``
+    (nm, > ``radius``), the mined background (:func:`mine_background`, label 0), which wins over a
+    pseudo-label: a segment that leaks far from every skeleton is cut back there.
+    ``background`` (bool volume, optional): further voxels known to be background (label 0,
+    labelled), e.g. where the model sees boundary inside a kept segment; a tube wins over it.
+    """
+    from .targets import rasterize_skeletons
+
+    shp = int_triple("shape", shape)
+    if margin is not None and not (np.isfinite(margin) and margin > radius):
+        raise ValueError(f"margin must be larger than radius ({radius} nm); got {margin!r}")
+    labels = rasterize_skeletons(skeletons, shp, voxel_size=voxel_size, offset=offset, radius=radius)
+    tube = labels != 0
+    labelled = tube.copy()
+    if pseudo_labels is not None:
+        pl = label_array("pseudo_labels", pseudo_labels)
+        if pl.shape != shp:
+            raise ValueError(f"pseudo_labels must have shape {shp}; got {pl.shape}")
+        free = ~labelled & (pl != 0)
+        labels[free] = pl[free]
+        labelled |= free
+    if background is not None:
+        extra = np.asarray(background)
+        if extra.shape != shp or extra.dtype != bool:
+            raise ValueError(f"background must be a bool array of shape {shp}; got {extra.dtype} {extra.shape}")
+        extra = extra & ~tube
+        labels[extra] = 0
+        labelled |= extra
+    if margin is not None:
+        bg = mine_background(skeletons, shp, voxel_size=voxel_size, offset=offset, margin=margin)
+        labels[bg] = 0
+        labelled |= bg
+    return labels, labelled

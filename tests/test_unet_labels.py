@@ -1,0 +1,178 @@
+"""Label generation for skeleton-only training: mined background, pseudo-labels, their union."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+pytest.importorskip("torch")
+
+from reference_unet import ref_mine_background, ref_select_pseudo_labels  # noqa: E402
+from xpress_fast.skeletons import Skeletons  # noqa: E402
+from xpress_fast.unet import (  # noqa: E402
+    mine_background,
+    node_voxels,
+    rasterize_skeletons,
+    select_pseudo_labels,
+    skeleton_label_volume,
+)
+
+
+def _line_along_z(y=2, x=2, nz=5, vs=1.0):
+    """A skeleton through the centres of voxels (z, y, x) for z = 0 .. nz - 1 (voxel size vs nm)."""
+    return Skeletons(np.array([[0.5 * vs, (y + 0.5) * vs, (x + 0.5) * vs], [(nz - 0.5) * vs, (y + 0.5) * vs,
+                                                                           (x + 0.5) * vs]]),
+                     np.array([[0, 1]]), ids=np.array([1, 1]))
+
+
+# ------------------------------------------------------------------------------ mined background
+def test_mine_background_around_a_line_by_hand():
+    sk = _line_along_z()
+    # margin 1.5 nm: the 3 x 3 column around the line (distances 0, 1 and sqrt 2) is near
+    bg = mine_background(sk, (5, 5, 5), voxel_size=(1, 1, 1), margin=1.5)
+    want = np.ones((5, 5), bool)
+    want[1:4, 1:4] = False
+    np.testing.assert_array_equal(bg, np.broadcast_to(want, (5, 5, 5)))
+    # margin 1 nm: a distance of exactly 1 is "at least the margin" away, so only the line is near
+    bg = mine_background(sk, (5, 5, 5), voxel_size=(1, 1, 1), margin=1.0)
+    want = np.ones((5, 5), bool)
+    want[2, 2] = False
+    np.testing.assert_array_equal(bg, np.broadcast_to(want, (5, 5, 5)))
+
+
+def test_mine_background_anisotropic_isolated_node():
+    # one node at the centre of voxel (1, 2, 2) with voxel size (2, 1, 1) nm: z neighbours are 2 nm
+    # away, y / x neighbours 1 nm, diagonal ones in y x sqrt 2 nm
+    sk = Skeletons(np.array([[3.0, 2.5, 2.5]]), np.zeros((0, 2), np.int64))
+    bg = mine_background(sk, (3, 5, 5), voxel_size=(2, 1, 1), margin=1.2)
+    near = np.argwhere(~bg)
+    np.testing.assert_array_equal(near, [[1, 1, 2], [1, 2, 1], [1, 2, 2], [1, 2, 3], [1, 3, 2]])
+
+
+def test_mine_background_offset_and_empty():
+    sk = _line_along_z()
+    moved = Skeletons(sk.positions + 100.0, sk.edges)
+    np.testing.assert_array_equal(mine_background(moved, (5, 5, 5), voxel_size=(1, 1, 1), offset=(100, 100, 100), margin=1.5),
+                                  mine_background(sk, (5, 5, 5), voxel_size=(1, 1, 1), margin=1.5))
+    empty = Skeletons(np.zeros((0, 3)), np.zeros((0, 2), np.int64))
+    assert mine_background(empty, (2, 3, 4), voxel_size=(1, 1, 1), margin=5).all()
+    with pytest.raises(ValueError, match="margin must be a positive"):
+        mine_background(sk, (5, 5, 5), voxel_size=(1, 1, 1), margin=0)
+
+
+@settings(max_examples=25)
+@given(pos=hnp.arrays(np.float64, (3, 3), elements=st.floats(-20, 120, allow_nan=False)),
+       margin=st.floats(5, 60), connect=st.lists(st.booleans(), min_size=2, max_size=2))
+def test_mine_background_equals_reference(pos, margin, connect):
+    edges = [(i, i + 1) for i in range(2) if connect[i]]
+    sk = Skeletons(pos, np.array(edges, np.int64).reshape(-1, 2))
+    shape, vs, off = (4, 5, 6), (25.0, 20.0, 18.0), (-5.0, 3.0, 0.0)
+    got = mine_background(sk, shape, voxel_size=vs, offset=off, margin=margin)
+    np.testing.assert_array_equal(got, ref_mine_background(pos, edges, shape, vs, off, margin))
+
+
+# ------------------------------------------------------------------------------ pseudo-labels
+def _row_case():
+    # one row of 8 voxels (voxel size 1 nm): segments 1 1 2 2 3 3 0 4
+    seg = np.array([[[1, 1, 2, 2, 3, 3, 0, 4]]], np.uint64)
+    # skeleton 5 has nodes in voxels 0, 1 (segment 1) and 2 (segment 2); skeleton 7 in voxels 3
+    # (segment 2), 4, 5 (segment 3) and 6 (no segment)
+    xs = [0, 1, 2, 3, 4, 5, 6]
+    pos = np.array([[0.5, 0.5, x + 0.5] for x in xs])
+    sk = Skeletons(pos, np.array([[0, 1], [1, 2], [3, 4], [4, 5], [5, 6]]), ids=np.array([5, 5, 5, 7, 7, 7, 7]))
+    return seg, sk
+
+
+def test_select_pseudo_labels_by_hand():
+    seg, sk = _row_case()
+    got = select_pseudo_labels(seg, sk, voxel_size=(1, 1, 1))
+    # segment 1 -> skeleton 5, segment 2 (nodes of 5 and 7: a merge) and segment 4 (no node) unlabelled,
+    # segment 3 -> skeleton 7, segment 0 stays 0
+    np.testing.assert_array_equal(got.labels[0, 0], [5, 5, 0, 0, 7, 7, 0, 0])
+    np.testing.assert_array_equal(got.kept, [1, 3])
+    np.testing.assert_array_equal(got.rejected, [2])
+    assert got.n_skeletons == 2
+    assert got.labelled_fraction == pytest.approx(4 / 8)
+    # every segment here holds at most 2 nodes of its skeleton: min_nodes 3 keeps nothing
+    assert not select_pseudo_labels(seg, sk, voxel_size=(1, 1, 1), min_nodes=3).labels.any()
+    assert seg.tolist() == [[[1, 1, 2, 2, 3, 3, 0, 4]]]  # input unchanged
+
+
+def test_select_pseudo_labels_split_segments_share_the_id():
+    # a skeleton split over two segments: both get its id (training on them teaches the join)
+    seg = np.array([[[1, 1, 2, 2]]], np.uint64)
+    sk = Skeletons(np.array([[0.5, 0.5, x + 0.5] for x in range(4)]), np.array([[0, 1], [1, 2], [2, 3]]),
+                   ids=np.array([3, 3, 3, 3]))
+    np.testing.assert_array_equal(select_pseudo_labels(seg, sk, voxel_size=(1, 1, 1)).labels[0, 0], [3, 3, 3, 3])
+
+
+def test_select_pseudo_labels_nodes_outside_and_errors():
+    seg, sk = _row_case()
+    outside = Skeletons(np.concatenate([sk.positions, [[0.5, 0.5, 50.0]]]), sk.edges,
+                        ids=np.array([5, 5, 5, 7, 7, 7, 7, 9]))
+    np.testing.assert_array_equal(select_pseudo_labels(seg, outside, voxel_size=(1, 1, 1)).labels,
+                                  select_pseudo_labels(seg, sk, voxel_size=(1, 1, 1)).labels)
+    empty = Skeletons(np.zeros((0, 3)), np.zeros((0, 2), np.int64))
+    assert not select_pseudo_labels(seg, empty, voxel_size=(1, 1, 1)).labels.any()
+    with pytest.raises(ValueError, match="min_nodes must be a positive"):
+        select_pseudo_labels(seg, sk, voxel_size=(1, 1, 1), min_nodes=0)
+    with pytest.raises((TypeError, ValueError), match="segmentation"):
+        select_pseudo_labels(seg.astype(np.float32), sk, voxel_size=(1, 1, 1))
+
+
+@settings(max_examples=40)
+@given(seg=hnp.arrays(np.uint8, (2, 3, 4), elements=st.integers(0, 4)),
+       nodes=hnp.arrays(np.int64, (6, 3), elements=st.integers(0, 3)),
+       ids=hnp.arrays(np.int64, 6, elements=st.integers(1, 3)), min_nodes=st.integers(1, 3))
+def test_select_pseudo_labels_equals_reference(seg, nodes, ids, min_nodes):
+    vs, off = (10.0, 20.0, 5.0), (7.0, -3.0, 0.0)
+    pos = off + (nodes + 0.25) * np.asarray(vs)  # some nodes fall outside (z up to 3 > 1)
+    sk = Skeletons(pos, np.zeros((0, 2), np.int64), ids=ids)
+    got = select_pseudo_labels(seg, sk, voxel_size=vs, offset=off, min_nodes=min_nodes)
+    np.testing.assert_array_equal(got.labels, ref_select_pseudo_labels(seg, pos, ids, vs, off, min_nodes))
+
+
+def test_node_voxels():
+    sk = Skeletons(np.array([[0.0, 9.99, 10.0], [-0.1, 0, 0], [30, 0, 0]]), np.zeros((0, 2), np.int64))
+    vox, inside = node_voxels(sk, (3, 2, 2), voxel_size=(10, 10, 10))
+    np.testing.assert_array_equal(vox, [[0, 0, 1], [0, 0, 0], [2, 0, 0]])
+    np.testing.assert_array_equal(inside, [True, False, False])
+
+
+# ------------------------------------------------------------------------------ the union
+def test_skeleton_label_volume_by_hand():
+    sk = _line_along_z()
+    pseudo = np.zeros((5, 5, 5), np.uint64)
+    pseudo[:, 1:4, 0:5] = 1      # a segment of skeleton 1 that leaks to x = 0 and x = 4
+    pseudo[:, 0, 0] = 9          # a pseudo-label far from the skeleton (mined there)
+    labels, labelled = skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=1.0, margin=2.5,
+                                             pseudo_labels=pseudo)
+    tube = rasterize_skeletons(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=1.0)
+    bg = mine_background(sk, (5, 5, 5), voxel_size=(1, 1, 1), margin=2.5)
+    assert bg[:, 0, 0].all() and not bg[:, 1:4, 1:4].any()
+    np.testing.assert_array_equal(labels[tube != 0], 1)
+    np.testing.assert_array_equal(labels[bg], 0)
+    np.testing.assert_array_equal(labelled[bg], True)
+    # pseudo voxels not mined keep their label: (y, x) = (1, 0) is sqrt(5) < 2.5 from the line
+    assert labels[0, 1, 0] == 1 and labelled[0, 1, 0]
+    # unknown: not in a tube, not pseudo-labelled, not mined, e.g. (y, x) = (0, 1) at distance sqrt(5)
+    assert not labelled[0, 0, 1] and labels[0, 0, 1] == 0
+    # without pseudo-labels and margin: the tubes alone
+    labels, labelled = skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=1.0)
+    np.testing.assert_array_equal(labels, tube)
+    np.testing.assert_array_equal(labelled, tube != 0)
+    # extra background: labelled 0 except in a tube
+    extra = np.zeros((5, 5, 5), bool)
+    extra[:, 2, 1:4] = True  # (2, 2) is the line, the only tube voxel at radius 0.5
+    extra[:, 0, 2] = True
+    labels, labelled = skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=0.5, background=extra)
+    np.testing.assert_array_equal(labels[:, 2, 2], 1)
+    assert (labels[:, 2, 1] == 0).all() and labelled[:, 2, 1].all() and labelled[:, 0, 2].all()
+    with pytest.raises(ValueError, match="background must be a bool array"):
+        skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), background=extra.astype(np.uint8))
+    with pytest.raises(ValueError, match="margin must be larger than radius"):
+        skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=2.0, margin=1.0)
+    with pytest.raises(ValueError, match="pseudo_labels must have shape"):
+        skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), pseudo_labels=np.zeros((2, 2, 2), np.uint64))

@@ -1,0 +1,170 @@
+"""train_from_skeletons: bad input refused before training, rounds, resume after an interruption,
+history and plot; and the ``train --skeletons`` command."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from xpress_fast import io  # noqa: E402
+from xpress_fast.cli import main  # noqa: E402
+from xpress_fast.skeletons import Skeletons, save_skeletons  # noqa: E402
+from xpress_fast.synthetic import make_volume  # noqa: E402
+from xpress_fast.unet import (  # noqa: E402
+    SkeletonRecipe,
+    TrainConfig,
+    check_skeleton_training_input,
+    train_from_skeletons,
+)
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def vol():
+    return make_volume((32, 32, 32), seed=3)
+
+
+def _cfg(steps=3):
+    return TrainConfig.tiny(num_fmaps=4, downsample_factors=((2, 2, 2),), crop_shape=(16, 16, 16), steps=steps,
+                            checkpoint_every=1, keep_checkpoints=1, log_every=0)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_input_is_refused_before_training(vol, tmp_path):
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    check_skeleton_training_input(vol.raw, vol.skeletons, **geo)  # the good case passes
+    empty = Skeletons(np.zeros((0, 3)), np.zeros((0, 2), np.int64))
+    with pytest.raises(ValueError, match="empty skeleton set"):
+        train_from_skeletons(vol.raw, empty, out=tmp_path / "a", **geo)
+    far = Skeletons(vol.skeletons.positions + 1e5, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="lie outside the raw volume: only 0 of"):
+        train_from_skeletons(vol.raw, far, out=tmp_path / "b", **geo)
+    # most nodes outside (the skeletons were shifted by 2/3 of the volume) is refused too
+    shifted = Skeletons(vol.skeletons.positions + [0, 0, 22 * 33.0], vol.skeletons.edges)
+    with pytest.raises(ValueError, match="lie outside the raw volume"):
+        check_skeleton_training_input(vol.raw, shifted, **geo)
+    # the same skeletons in voxel coordinates while nm are declared
+    in_voxels = Skeletons(vol.skeletons.positions / vol.voxel_size, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="looks like voxel coordinates"):
+        train_from_skeletons(vol.raw, in_voxels, out=tmp_path / "c", **geo)
+    for raw, err, match in ((vol.raw > 100, TypeError, "raw.dtype must be"),
+                            (vol.raw.astype(np.complex64), TypeError, "raw.dtype must be"),
+                            (np.where(vol.raw > 250, np.nan, vol.raw.astype(np.float32)), ValueError, "NaN"),
+                            (vol.raw[0], ValueError, "3-dimensional")):
+        with pytest.raises(err, match=match):
+            train_from_skeletons(raw, vol.skeletons, out=tmp_path / "d", **geo)
+    with pytest.raises(ValueError, match="validation_skeletons is an empty skeleton set"):
+        train_from_skeletons(vol.raw, vol.skeletons, validation_skeletons=empty, out=tmp_path / "e", **geo)
+    with pytest.raises(ValueError, match="recipe.rounds must be >= 1"):
+        train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(rounds=0), **geo)
+    # nothing was trained or written
+    assert not any((tmp_path / d).exists() for d in "abcde")
+
+
+def test_voxel_coordinates_refused_by_plain_train_too(vol):
+    from xpress_fast.unet import TrainingVolume, train
+
+    in_voxels = Skeletons(vol.skeletons.positions / vol.voxel_size, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="looks like voxel coordinates"):
+        train(vol.raw, skeletons=in_voxels, voxel_size=vol.voxel_size, config=_cfg(1))
+    # with a world offset, voxel indices relative to the world origin are recognised as well
+    off = np.array([1000.0, 2000.0, 3000.0]) * vol.voxel_size
+    world = Skeletons((vol.skeletons.positions + off) / vol.voxel_size, vol.skeletons.edges)
+    with pytest.raises(ValueError, match="looks like voxel coordinates"):
+        TrainingVolume(raw=vol.raw, skeletons=world, voxel_size=vol.voxel_size, offset=off)
+    TrainingVolume(raw=vol.raw, skeletons=vol.skeletons, voxel_size=vol.voxel_size, offset=vol.offset)
+
+
+def test_voxel_size_one_is_not_mistaken_for_voxels():
+    raw = np.zeros((20, 20, 20), np.uint8)
+    sk = Skeletons(np.array([[1.0, 1, 1], [15, 15, 15]]), np.array([[0, 1]]))
+    check_skeleton_training_input(raw, sk, voxel_size=(1, 1, 1))  # nm == voxels: nothing to detect
+
+
+# ------------------------------------------------------------------------------ rounds and resume
+def test_rounds_resume_after_interruption(vol, tmp_path):
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    recipe = SkeletonRecipe(rounds=2, round_steps=3, margin=400.0, min_nodes=1)
+    full = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(), recipe=recipe, out=tmp_path / "full", **geo)
+    assert [h["round"] for h in full.history] == [0, 1]
+    assert [h["steps"] for h in full.history] == [3, 3]
+    assert full.history[1]["pseudo"]["kept_segments"] >= 0
+    assert set(full.history[0]["validation"]) >= {"xpress_erl_rand", "nerl", "threshold", "on"}
+    assert full.history[0]["validation"]["on"] == "training skeletons"
+    saved = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert [h["round"] for h in saved] == [0, 1]
+    assert (tmp_path / "full" / "round_1" / "pseudo_labels.npz").is_file()
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(r, step, loss):
+        if r == 1 and step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(), recipe=recipe, out=tmp_path / "cut",
+                             callback=interrupt, **geo)
+    assert (tmp_path / "cut" / "round_0" / "round.json").is_file()
+    assert not (tmp_path / "cut" / "round_1" / "round.json").exists()
+    seen = []
+    again = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(), recipe=recipe, out=tmp_path / "cut",
+                                 callback=lambda r, s, l: seen.append((r, s)), log=seen.append, **geo)
+    # round 0 was skipped; round 1 continued from its step-1 checkpoint (the interruption came
+    # during step 2, before that step's checkpoint was written)
+    assert [x for x in seen if isinstance(x, tuple)] == [(1, 2), (1, 3)]
+    assert any("round 0: finished earlier" in x for x in seen if isinstance(x, str))
+    a, b = full.model.state_dict(), again.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert again.history[1]["validation"] == full.history[1]["validation"]
+
+
+# ------------------------------------------------------------------------------ the command
+def test_cli_train_from_skeletons(vol, tmp_path, capsys):
+    data = tmp_path / "data.h5"
+    io.write_volume(data, "raw", vol.raw, voxel_size=vol.voxel_size, offset=vol.offset)
+    skel = tmp_path / "skeletons.npz"
+    save_skeletons(vol.skeletons, skel, fmt="arrays")
+    out = tmp_path / "model"
+    args = ["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(out), "--preset", "tiny",
+            "--iterations", "2", "--rounds", "2", "--round-steps", "2", "--min-nodes", "1", "--device", "cpu",
+            "--validation-skeletons", str(skel)]
+    assert main(args + ["-q"]) == 0
+    text = capsys.readouterr().out
+    assert "trained 2 rounds; validation skeletons: ERL+Rand" in text
+    assert (out / "training.png").is_file() and (out / "round_1" / "round.json").is_file()
+    # a rerun finds both rounds finished
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "round 0: finished earlier" in text and "round 1: finished earlier" in text
+    # bad input: exit 2 with one line, before training
+    bad = tmp_path / "bad.npz"
+    save_skeletons(Skeletons(vol.skeletons.positions / vol.voxel_size, vol.skeletons.edges), bad, fmt="arrays")
+    assert main(["train", "--raw", str(data), "--skeletons", str(bad), "--out", str(tmp_path / "m2"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "looks like voxel coordinates" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m2").exists()
+    io.write_volume(data, "labels", vol.labels, voxel_size=vol.voxel_size, offset=vol.offset)
+    assert main(["train", "--raw", str(data), "--labels", str(data), "--out", str(tmp_path / "m3"),
+                 "--rounds", "2", "-q"]) == 2
+    assert "--rounds: the skeleton-only recipe's options" in capsys.readouterr().err
+
+
+def test_pseudo_boundary_round(vol, tmp_path):
+    from xpress_fast.unet.skeleton_training import PSEUDO_BACKGROUND
+
+    recipe = SkeletonRecipe(rounds=2, round_steps=1, margin=400.0, min_nodes=1, pseudo_boundary=True)
+    res = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path,
+                               voxel_size=vol.voxel_size, offset=vol.offset)
+    info = res.history[1]["pseudo"]
+    with np.load(tmp_path / "round_1" / "pseudo_labels.npz") as z:
+        saved = z["labels"]
+    assert info["boundary_fraction"] == pytest.approx(np.mean(saved == PSEUDO_BACKGROUND))
+    assert info["labelled_fraction"] == pytest.approx(np.mean(saved != 0))
+    ids = set(np.unique(vol.skeletons.ids).tolist())
+    assert set(np.unique(saved).tolist()) <= ids | {0, int(PSEUDO_BACKGROUND)}
