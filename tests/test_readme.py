@@ -25,7 +25,10 @@ FASTER = {
     "--iterations 1500": "--iterations 4",
     "checkpoint_00001500.pt": "checkpoint_00000004.pt",
 }
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])}
+# the package the suite itself imports (installed, or a PYTHONPATH=python checkout), with the
+# path made absolute because the commands run in other directories
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)}
 
 
 def fenced_blocks(path: Path) -> list[tuple[str, str, int]]:
