@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .._validate import float_triple, int_triple, label_array
+from .targets import segment_distances
 
 __all__ = ["mine_background", "node_voxels", "select_pseudo_labels", "skeleton_label_volume",
            "PseudoLabels", "skeleton_ids"]
@@ -37,31 +38,6 @@ def skeleton_ids(skeletons) -> np.ndarray:
     from .targets import _skeleton_ids
 
     return _skeleton_ids(as_skeletons(skeletons))
-
-
-def _segment_distances(sk, shape, vs, off, margin: float, on_segment) -> None:
-    """Call ``on_segment(k, q, d2)`` for every skeleton segment ``k`` (edges, then isolated nodes)
-    with the voxels ``q`` (M, 3) of its bounding box grown by ``margin`` and their squared
-    distances ``d2`` (nm^2) from the segment (voxel centres)."""
-    pos = (sk.positions - off) / vs - 0.5  # voxel coordinates: voxel q's centre is q
-    rv = margin / vs
-    degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
-    iso = np.flatnonzero(degree == 0)
-    a_idx = np.concatenate([sk.edges[:, 0], iso]).astype(np.int64)
-    b_idx = np.concatenate([sk.edges[:, 1], iso]).astype(np.int64)
-    A, B = pos[a_idx], pos[b_idx]
-    lo = np.maximum(np.floor(np.minimum(A, B) - rv).astype(np.int64), 0)
-    hi = np.minimum(np.ceil(np.maximum(A, B) + rv).astype(np.int64) + 1, shape)
-    for k in np.flatnonzero(np.all(hi > lo, axis=1)):
-        grids = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo[k], hi[k])], indexing="ij")
-        p = np.stack([g.ravel() for g in grids], axis=1)
-        a, b = A[k], B[k]
-        d = (b - a) * vs
-        pa = (p - a) * vs
-        dd = float(d @ d)
-        t = np.clip(pa @ d / dd, 0.0, 1.0) if dd > 0 else np.zeros(len(p))
-        r = pa - t[:, None] * d[None, :]
-        on_segment(k, p, np.einsum("ij,ij->i", r, r))
 
 
 def mine_background(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0),
@@ -94,11 +70,11 @@ def mine_background(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0,
     if sk.n_nodes:
         m2 = float(margin) ** 2
 
-        def mark(k, p, d2):
+        def mark(node, p, d2):
             q = p[d2 < m2]
             near[q[:, 0], q[:, 1], q[:, 2]] = True
 
-        _segment_distances(sk, shp, vs, off, float(margin), mark)
+        segment_distances(sk, shp, vs, off, float(margin), mark)
     return ~near
 
 

@@ -134,6 +134,32 @@ def _skeleton_ids(skeletons) -> np.ndarray:
     return np.asarray(skeletons.component_ids(), dtype=np.int64) + 1
 
 
+def segment_distances(sk, shape, vs, off, margin: float, on_segment) -> None:
+    """Call ``on_segment(node, q, d2)`` for every skeleton segment (edges, then isolated nodes as
+    zero-length segments), ``node`` its first node, with the voxels ``q`` (M, 3) of its bounding
+    box grown by ``margin`` and their squared distances ``d2`` (nm^2) from the segment, measured
+    from voxel centres (voxel q's centre is ``offset + (q + 0.5) * voxel_size``)."""
+    pos = (sk.positions - off) / vs - 0.5  # voxel coordinates: voxel q's centre is q
+    rv = margin / vs
+    degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
+    iso = np.flatnonzero(degree == 0)
+    a_idx = np.concatenate([sk.edges[:, 0], iso]).astype(np.int64)
+    b_idx = np.concatenate([sk.edges[:, 1], iso]).astype(np.int64)
+    A, B = pos[a_idx], pos[b_idx]
+    lo = np.maximum(np.floor(np.minimum(A, B) - rv).astype(np.int64), 0)
+    hi = np.minimum(np.ceil(np.maximum(A, B) + rv).astype(np.int64) + 1, shape)
+    for k in np.flatnonzero(np.all(hi > lo, axis=1)):
+        grids = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo[k], hi[k])], indexing="ij")
+        p = np.stack([g.ravel() for g in grids], axis=1)
+        a, b = A[k], B[k]
+        d = (b - a) * vs
+        pa = (p - a) * vs
+        dd = float(d @ d)
+        t = np.clip(pa @ d / dd, 0.0, 1.0) if dd > 0 else np.zeros(len(p))
+        r = pa - t[:, None] * d[None, :]
+        on_segment(int(a_idx[k]), p, np.einsum("ij,ij->i", r, r))
+
+
 def rasterize_skeletons(
     skeletons,
     shape: Sequence[int],
@@ -174,38 +200,20 @@ def rasterize_skeletons(
         return out
     conflict = np.zeros(shp, dtype=bool)
     ids = _skeleton_ids(sk)
-    pos = (sk.positions - off) / vs - 0.5  # voxel coordinates (float): voxel q's centre is q
-    rv = radius / vs
-    # segments: edges, plus isolated nodes as zero-length segments
-    degree = np.bincount(sk.edges.ravel(), minlength=sk.n_nodes) if sk.n_edges else np.zeros(sk.n_nodes, int)
-    iso = np.flatnonzero(degree == 0)
-    a_idx = np.concatenate([sk.edges[:, 0], iso])
-    b_idx = np.concatenate([sk.edges[:, 1], iso])
-    A, B = pos[a_idx], pos[b_idx]
-    lo = np.floor(np.minimum(A, B) - rv).astype(np.int64)
-    hi = np.ceil(np.maximum(A, B) + rv).astype(np.int64) + 1
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, shp)
-    keep = np.all(hi > lo, axis=1)
-    for k in np.flatnonzero(keep):
-        sid = ids[a_idx[k]]
-        grids = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo[k], hi[k])], indexing="ij")
-        p = np.stack([g.ravel() for g in grids], axis=1).astype(np.float64)  # voxel coords
-        a, b = A[k], B[k]
-        d = (b - a) * vs
-        pa = (p - a) * vs
-        dd = float(d @ d)
-        t = np.clip(pa @ d / dd, 0.0, 1.0) if dd > 0 else np.zeros(len(p))
-        r = pa - t[:, None] * d[None, :]
-        inside = np.einsum("ij,ij->i", r, r) <= radius * radius
-        if not inside.any():
-            continue
-        q = p[inside].astype(np.int64)
+    r2 = radius * radius
+
+    def paint(node, p, d2):
+        q = p[d2 <= r2]
+        if not len(q):
+            return
+        sid = ids[node]
         z, y, x = q[:, 0], q[:, 1], q[:, 2]
         cur = out[z, y, x]
         clash = (cur != 0) & (cur != sid)
         conflict[z[clash], y[clash], x[clash]] = True
         out[z, y, x] = sid
+
+    segment_distances(sk, shp, vs, off, float(radius), paint)
     out[conflict] = 0
     return out
 
