@@ -8,7 +8,6 @@
 #include <array>
 #include <cstdint>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "xpress_fast/graph_components.hpp"
@@ -229,15 +228,15 @@ py::dict skeleton_node_voxels(carray<double> positions, carray<std::int64_t> edg
 }
 
 template <typename T>
-py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int n_threads) {
+// threads: chosen by the Python side (xpress_fast._validate.check_threads), as for every kernel
+py::dict rand_voi_sums(carray<T> test, carray<T> truth, carray<T> ignore, int threads) {
   if (test.size() != truth.size()) throw std::invalid_argument("test and truth must have the same size");
   std::vector<T> ignore_labels(ignore.data(), ignore.data() + ignore.size());
-  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   xf::RandVoiSums s;
   {
     py::gil_scoped_release nogil;
     s = xf::rand_voi_sums<T>(test.data(), truth.data(), static_cast<std::int64_t>(test.size()), ignore_labels,
-                             n_threads);
+                             threads);
   }
   py::dict d;
   d["n"] = s.n;
@@ -270,11 +269,11 @@ PYBIND11_MODULE(_metrics, m) {
         py::arg("merged"),
         "For each merged segment, the closest nodes of each pair of skeletons on it.");
   m.def("rand_voi_sums_uint8", &rand_voi_sums<std::uint8_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"), kRandVoiDoc);
+        py::arg("threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint16", &rand_voi_sums<std::uint16_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"), kRandVoiDoc);
+        py::arg("threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint32", &rand_voi_sums<std::uint32_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"), kRandVoiDoc);
+        py::arg("threads"), kRandVoiDoc);
   m.def("rand_voi_sums_uint64", &rand_voi_sums<std::uint64_t>, py::arg("test"), py::arg("truth"), py::arg("ignore"),
-        py::arg("n_threads"), kRandVoiDoc);
+        py::arg("threads"), kRandVoiDoc);
 }

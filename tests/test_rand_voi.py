@@ -191,11 +191,31 @@ def test_threads_give_the_same_numbers():
     rng = np.random.default_rng(22)
     seg = rng.integers(0, 50, size=(20, 20, 20)).astype(np.uint32)
     gt = (seg // 3).astype(np.uint32)
-    one = rand_voi(seg, gt, n_threads=1)
-    two = rand_voi(seg, gt, n_threads=2)
+    one = rand_voi(seg, gt, threads=1)
+    two = rand_voi(seg, gt, threads=2)
     for key in KEYS:
         assert _close(getattr(one, key), getattr(two, key), rel=1e-12), key
     check_skimage(seg, gt)
+
+
+def test_n_threads_is_the_deprecated_name_of_threads():
+    rng = np.random.default_rng(23)
+    seg = rng.integers(0, 9, size=(6, 6, 6)).astype(np.uint16)
+    gt = (seg // 2).astype(np.uint16)
+    want = rand_voi(seg, gt, threads=2)
+    for old in (2, 0):  # 0 was the old spelling of the default
+        with pytest.warns(FutureWarning, match=r"n_threads=\.\.\.\) is deprecated .* use threads="):
+            got = rand_voi(seg, gt, n_threads=old)
+        assert got == want
+    with pytest.raises(TypeError, match="both threads and n_threads"):
+        rand_voi(seg, gt, threads=1, n_threads=1)
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, True, "2"])
+def test_bad_threads_are_refused(threads):
+    seg = np.zeros((2, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match="threads must be a positive integer or None"):
+        rand_voi(seg, seg, threads=threads)
 
 
 def test_inputs_unchanged_read_only_and_strided():

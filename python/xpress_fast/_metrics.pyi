@@ -117,14 +117,14 @@ def merge_locations(
 
 # one instantiation per label dtype (rand_voi_sums<T> in src/_metrics.cpp)
 def rand_voi_sums_uint8(
-    test: npt.NDArray[np.uint8], truth: npt.NDArray[np.uint8], ignore: npt.NDArray[np.uint8], n_threads: int
+    test: npt.NDArray[np.uint8], truth: npt.NDArray[np.uint8], ignore: npt.NDArray[np.uint8], threads: int
 ) -> RandVoiSums: ...
 def rand_voi_sums_uint16(
-    test: npt.NDArray[np.uint16], truth: npt.NDArray[np.uint16], ignore: npt.NDArray[np.uint16], n_threads: int
+    test: npt.NDArray[np.uint16], truth: npt.NDArray[np.uint16], ignore: npt.NDArray[np.uint16], threads: int
 ) -> RandVoiSums: ...
 def rand_voi_sums_uint32(
-    test: npt.NDArray[np.uint32], truth: npt.NDArray[np.uint32], ignore: npt.NDArray[np.uint32], n_threads: int
+    test: npt.NDArray[np.uint32], truth: npt.NDArray[np.uint32], ignore: npt.NDArray[np.uint32], threads: int
 ) -> RandVoiSums: ...
 def rand_voi_sums_uint64(
-    test: npt.NDArray[np.uint64], truth: npt.NDArray[np.uint64], ignore: npt.NDArray[np.uint64], n_threads: int
+    test: npt.NDArray[np.uint64], truth: npt.NDArray[np.uint64], ignore: npt.NDArray[np.uint64], threads: int
 ) -> RandVoiSums: ...

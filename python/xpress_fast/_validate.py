@@ -5,7 +5,8 @@ names the argument, what was expected and what came.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, SupportsInt
+import numbers
+from typing import Any, Callable, Iterable, Literal, SupportsFloat, SupportsInt, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -109,15 +110,104 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-def sorted_thresholds(name: str, values: npt.ArrayLike, low: float = 0.0, high: float = 1.0
-                      ) -> npt.NDArray[np.float64]:
-    arr = np.asarray(values, dtype=np.float64).ravel()
-    if arr.size == 0:
+#: ``threads=None`` means the CPU count, but at most this many: the kernels are memory-bound, and
+#: a library that takes every core of a large shared machine by default is a bad neighbour.
+MAX_DEFAULT_THREADS = 8
+
+
+def check_threads(threads: object, name: str = "threads") -> int:
+    """Worker threads of a kernel: a positive integer, or ``None`` for the CPU count (at most
+    :data:`MAX_DEFAULT_THREADS`). The one meaning of ``threads=`` in every API function; no
+    result depends on it."""
+    import os
+
+    if threads is None:
+        return min(os.cpu_count() or 1, MAX_DEFAULT_THREADS)
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"{name} must be a positive integer or None; got {threads!r}")
+    return int(threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds: one validator for every threshold-like argument (agglomeration thresholds, the
+# watershed's and the region graph's inside thresholds, mutex biases, the thresholds an
+# Agglomeration is queried at), so that each says the same thing the same way:
+#   TypeError   "<name> must be <what>; got <value>"  (not a number: a string, a bool, None)
+#   ValueError  "<name> must be finite; got <value>"  (NaN, inf)
+#               "<name> must be <what>; got <value>"  (outside the bounds)
+#               "<name> must hold at least one threshold" / "... must be strictly increasing"
+
+
+def _bounds(low: float | None, high: float | None, high_reason: str) -> str:
+    if low is not None and high is not None:
+        return f" in [{low:g}, {high:g}]"
+    if high is not None:
+        return f" <= {high:g}" + (f", {high_reason}" if high_reason else "")
+    return f" >= {low:g}" if low is not None else ""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (numbers.Real, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_bounds(name: str, arr: npt.NDArray[np.float64], shown: Callable[[int], object], what: str,
+                  low: float | None, high: float | None, high_reason: str) -> None:
+    """Finite, and within [low, high] (either may be None: unbounded on that side)."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name} must be finite; got {shown(int(np.argmax(bad)))!r}")
+    out = np.zeros(arr.shape, dtype=bool)
+    if low is not None:
+        out |= arr < low
+    if high is not None:
+        out |= arr > high
+    if out.any():
+        raise ValueError(f"{name} must be {what}{_bounds(low, high, high_reason)}; got {shown(int(np.argmax(out)))!r}")
+
+
+@overload
+def check_threshold(name: str, value: object, *, low: float | None = ..., high: float | None = ...,
+                    optional: Literal[False] = ..., high_reason: str = ...) -> float: ...
+@overload
+def check_threshold(name: str, value: object, *, low: float | None = ..., high: float | None = ...,
+                    optional: bool, high_reason: str = ...) -> float | None: ...
+def check_threshold(name: str, value: object, *, low: float | None = 0.0, high: float | None = 1.0,
+                    optional: bool = False, high_reason: str = "") -> float | None:
+    """One threshold as a plain float: a real number (not a bool), finite, in ``[low, high]``
+    (``None``: unbounded on that side; ``high_reason`` says where ``high`` comes from). With
+    ``optional``, ``None`` is allowed and returned."""
+    if value is None and optional:
+        return None
+    what = "None or a number" if optional else "a number"
+    if not _is_number(value) and not (isinstance(value, np.ndarray) and value.ndim == 0
+                                      and value.dtype.kind in "iuf"):
+        raise TypeError(f"{name} must be {what}{_bounds(low, high, high_reason)}; got {value!r}")
+    number = float(cast(SupportsFloat, value))
+    _check_bounds(name, np.array([number]), lambda i: value, what, low, high, high_reason)
+    return number
+
+
+def check_thresholds(name: str, values: object, *, low: float | None = 0.0, high: float | None = 1.0,
+                     increasing: bool = True, scalar: bool = True, nonempty: bool = True,
+                     high_reason: str = "") -> npt.NDArray[np.float64]:
+    """Thresholds as a flat float64 array: real numbers (no strings, no bools), finite, in
+    ``[low, high]``; with ``increasing`` strictly increasing, with ``nonempty`` at least one.
+    ``scalar``: a single number (or a 0-d array) is taken as one threshold; otherwise it is a
+    TypeError (``values`` must be a sequence). The caller's object is not modified."""
+    what = "a number or a sequence of numbers" if scalar else "a sequence of numbers"
+    single = _is_number(values) or (isinstance(values, np.ndarray) and values.ndim == 0)
+    if isinstance(values, (str, bytes)) or values is None or (single and not scalar) or (
+            not single and not hasattr(values, "__len__")):
+        raise TypeError(f"{name} must be {what}; got {values!r}")
+    if isinstance(values, (list, tuple)) and not all(_is_number(v) or np.ndim(v) > 0 for v in values):
+        raise TypeError(f"{name} must be {what}; got {values!r}")
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be {what}; got {values!r}")
+    arr = arr.astype(np.float64).ravel()
+    if arr.size == 0 and nonempty:
         raise ValueError(f"{name} must hold at least one threshold")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; got {arr.tolist()!r}")
-    if np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name} must lie in [{low}, {high}]; got {arr.tolist()!r}")
-    if np.any(np.diff(arr) <= 0):
+    _check_bounds(name, arr, lambda i: arr[i].item(), "numbers", low, high, high_reason)
+    if increasing and np.any(np.diff(arr) <= 0):
         raise ValueError(f"{name} must be strictly increasing; got {arr.tolist()!r}")
     return arr

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._validate import as_array, check_choice, label_array, sorted_thresholds
+from ._validate import as_array, check_choice, check_threshold, check_thresholds, label_array
 from .region_graphs import DEFAULT_INSIDE_THRESHOLD, RegionGraph, _region_graph
 from .fragments import _watershed, blockwise_watershed, check_affinities
 
@@ -38,6 +38,8 @@ MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
 )
 
 _STATISTIC = {"mean": 0, "max": 1, "min": 2}
+#: Why a query's threshold is bounded (an Agglomeration knows the merges up to its largest threshold).
+_LARGEST_MERGED = "the largest threshold this run merged to"
 
 
 def check_merge_function(name: object) -> str:
@@ -101,22 +103,8 @@ class Agglomeration:
                 f"{len(self.scores)} merges, thresholds {self.thresholds[0]:g}..{self.thresholds[-1]:g})")
 
     def _threshold(self, threshold: float) -> float:
-        return float(self._checked_thresholds([threshold])[0])
-
-    def _checked_thresholds(self, thresholds: Sequence[float]) -> npt.NDArray[np.float64]:
-        """``thresholds`` (a list) as float64, each a finite number <= the largest of this run."""
-        for threshold in thresholds:
-            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-                raise TypeError(f"threshold must be a number; got {threshold!r}")
-        ts = np.array(thresholds, dtype=np.float64)
-        bad = ~np.isfinite(ts)
-        if bad.any():
-            raise ValueError(f"threshold must be finite; got {thresholds[int(np.argmax(bad))]!r}")
-        too_large = ts > self.thresholds[-1]
-        if too_large.any():
-            raise ValueError(f"threshold must be <= {self.thresholds[-1]:g}, the largest threshold this run merged "
-                             f"to; got {ts[int(np.argmax(too_large))]:g}")
-        return ts
+        return check_threshold("threshold", threshold, low=None, high=self.thresholds[-1],
+                               high_reason=_LARGEST_MERGED)
 
     def n_merges(self, threshold: float) -> int:
         """Number of merges in the segmentation at ``threshold``."""
@@ -157,12 +145,10 @@ class Agglomeration:
         from . import _segment
 
         ids = _fragment_id_array(fragment_ids)
-        try:
-            values = list(thresholds)
-        except TypeError:
-            raise TypeError(f"thresholds must be a sequence of numbers; got {thresholds!r}") from None
+        values = check_thresholds("thresholds", thresholds, low=None, high=self.thresholds[-1], increasing=False,
+                                  scalar=False, nonempty=False, high_reason=_LARGEST_MERGED)
         # merges with level < t make the segmentation at t (as n_merges counts them)
-        prefix = np.searchsorted(self.levels, self._checked_thresholds(values), side="left").astype(np.int64)
+        prefix = np.searchsorted(self.levels, values, side="left").astype(np.int64)
         flat = np.ascontiguousarray(ids, dtype=np.uint64).ravel()
         keys = np.ascontiguousarray(self.fragment_ids, dtype=np.uint64)
         pos = np.searchsorted(keys, flat)
@@ -194,14 +180,6 @@ def _fragment_id_array(fragment_ids: npt.ArrayLike) -> npt.NDArray[Any]:
     return ids
 
 
-def _thresholds(thresholds: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    try:
-        values = np.asarray(thresholds, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"thresholds must be a number or a sequence of numbers; got {thresholds!r}") from None
-    return sorted_thresholds("thresholds", values.ravel(), 0.0, 1.0)
-
-
 def agglomerate_graph(graph: RegionGraph, thresholds: npt.ArrayLike, *, merge_function: str = DEFAULT_MERGE_FUNCTION,
                       fragments: npt.ArrayLike | None = None) -> Agglomeration:
     """Agglomerate a region graph (e.g. ``RegionGraph.concatenate`` of per-block graphs).
@@ -221,7 +199,7 @@ def agglomerate_graph(graph: RegionGraph, thresholds: npt.ArrayLike, *, merge_fu
     if not isinstance(graph, RegionGraph):
         raise TypeError(f"graph must be a RegionGraph; got {type(graph).__name__}")
     statistic, quantile, init_max = _parse_merge_function(merge_function)
-    ts = _thresholds(thresholds)
+    ts = check_thresholds("thresholds", thresholds)
     if statistic == 3 and not graph.has_histograms:
         raise ValueError(f"merge_function {merge_function!r} needs a graph built with histograms=True")
     frag = None if fragments is None else label_array("fragments", fragments)
@@ -299,7 +277,7 @@ def merge_history(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, frag
     -------
     Agglomeration
     """
-    ts = _thresholds(np.ravel(thresholds) if _is_single(thresholds) else thresholds)
+    ts = check_thresholds("thresholds", thresholds)
     _parse_merge_function(merge_function)
     if graph is None:
         if affs is None:

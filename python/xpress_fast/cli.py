@@ -29,10 +29,10 @@ import numpy as np
 
 from .agglomeration import DEFAULT_MERGE_FUNCTION
 from .fragments import DEFAULT_CONTEXT
+from .sweeps import DEFAULT_THRESHOLDS
 
 log = logging.getLogger("xpress_fast")
 
-DEFAULT_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, as the baseline
 
 
 class CliError(Exception):
@@ -65,6 +65,8 @@ def _int_triple(text: str) -> tuple:
 
 
 def _thresholds(text) -> tuple:
+    """'0.3,0.5' (or a config file's list) -> (0.3, 0.5): parsing only; the API's one threshold
+    validator (xpress_fast._validate.check_thresholds) checks the values, with its messages."""
     if isinstance(text, (list, tuple)):
         parts = [str(t) for t in text]
     else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, SupportsInt, TypedDict
 
@@ -16,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._typing import ArraySource
-from ._validate import as_array, check_nonempty, int_triple
+from ._validate import as_array, check_nonempty, check_threads, check_threshold, int_triple
 from .blocking import Block, BlockLayout
 
 if TYPE_CHECKING:
@@ -103,15 +102,6 @@ def _spatial(name: str, value: npt.ArrayLike, shape: Iterable[int], dtype_kinds:
     return arr
 
 
-def _threads(threads: object) -> int:
-    """Worker threads: ``None`` means the CPU count, at most 8."""
-    if threads is None:
-        return min(os.cpu_count() or 1, 8)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
-    return int(threads)
-
-
 def distance_transform_seeds(
     affs: npt.ArrayLike, *, threshold: float = 0.5, min_seed_distance: int = 10, id_offset: int = 0,
     threads: int | None = None,
@@ -125,8 +115,8 @@ def distance_transform_seeds(
     order ``scipy.ndimage.label`` numbers them, all computed in C++. Seed ids are
     ``id_offset + 1, id_offset + 2, ...``; 0 elsewhere. Returns uint64 (Z, Y, X).
     """
-    return _distance_transform_seeds(check_affinities(affs), threshold, min_seed_distance, _check_id_offset(id_offset),
-                                     _threads(threads))
+    return _distance_transform_seeds(check_affinities(affs), check_threshold("threshold", threshold),
+                                     min_seed_distance, _check_id_offset(id_offset), check_threads(threads))
 
 
 MAX_LABEL = 2**64 - 1
@@ -228,13 +218,10 @@ def _watershed(affs: npt.NDArray[Any], *, seeds: npt.ArrayLike | None = None, ma
     """:func:`watershed` of affinities that :func:`check_affinities` passed (it reads them
     twice over otherwise, a tenth of the whole watershed's time)."""
     shape = affs.shape[1:]
-    threads = _threads(threads)
+    threads = check_threads(threads)
     id_offset = _check_id_offset(id_offset)
-    for name, value in (("threshold", threshold), ("min_mean_affinity", min_mean_affinity)):
-        if value is None and name == "min_mean_affinity":
-            continue
-        if not isinstance(value, (int, float, np.floating, np.integer)) or not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+    threshold = check_threshold("threshold", threshold)
+    min_mean_affinity = check_threshold("min_mean_affinity", min_mean_affinity, optional=True)
     if not isinstance(min_seed_distance, (int, np.integer)) or min_seed_distance < 1:
         raise ValueError(f"min_seed_distance must be a positive integer; got {min_seed_distance!r}")
     if not isinstance(clear_boundary, (bool, np.bool_)):
@@ -256,10 +243,10 @@ def _watershed(affs: npt.NDArray[Any], *, seeds: npt.ArrayLike | None = None, ma
         mask_arr = np.ascontiguousarray(mask_arr != 0, dtype=np.uint8)
     _kernel("watershed", affs)(affs, labels, mask_arr, threads)
     if clear_boundary:
-        cleared = _kernel("clear_boundary", affs)(affs, labels, float(threshold), threads)
+        cleared = _kernel("clear_boundary", affs)(affs, labels, threshold, threads)
         logger.debug("cleared %d boundary voxels", cleared)
     if min_mean_affinity is not None:
-        removed = _kernel("filter", affs)(affs, labels, float(min_mean_affinity))
+        removed = _kernel("filter", affs)(affs, labels, min_mean_affinity)
         logger.debug("removed %d fragments with mean affinity < %s", removed, min_mean_affinity)
     return labels
 

@@ -10,6 +10,7 @@ segmentations.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, TypedDict, cast
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _metrics
-from ._validate import as_array, check_choice, check_ndim, check_nonempty, float_triple, warn_user
+from ._validate import as_array, check_choice, check_ndim, check_nonempty, check_threads, float_triple, warn_user
 from .skeletons import Skeletons, as_skeletons
 
 if TYPE_CHECKING:
@@ -522,6 +523,7 @@ _UNSIGNED: dict[int, type[np.unsignedinteger[Any]]] = {1: np.uint8, 2: np.uint16
 
 
 def rand_voi(segmentation: npt.ArrayLike, ground_truth: npt.ArrayLike, *, ignore_labels: Iterable[int] | None = (0,),
+             threads: Optional[int] = None,
              n_threads: Optional[int] = None) -> RandVoi:
     """Rand and VOI (bits) between two dense label volumes of the same shape.
 
@@ -529,8 +531,20 @@ def rand_voi(segmentation: npt.ArrayLike, ground_truth: npt.ArrayLike, *, ignore
     convention); label 0 of the segmentation is an ordinary segment. ``voi_split, voi_merge``
     equal ``skimage.metrics.variation_of_information(ground_truth, segmentation,
     ignore_labels=...)``, in that order. Any integer dtypes (non-negative); runs on
-    ``n_threads`` threads (default: all cores).
+    ``threads`` threads (default: the CPU count, at most 8, as every ``threads=`` of the
+    package); the result does not depend on it.
+
+    .. deprecated:: 0.2
+        ``n_threads`` is the old name of ``threads`` (its 0 meant the default, now ``None``);
+        it still works, with a FutureWarning, and goes in 0.3.
     """
+    if n_threads is not None:
+        if threads is not None:
+            raise TypeError("rand_voi got both threads and n_threads (its old name); give threads only")
+        warnings.warn("rand_voi(n_threads=...) is deprecated and goes in 0.3; use threads=... (None for the default)",
+                      FutureWarning, stacklevel=2)
+        threads = None if n_threads == 0 else n_threads
+    threads = check_threads(threads)
     seg = _dense_labels("segmentation", segmentation)
     gt = _dense_labels("ground_truth", ground_truth)
     if seg.shape != gt.shape:
@@ -545,8 +559,7 @@ def rand_voi(segmentation: npt.ArrayLike, ground_truth: npt.ArrayLike, *, ignore
     info = np.iinfo(target)
     ignore = np.array([x for x in ignore_values if 0 <= x <= info.max], dtype=target)
     kernel = getattr(_metrics, f"rand_voi_sums_{np.dtype(target).name}")
-    s: RandVoiSums = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore,
-               int(n_threads or 0))
+    s: RandVoiSums = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore, threads)
     n = s["n"]
     voi_split = max(s["h_joint"] - s["h_truth"], 0.0) if n else math.nan
     voi_merge = max(s["h_joint"] - s["h_test"], 0.0) if n else math.nan

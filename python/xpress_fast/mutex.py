@@ -14,12 +14,11 @@ Example
 from __future__ import annotations
 
 import logging
-import numbers
 
 import numpy as np
 import numpy.typing as npt
 
-from ._validate import as_array, check_ndim, check_nonempty
+from ._validate import as_array, check_ndim, check_nonempty, check_threads, check_thresholds
 
 __all__ = ["mutex_watershed", "DEFAULT_OFFSETS"]
 
@@ -32,18 +31,12 @@ DEFAULT_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1), (-3, 0, 0), (0, -3, 0), (
 
 
 def _per_channel(name: str, value: npt.ArrayLike, n_channels: int) -> npt.NDArray[np.float32]:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        arr = np.full(n_channels, float(value))
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number or one number per channel; got {value!r}") from None
-        if arr.size != n_channels:
-            raise ValueError(f"{name} must be a number or {n_channels} numbers (one per channel); "
-                             f"got {arr.size}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
-        raise ValueError(f"{name} must lie in [0, 1]; got {value!r}")
+    """A number for every channel, or one number per channel, each in [0, 1], as float32."""
+    arr = check_thresholds(name, value, increasing=False)
+    if np.ndim(value) == 0:
+        arr = np.full(n_channels, arr[0])
+    elif arr.size != n_channels:
+        raise ValueError(f"{name} must be a number or {n_channels} numbers (one per channel); got {arr.size}")
     return arr.astype(np.float32)
 
 
@@ -109,7 +102,7 @@ def mutex_watershed(
     volumes in blocks. Equal to ``mwatershed.agglom(affs - bias, offsets)`` up to relabelling
     where no two priorities tie (tested).
     """
-    from .fragments import AFFINITY_DTYPES, _spatial, _threads, check_affinity_values
+    from .fragments import AFFINITY_DTYPES, _spatial, check_affinity_values
     from .region_graphs import check_offsets
 
     arr = as_array("affs", affs)
@@ -130,7 +123,7 @@ def mutex_watershed(
     if mask is not None:
         mask_arr = _spatial("mask", mask, arr.shape[1:], "biu", "a boolean or integer array")
         mask_arr = np.ascontiguousarray(mask_arr != 0, dtype=np.uint8)
-    threads = _threads(threads)
+    threads = check_threads(threads)
     from . import _segment
 
     kernel = getattr(_segment, f"mutex_watershed_{arr.dtype.name}")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
-from ._validate import label_array
-from .fragments import _kernel, _threads, check_affinities, check_affinity_values
+from ._validate import check_threads, check_threshold, label_array
+from .fragments import _kernel, check_affinities, check_affinity_values
 
 if TYPE_CHECKING:
     from ._segment import RegionGraphArrays
@@ -233,13 +233,9 @@ def axis_offsets(long_range: Sequence[int] = ()) -> list[tuple[int, int, int]]:
 
 
 def check_inside_threshold(value: object) -> float | None:
-    """``inside_threshold`` as a plain float, or None; ValueError outside [0, 1]."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"inside_threshold must be None or a number in [0, 1]; got {value!r}")
-    return float(value)
+    """``inside_threshold`` as a plain float, or None: a number in [0, 1] (the shared threshold
+    validator, :func:`xpress_fast._validate.check_threshold`)."""
+    return check_threshold("inside_threshold", value, optional=True)
 
 
 def region_graph(fragments: npt.ArrayLike, affs: npt.ArrayLike, *, context: npt.ArrayLike = 0, histograms: bool = True,
@@ -326,7 +322,7 @@ def _graph_inputs(fragments: npt.ArrayLike, affs: npt.NDArray[Any], context: npt
     if frag.shape != affs.shape[1:]:
         raise ValueError(f"fragments must have the spatial shape of affs, {affs.shape[1:]}; got {frag.shape}")
     ctx = _context(context)
-    n_threads = _threads(threads)
+    n_threads = check_threads(threads)
     offs = None if offsets is None else check_offsets(offsets, affs.shape[0])
     if offs is not None and affs.shape[0] > 3:
         # check_affinities read channels 0-2; the long-range ones now feed the scores too

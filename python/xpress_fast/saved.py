@@ -179,7 +179,7 @@ def load_agglomeration(path: StrPath, *, fragments: npt.ArrayLike | None = None)
 def checked_agglomeration(arrays: Mapping[str, npt.NDArray[Any]], name: str, *, fragments: npt.ArrayLike | None = None
                           ) -> Agglomeration:
     """An :class:`Agglomeration` from the arrays of a saved merge history, every one checked."""
-    from ._validate import sorted_thresholds
+    from ._validate import check_thresholds
 
     c = _Checker(name, arrays)
     ids = c.get("fragment_ids", "u", 1).astype(np.uint64)
@@ -203,7 +203,7 @@ def checked_agglomeration(arrays: Mapping[str, npt.NDArray[Any]], name: str, *, 
     if mf.dtype.kind != "U" or mf.ndim != 0:
         c.fail(f"'merge_function' must be a string; got {mf.dtype} with shape {mf.shape}")
     try:
-        thresholds = sorted_thresholds("thresholds", arrays["thresholds"])
+        thresholds = check_thresholds("thresholds", arrays["thresholds"])
         check_merge_function(str(mf))
     except (TypeError, ValueError) as exc:
         c.fail(str(exc))

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._typing import ArraySource
-from ._validate import sorted_thresholds
+from ._validate import check_thresholds
 from .metrics import XpressScores
 
 if TYPE_CHECKING:
@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["sweep", "SweepResult", "node_fragment_ids", "sweep_methods", "MethodSweepResult",
-           "DEFAULT_SWEEP_MERGE_FUNCTIONS"]
+           "DEFAULT_SWEEP_MERGE_FUNCTIONS", "DEFAULT_THRESHOLDS"]
+
+#: The thresholds a sweep scores by default: 0.05, 0.10, ..., 0.95, the XPRESS baseline's.
+DEFAULT_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 #: The merge functions :func:`sweep_methods` tries by default (the baseline's three and two more).
 DEFAULT_SWEEP_MERGE_FUNCTIONS = ("hist_quant_50", "hist_quant_75", "hist_quant_90", "mean", "max")
@@ -208,7 +211,7 @@ def sweep(
         thresholds = getattr(agglomeration, "thresholds", None)
         if thresholds is None:
             raise ValueError("thresholds are required (the agglomeration names none)")
-    ts = sorted_thresholds("thresholds", thresholds)
+    ts = check_thresholds("thresholds", thresholds)
 
     ids = node_fragment_ids(frag, index.node_voxels)  # the one read of the volume
     bar = progress(total=len(ts)) if progress is not None else None
@@ -300,11 +303,10 @@ def sweep_methods(
         raise ValueError("merge_functions must name at least one merge function")
     for name in names:
         _parse_merge_function(name)
-    ts = sorted_thresholds("thresholds", [round(0.05 * i, 2) for i in range(1, 20)] if thresholds is None
-                           else thresholds)
+    ts = check_thresholds("thresholds", DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     if offsets is not None:
         check_offsets(offsets, affs.shape[0])
-    biases = [] if mutex_biases is None else list(sorted_thresholds("mutex_biases", mutex_biases))
+    biases = [] if mutex_biases is None else list(check_thresholds("mutex_biases", mutex_biases))
     if biases and offsets is None:
         raise ValueError("mutex_biases needs offsets (one per channel of affs)")
     index = _skeleton_index(skeletons, tuple(affs.shape[1:]), "affs has spatial shape", voxel_size=voxel_size,

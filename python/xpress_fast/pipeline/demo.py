@@ -15,9 +15,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from ..sweeps import DEFAULT_THRESHOLDS as THRESHOLDS
 
-THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+log = logging.getLogger(__name__)
 
 
 def trivial_scores(skeletons, shape, *, voxel_size, offset) -> dict:

@@ -287,12 +287,12 @@ def segment_volume(
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
     from ..region_graphs import RegionGraph
     from ..saved import load_agglomeration, load_region_graph, save_agglomeration
-    from .._validate import sorted_thresholds
+    from .._validate import check_thresholds
     from ..fragments import check_affinities, check_affinity_shape, check_block_options, watershed_blocks
 
     t_start = time.perf_counter()
     check_run_options(scheduler=scheduler, workers=workers, retries=retries)
-    ts = sorted_thresholds("thresholds", thresholds)
+    ts = check_thresholds("thresholds", thresholds)
     check_merge_function(merge_function)
     out = Path(out)
     if container_kind(out) != "zarr":
@@ -312,7 +312,8 @@ def segment_volume(
     all_names = [segmentation_dataset(t) for t in ts]
     write_names = set(all_names)
     if write_thresholds is not None:
-        write_names = {segmentation_dataset(t) for t in np.atleast_1d(np.asarray(write_thresholds, float))}
+        write_names = {segmentation_dataset(t) for t in check_thresholds(
+            "write_thresholds", write_thresholds, increasing=False, nonempty=False)}
         unknown = sorted(write_names - set(all_names))
         if unknown:
             raise ValueError(f"write_thresholds must be among thresholds {[float(t) for t in ts]}; "
