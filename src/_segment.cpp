@@ -81,7 +81,7 @@ carray<T> prefaulted(const std::vector<py::ssize_t>& shape, int threads) {
     const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p + n)) / page * page;
     if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_NOHUGEPAGE);  // advice only
 #endif
-    detail::parallel_for(n, n < (1 << 20) ? 1 : threads, [&](std::int64_t b, std::int64_t e) {
+    detail::parallel_for(n, n < detail::kItemsPerThread ? 1 : threads, [&](std::int64_t b, std::int64_t e) {
       std::memset(static_cast<void*>(p + b), 0, static_cast<std::size_t>(e - b) * sizeof(T));
     });
   }
@@ -287,8 +287,8 @@ py::dict graph(carray<std::uint64_t> fragments, carray<Aff> affs, std::int64_t c
       counts.reserve(total);
       for (auto& h : g.hist) {
         for (auto entry : h) {
-          bins.push_back(static_cast<std::uint8_t>(entry & 0xFF));
-          counts.push_back(entry >> 8);
+          bins.push_back(static_cast<std::uint8_t>(entry_bin(entry)));
+          counts.push_back(entry_count(entry));
         }
         SparseHistogram().swap(h);
       }
@@ -317,7 +317,8 @@ py::tuple agglomerate(std::int64_t n_nodes, carray<std::int64_t> u, carray<std::
   const py::ssize_t m = u.size();
   if (v.size() != m || count.size() != m || sum.size() != m || mn.size() != m || mx.size() != m)
     throw std::invalid_argument("edge arrays differ in length");
-  if (statistic < 0 || statistic > 3) throw std::invalid_argument("unknown statistic");
+  if (statistic < static_cast<int>(Statistic::Mean) || statistic > static_cast<int>(Statistic::Quantile))
+    throw std::invalid_argument("unknown statistic");
   MergeFunction f;
   f.statistic = static_cast<Statistic>(statistic);
   f.quantile = quantile;
@@ -352,7 +353,7 @@ py::tuple agglomerate(std::int64_t n_nodes, carray<std::int64_t> u, carray<std::
         st.hist.reserve(static_cast<std::size_t>(op[e + 1] - op[e]));
         for (std::int64_t k = op[e]; k < op[e + 1]; ++k) {
           if (k > op[e] && bp[k] <= bp[k - 1]) throw std::invalid_argument("histogram bins must be increasing");
-          st.hist.push_back((hp[k] << 8) | bp[k]);
+          st.hist.push_back(histogram_entry(hp[k], bp[k]));
         }
       }
     }
@@ -429,7 +430,7 @@ carray<std::uint64_t> map(carray<Label> in, carray<std::uint64_t> keys, carray<s
         map_labels(ip + begin, end - begin, kp, vp, m, op + begin);
       }
     };
-    detail::parallel_for(n, n > (1 << 20) ? 2 : 1, work);  // two halves
+    detail::parallel_for(n, n > detail::kItemsPerThread ? 2 : 1, work);  // two halves
   }
   return out;
 }
@@ -452,6 +453,14 @@ PYBIND11_MODULE(_segment, m) {
   const char* const kMapDoc =
       "labels (uint64) with each of the sorted unique keys replaced by its value; other ids kept.";
   m.doc() = "xpress_fast segmentation kernels (internal; use xpress_fast.watershed / region_graph / agglomerate)";
+  // The codes and limits the Python side passes or checks, read from here so that they cannot drift.
+  m.attr("STATISTIC_MEAN") = static_cast<int>(Statistic::Mean);
+  m.attr("STATISTIC_MAX") = static_cast<int>(Statistic::Max);
+  m.attr("STATISTIC_MIN") = static_cast<int>(Statistic::Min);
+  m.attr("STATISTIC_QUANTILE") = static_cast<int>(Statistic::Quantile);
+  m.attr("HISTOGRAM_BINS") = kHistogramBins;
+  m.attr("NO_FRAGMENT") = kNoFragment;
+  m.attr("MUTEX_MAX_EDGES") = kMutexMaxEdges;
   m.def("watershed_float32", &watershed<float>, py::arg("affs"), py::arg("labels"), py::arg("mask"),
         py::arg("threads") = 1, py::arg("block") = kDefaultBlock, kWatershedDoc);
   m.def("watershed_uint8", &watershed<std::uint8_t>, py::arg("affs"), py::arg("labels"), py::arg("mask"),

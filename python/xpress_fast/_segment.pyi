@@ -9,6 +9,16 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import NotRequired
 
+# The codes and limits the Python side passes or checks (named once, in C++: Statistic,
+# kHistogramBins, kNoFragment, kMutexMaxEdges).
+STATISTIC_MEAN: int
+STATISTIC_MAX: int
+STATISTIC_MIN: int
+STATISTIC_QUANTILE: int
+HISTOGRAM_BINS: int
+NO_FRAGMENT: int
+MUTEX_MAX_EDGES: int
+
 @type_check_only
 class RegionGraphArrays(TypedDict):
     """What region_graph_* returns (the graph function in src/_segment.cpp): one entry per edge,

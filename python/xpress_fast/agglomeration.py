@@ -20,7 +20,7 @@ from .region_graphs import DEFAULT_INSIDE_THRESHOLD, RegionGraph, _region_graph
 from .fragments import _watershed, blockwise_watershed, check_affinities
 
 __all__ = ["MERGE_FUNCTIONS", "DEFAULT_MERGE_FUNCTION", "Agglomeration", "agglomerate", "agglomerate_graph",
-           "merge_history", "check_merge_function"]
+           "merge_history", "check_merge_function", "needs_histograms"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ MERGE_FUNCTIONS = ("mean", "max", "min") + tuple(
     f"hist_quant_{q}{suffix}" for suffix in ("", "_initmax") for q in _QUANTILES
 )
 
-_STATISTIC = {"mean": 0, "max": 1, "min": 2}
 #: Why a query's threshold is bounded (an Agglomeration knows the merges up to its largest threshold).
 _LARGEST_MERGED = "the largest threshold this run merged to"
 
@@ -51,13 +50,22 @@ def check_merge_function(name: object) -> str:
     return name
 
 
+def needs_histograms(name: object) -> bool:
+    """Whether the merge function ``name`` reads the region graph's histograms (``hist_quant_*``)."""
+    return check_merge_function(name).startswith("hist_quant")
+
+
 def _parse_merge_function(name: object) -> tuple[int, int, bool]:
-    """(statistic code, quantile, init_with_max) of a merge-function name."""
+    """(statistic code, quantile, init_with_max) of a merge-function name, the codes the
+    compiled module defines (``_segment.STATISTIC_*``)."""
+    from . import _segment
+
     name = check_merge_function(name)
-    if name in _STATISTIC:
-        return _STATISTIC[name], 50, False
+    if not needs_histograms(name):  # mean, max, min; the quantile is then unused
+        code: int = getattr(_segment, f"STATISTIC_{name.upper()}")
+        return code, 50, False
     parts = name.split("_")
-    return 3, int(parts[2]), name.endswith("_initmax")
+    return _segment.STATISTIC_QUANTILE, int(parts[2]), name.endswith("_initmax")
 
 
 class Agglomeration:
@@ -154,7 +162,7 @@ class Agglomeration:
         pos = np.searchsorted(keys, flat)
         inside = pos < len(keys)
         inside[inside] = keys[pos[inside]] == flat[inside]
-        item_fragment = np.where(inside, pos, -1).astype(np.int64)
+        item_fragment = np.where(inside, pos, _segment.NO_FRAGMENT).astype(np.int64)
         # the kernel reads prefixes of the history in order; rows go back to the caller's order
         order = np.argsort(prefix, kind="stable")
         out = np.empty((len(values), flat.size), dtype=np.uint64)
@@ -200,13 +208,13 @@ def agglomerate_graph(graph: RegionGraph, thresholds: npt.ArrayLike, *, merge_fu
         raise TypeError(f"graph must be a RegionGraph; got {type(graph).__name__}")
     statistic, quantile, init_max = _parse_merge_function(merge_function)
     ts = check_thresholds("thresholds", thresholds)
-    if statistic == 3 and not graph.has_histograms:
+    if needs_histograms(merge_function) and not graph.has_histograms:
         raise ValueError(f"merge_function {merge_function!r} needs a graph built with histograms=True")
     frag = None if fragments is None else label_array("fragments", fragments)
     ids, inverse = np.unique(graph.edges, return_inverse=True)
     inverse = inverse.reshape(-1, 2).astype(np.int64)
     empty_i = np.zeros(1, dtype=np.int64)
-    if statistic == 3:
+    if needs_histograms(merge_function):
         hist_offsets, hist_bins, hist_counts = graph._histograms()
         hist = (np.ascontiguousarray(hist_offsets, dtype=np.int64), np.ascontiguousarray(hist_bins),
                 np.ascontiguousarray(hist_counts, dtype=np.uint64))
@@ -291,8 +299,7 @@ def merge_history(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, frag
                 raise ValueError(
                     f"fragments must have the spatial shape of affs, {arr.shape[1:]}; got {fragments.shape}"
                 )
-        needs_hist = merge_function.startswith("hist_quant")
-        graph = _region_graph(fragments, arr, histograms=needs_hist, offsets=offsets,
+        graph = _region_graph(fragments, arr, histograms=needs_histograms(merge_function), offsets=offsets,
                               inside_threshold=inside_threshold)
     return agglomerate_graph(graph, ts, merge_function=merge_function, fragments=fragments)
 

@@ -35,8 +35,18 @@ log = logging.getLogger("xpress_fast")
 
 
 
+#: Exit codes (see the module docstring).
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # the command ran but its check failed
+EXIT_USAGE = 2  # bad usage or bad input (argparse exits with 2 too)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+#: The --inside-threshold value that means None (count every voxel pair): any negative one.
+EVERY_PAIR = -1.0
+
+
 class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
+    """A user error: printed as one line, exit code EXIT_USAGE."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +114,7 @@ def _offsets_arg(args):
 
 def _inside_arg(args):
     t = args.inside_threshold
-    return None if t < 0 else t
+    return None if t < 0 else t  # negative: EVERY_PAIR
 
 
 def _load_config(path: str, command: str, parser: argparse.ArgumentParser) -> dict:
@@ -263,7 +273,7 @@ def cmd_evaluate(args) -> int:
         for path, d in results:
             _print(f"{path}:{args.dataset}  ({args.mode} ROI, {args.scoring} mode)")
             _print(_format_scores(d))
-    return 0
+    return EXIT_OK
 
 
 def cmd_check_submission(args) -> int:
@@ -282,7 +292,7 @@ def cmd_check_submission(args) -> int:
                 _print(f"  - {p}")
         for n in check.notes:
             _print(f"  note: {n}")
-    return 0 if check.ok else 1
+    return EXIT_OK if check.ok else EXIT_CHECK_FAILED
 
 
 def cmd_submit(args) -> int:
@@ -295,7 +305,7 @@ def cmd_submit(args) -> int:
     out = Path(args.out)
     write_submission(out, vol.data, voxel_size=vol.voxel_size, offset=vol.offset)  # checks it too
     _print(f"wrote {out}; format check: OK")
-    return 0
+    return EXIT_OK
 
 
 def _segment_mutex(args) -> int:
@@ -328,7 +338,7 @@ def _segment_mutex(args) -> int:
         names.append(name)
     _print(f"wrote {args.out}: {len(names)} mutex watershed segmentations ({', '.join(names)}); "
            f"{time.perf_counter() - t0:.1f} s")
-    return 0
+    return EXIT_OK
 
 
 def _apply_choice(args) -> None:
@@ -344,7 +354,7 @@ def _apply_choice(args) -> None:
     offsets = choice.get("offsets")
     args.choice_offsets = None if not offsets else [tuple(int(c) for c in o) for o in offsets]
     inside = choice.get("inside_threshold", 0.5)
-    args.inside_threshold = -1.0 if inside is None else float(inside)
+    args.inside_threshold = EVERY_PAIR if inside is None else float(inside)
 
 
 def cmd_segment(args) -> int:
@@ -370,14 +380,14 @@ def cmd_segment(args) -> int:
         _print(f"nothing to do: {args.out} already holds every output of this run (same settings, inputs "
                f"unchanged): fragments ({result.n_fragments} ids), {', '.join(result.segmentation_datasets) or 'no'} "
                "segmentations")
-        return 0
+        return EXIT_OK
     retried = sum(r.retries for r in result.reports)
     skipped = sum(r.skipped for r in result.reports)
     _print(f"wrote {args.out}: fragments ({result.n_fragments} ids) and "
            f"{len(result.segmentation_datasets)} segmentations ({', '.join(result.segmentation_datasets)}); "
            f"{result.n_blocks} blocks, {skipped} block-stages resumed from records, {retried} retries; "
            f"{result.seconds:.1f} s")
-    return 0
+    return EXIT_OK
 
 
 def cmd_sweep(args) -> int:
@@ -453,7 +463,7 @@ def cmd_sweep(args) -> int:
         plot_scores(same, Path(args.out) / "scores.png")
     if args.json:
         _print(json.dumps(_jsonable(rows), indent=2))
-        return 0
+        return EXIT_OK
     _print(f"{'method':>21} {'merge function':>14} {'threshold':>9} {'nERL':>8} {'rand':>8} {'voi':>8} "
            f"{'erl+rand':>9} {'splits':>7} {'merges':>7}")
     for r in rows:
@@ -462,7 +472,7 @@ def cmd_sweep(args) -> int:
                f"{r['merge_count']:7d}")
     _print(f"best: {best['method']} {best['merge_function'] or ''} at threshold {best['threshold']:.3f}: "
            f"xpress_erl_rand {best['xpress_erl_rand']:.4f} ({time.perf_counter() - t0:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
 def _import_unet(command: str):
@@ -506,7 +516,7 @@ def cmd_train(args) -> int:
     )
     _print(f"trained {result.step} steps (last loss {result.losses[-1]:.4f}); checkpoint {result.checkpoint}"
            if result.losses else f"checkpoint {result.checkpoint}")
-    return 0
+    return EXIT_OK
 
 
 def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
@@ -575,7 +585,7 @@ def cmd_predict(args) -> int:
                 f"{result.n_blocks} blocks, {rep.skipped} resumed from records, {rep.retries} retries")
         _print(f"wrote {args.out}:{args.out_dataset} ({', '.join(map(str, result.shape))}) {dtype}; "
                f"{done}; {result.seconds:.1f} s")
-        return 0
+        return EXIT_OK
     # HDF5: predicted in memory and written in one go; the block-wise options need a zarr output
     given = [flag for flag, on in (("--block-shape", args.block_shape is not None),
                                    ("--scheduler", args.scheduler != "threads"),
@@ -592,7 +602,7 @@ def cmd_predict(args) -> int:
                         progress=not args.quiet)
     write_volume(out, args.out_dataset, affs, voxel_size=raw.voxel_size, offset=raw.offset)
     _print(f"wrote {args.out}:{args.out_dataset} ({', '.join(map(str, affs.shape))}) {dtype}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_demo(args) -> int:
@@ -606,7 +616,7 @@ def cmd_demo(args) -> int:
            f"{best['xpress_erl_rand']:.3f} (trivial: all one label {summary['trivial']['one_label']:.3f}, "
            f"one label per voxel {summary['trivial']['per_voxel']:.3f})")
     _print(f"demo done in {summary['seconds']:.0f} s; report in {summary['report']}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_view(args) -> int:
@@ -633,7 +643,7 @@ def cmd_view(args) -> int:
         pass
     finally:
         neuroglancer.stop()
-    return 0
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -954,7 +964,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 defaults = _load_config(config, command, sp)
             except CliError as exc:
                 print(f"xpress-fast {command}: error: {exc}", file=sys.stderr)
-                return 2
+                return EXIT_USAGE
             sp.set_defaults(**defaults)
             for action in sp._actions:  # options the file gives are no longer required flags
                 if action.dest in defaults:
@@ -962,7 +972,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     prog = f"xpress-fast {args.command}"
     from ._validate import XpressWarning
 
@@ -988,17 +998,17 @@ def _run(args, prog: str) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except MissingExtra as exc:  # an optional dependency: say which extra to install
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except RuntimeError as exc:
         from .pipeline.runner import BlockFailure
 
         if not isinstance(exc, BlockFailure):
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CHECK_FAILED
     except (CliError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         if args.verbose:
             traceback.print_exc()
@@ -1006,13 +1016,13 @@ def _run(args, prog: str) -> int:
         if isinstance(exc, KeyError):
             msg = f"not found: {msg}"
         print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as exc:
         if args.verbose:
             traceback.print_exc()
         print(f"{prog}: error: {exc.strerror or exc}"
               f"{f': {exc.filename!r}' if getattr(exc, 'filename', None) else ''}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,8 +115,10 @@ def mutex_watershed(
     biases = _per_channel("bias", bias, n_channels)
     steps = _strides(strides, n_channels)
     check_affinity_values("affs", arr)  # every channel: all of them are edges here
+    from . import _segment
+
     n_voxels = int(np.prod(arr.shape[1:]))
-    if n_channels * n_voxels >= 2 ** 32:
+    if n_channels * n_voxels >= _segment.MUTEX_MAX_EDGES:
         raise ValueError(f"affs is too large for one mutex watershed: {n_channels} channels x {n_voxels} voxels "
                          f">= 2**32 edges (strides do not lift this limit); process it in blocks")
     mask_arr = None
@@ -124,8 +126,6 @@ def mutex_watershed(
         mask_arr = _spatial("mask", mask, arr.shape[1:], "biu", "a boolean or integer array")
         mask_arr = np.ascontiguousarray(mask_arr != 0, dtype=np.uint8)
     threads = check_threads(threads)
-    from . import _segment
-
     kernel = getattr(_segment, f"mutex_watershed_{arr.dtype.name}")
     labels: npt.NDArray[np.uint64] = kernel(np.ascontiguousarray(arr), offs, steps, biases, mask_arr, int(threads))
     logger.debug("mutex watershed: %d clusters", int(labels.max()))

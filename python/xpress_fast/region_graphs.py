@@ -97,6 +97,8 @@ class RegionGraph:
             raise ValueError(f"q must be an integer percentage in [0, 100]; got {q!r}")
         if self.n_edges == 0:
             return np.zeros(0, dtype=np.float64)
+        from . import _segment
+
         hist_offsets, hist_bins, hist_counts = self._histograms()
         counts = hist_counts.astype(np.int64)
         edge_of = np.repeat(np.arange(self.n_edges), np.diff(hist_offsets))
@@ -108,7 +110,7 @@ class RegionGraph:
         idx = np.flatnonzero(within >= pivot[edge_of])
         # cumulative counts grow within an edge: the first reaching entry of each edge
         _, first = np.unique(edge_of[idx], return_index=True)
-        return (hist_bins[idx[first]].astype(np.float64) + 0.5) / 256.0
+        return (hist_bins[idx[first]].astype(np.float64) + 0.5) / _segment.HISTOGRAM_BINS
 
     def add_evidence(self, lifted: RegionGraph) -> RegionGraph:
         """This graph with the statistics of ``lifted``'s edges that are also edges here added
@@ -151,6 +153,9 @@ class RegionGraph:
         maxs = reduce(np.maximum, "maxs", np.float32)
         hist: _MaybeHistograms = (None, None, None)
         if all(g.has_histograms for g in graphs):
+            from . import _segment
+
+            bins_per_edge = np.int64(_segment.HISTOGRAM_BINS)
             # each histogram entry gets its (global) edge and bin, then equal pairs are summed
             edge_of_old = []
             base = 0
@@ -163,7 +168,7 @@ class RegionGraph:
             entry_group = inverse[old_edge]
             bins = np.concatenate([g._histograms()[1] for g in graphs])
             hcounts = np.concatenate([g._histograms()[2] for g in graphs]).astype(np.uint64)
-            key = entry_group * 256 + bins.astype(np.int64)
+            key = entry_group * bins_per_edge + bins.astype(np.int64)
             korder = np.argsort(key, kind="stable")
             key = key[korder]
             first = np.ones(len(key), dtype=bool)
@@ -171,8 +176,8 @@ class RegionGraph:
             kstarts = np.flatnonzero(first)
             hcounts = np.add.reduceat(hcounts[korder], kstarts) if len(key) else hcounts
             ukey = key[kstarts]
-            offsets = np.searchsorted(ukey // 256, np.arange(len(starts) + 1)).astype(np.int64)
-            hist = (offsets, (ukey % 256).astype(np.uint8), hcounts)
+            offsets = np.searchsorted(ukey // bins_per_edge, np.arange(len(starts) + 1)).astype(np.int64)
+            hist = (offsets, (ukey % bins_per_edge).astype(np.uint8), hcounts)
         return cls(edges[starts], counts, sums, mins, maxs, *hist)
 
 

@@ -131,8 +131,10 @@ def _checked_graph(c: _Checker) -> RegionGraph:
         hcounts = c.get("hist_counts", "u", 1, h).astype(np.uint64)
         if offsets[0] != 0 or offsets[-1] != h or np.any(np.diff(offsets) < 1):
             c.fail(f"'hist_offsets' must rise from 0 to {h} by at least 1 per edge")
-        if bins.size and bins.max() > 255:
-            c.fail("'hist_bins' must lie in 0..255")
+        from . import _segment
+
+        if bins.size and bins.max() >= _segment.HISTOGRAM_BINS:
+            c.fail(f"'hist_bins' must lie in 0..{_segment.HISTOGRAM_BINS - 1}")
         bins = bins.astype(np.uint8)
         first = np.zeros(h, dtype=bool)
         first[offsets[:-1]] = True

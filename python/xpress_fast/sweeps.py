@@ -292,7 +292,7 @@ def sweep_methods(
         ``.best()`` is the row of the highest XPRESS ERL+Rand; ``.choice()`` its settings.
     """
     from ._validate import label_array
-    from .agglomeration import _make_fragments, _parse_merge_function, agglomerate_graph
+    from .agglomeration import _make_fragments, agglomerate_graph, check_merge_function, needs_histograms
     from .fragments import check_affinities
     from .mutex import mutex_watershed
     from .region_graphs import _region_graph, check_offsets
@@ -302,7 +302,7 @@ def sweep_methods(
     if not names:
         raise ValueError("merge_functions must name at least one merge function")
     for name in names:
-        _parse_merge_function(name)
+        check_merge_function(name)
     ts = check_thresholds("thresholds", DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     if offsets is not None:
         check_offsets(offsets, affs.shape[0])
@@ -312,7 +312,7 @@ def sweep_methods(
     index = _skeleton_index(skeletons, tuple(affs.shape[1:]), "affs has spatial shape", voxel_size=voxel_size,
                             offset=offset, roi_begin=roi_begin, roi_shape=roi_shape, mode=mode)
     fragments = _make_fragments(affs, watershed_options) if fragments is None else label_array("fragments", fragments)
-    needs_hist = any(name.startswith("hist_quant") for name in names)
+    needs_hist = any(needs_histograms(name) for name in names)
     rows: list[MethodRow] = []
     variants: list[tuple[str, npt.ArrayLike | None]] = [("agglomerate", None)]
     variants += [("agglomerate-longrange", offsets)] if offsets is not None else []

@@ -61,8 +61,8 @@ inline MergeHistory agglomerate_graph(std::int64_t n_nodes, const std::vector<st
   if (f.init_with_max && f.needs_histogram()) {
     for (auto& s : stats) {
       if (s.hist.empty()) continue;
-      const std::uint64_t top = s.hist.back() & 0xFF;  // sorted by bin: the largest is last
-      s.hist.assign(1, (std::uint64_t(1) << 8) | top);
+      const int top = entry_bin(s.hist.back());  // sorted by bin: the largest is last
+      s.hist.assign(1, histogram_entry(1, top));
     }
   }
 

@@ -21,6 +21,8 @@
 
 namespace xpress_fast {
 
+// The statistic of a merge function; the Python side reads the codes from the module
+// (_segment.STATISTIC_MEAN, ...), never spells them.
 enum class Statistic : int { Mean = 0, Max = 1, Min = 2, Quantile = 3 };
 
 struct MergeFunction {
@@ -40,19 +42,19 @@ struct EdgeStatistics {
 // Quantile value of a bin-sorted sparse histogram, waterz's rule.
 inline double histogram_quantile(const SparseHistogram& h, int q) {
   std::uint64_t total = 0;
-  for (auto e : h) total += e >> 8;
+  for (auto e : h) total += entry_count(e);
   const std::uint64_t pivot = static_cast<std::uint64_t>(q) * total / 100 + 1;
   std::uint64_t cum = 0;
-  int bin = 255;
+  int bin = kHistogramBins - 1;
   for (auto e : h) {
-    cum += e >> 8;
+    cum += entry_count(e);
     if (cum >= pivot) {
-      bin = static_cast<int>(e & 0xFF);
+      bin = entry_bin(e);
       break;
     }
   }
   // waterz: undiscretize<float>(bin, 256), exact in float
-  return (static_cast<double>(bin) + 0.5) / 256.0;
+  return (static_cast<double>(bin) + 0.5) / kHistogramBins;
 }
 
 inline double edge_score(const MergeFunction& f, const EdgeStatistics& s) {
@@ -72,12 +74,12 @@ inline SparseHistogram histogram_merge(const SparseHistogram& a, const SparseHis
   out.reserve(std::max(a.size(), b.size()));
   std::size_t i = 0, j = 0;
   while (i < a.size() || j < b.size()) {
-    if (j == b.size() || (i < a.size() && (a[i] & 0xFF) < (b[j] & 0xFF))) {
+    if (j == b.size() || (i < a.size() && entry_bin(a[i]) < entry_bin(b[j]))) {
       out.push_back(a[i++]);
-    } else if (i == a.size() || (b[j] & 0xFF) < (a[i] & 0xFF)) {
+    } else if (i == a.size() || entry_bin(b[j]) < entry_bin(a[i])) {
       out.push_back(b[j++]);
-    } else {
-      out.push_back(a[i++] + (b[j++] & ~std::uint64_t(0xFF)));
+    } else {  // the same bin: the counts add
+      out.push_back(a[i++] + histogram_entry(entry_count(b[j++]), 0));
     }
   }
   return out;

@@ -16,11 +16,14 @@
 
 namespace xpress_fast {
 
+// item_fragment of an item whose fragment is not in the history (exported as _segment.NO_FRAGMENT).
+constexpr std::int64_t kNoFragment = -1;
+
 // Merges u[i], v[i] (fragment indices in 0..n_fragments-1), applied in order. For each prefix
 // length prefix[t] (non-decreasing, at most n_merges) and each item j: if item_fragment[j] >= 0,
 // out[t * n_items + j] = fragment_ids[smallest fragment index in its set after prefix[t]
 // merges] (a segment carries its smallest fragment's id, as merge_components numbers them);
-// if item_fragment[j] == -1 (a fragment outside the history), out = item_id[j] at every prefix.
+// if item_fragment[j] == kNoFragment (a fragment outside the history), out = item_id[j] at every prefix.
 inline void merge_history_labels(std::int64_t n_fragments, const std::uint64_t* fragment_ids, const std::int64_t* u,
                                  const std::int64_t* v, std::int64_t n_merges, const std::int64_t* prefix,
                                  std::int64_t n_prefixes, const std::int64_t* item_fragment,
@@ -29,7 +32,7 @@ inline void merge_history_labels(std::int64_t n_fragments, const std::uint64_t* 
     if (prefix[t] < 0 || prefix[t] > n_merges || (t > 0 && prefix[t] < prefix[t - 1]))
       throw std::invalid_argument("prefix lengths must be non-decreasing, in 0..n_merges");
   for (std::int64_t j = 0; j < n_items; ++j)
-    if (item_fragment[j] < -1 || item_fragment[j] >= n_fragments)
+    if (item_fragment[j] < kNoFragment || item_fragment[j] >= n_fragments)
       throw std::invalid_argument("item_fragment outside -1..n_fragments-1");
   for (std::int64_t i = 0; i < n_merges; ++i)
     if (u[i] < 0 || v[i] < 0 || u[i] >= n_fragments || v[i] >= n_fragments)
@@ -48,7 +51,7 @@ inline void merge_history_labels(std::int64_t n_fragments, const std::uint64_t* 
     std::uint64_t* row = out + t * n_items;
     for (std::int64_t j = 0; j < n_items; ++j) {
       const std::int64_t f = item_fragment[j];
-      row[j] = f < 0 ? item_id[j] : fragment_ids[smallest[sets.find(f)]];
+      row[j] = f == kNoFragment ? item_id[j] : fragment_ids[smallest[sets.find(f)]];
     }
   }
 }

@@ -128,6 +128,10 @@ inline void sort_keys(std::vector<std::uint64_t>& keys, int n_threads) {
 
 }  // namespace detail
 
+// The edges of one run: an edge's index (channel * voxels + voxel) is the low 32 bits of its
+// sort key (exported to Python as _segment.MUTEX_MAX_EDGES).
+constexpr std::int64_t kMutexMaxEdges = std::int64_t(1) << 32;
+
 struct MutexChannel {
   std::array<std::int64_t, 3> offset;  // (z, y, x)
   std::array<std::int64_t, 3> stride;  // only voxels whose coordinates are multiples
@@ -141,7 +145,7 @@ void mutex_watershed(const Aff* affs, Shape3 shape, const std::vector<MutexChann
   const std::int64_t n = shape.size();
   const std::int64_t n_channels = static_cast<std::int64_t>(channels.size());
   if (n == 0) return;
-  if (n_channels * n >= (std::int64_t(1) << 32))
+  if (n_channels * n >= kMutexMaxEdges)
     throw std::invalid_argument("mutex_watershed needs channels * voxels < 2^32");
   n_threads = std::max(n_threads, 1);
   const std::int64_t dims[3] = {shape.z, shape.y, shape.x};

@@ -10,6 +10,10 @@
 namespace xpress_fast {
 namespace detail {
 
+// Below about a million items (voxels, array elements) a loop is done before more threads
+// would have started and split it: the kernels run such loops on one thread (or two halves).
+constexpr std::int64_t kItemsPerThread = std::int64_t(1) << 20;
+
 // Allocates this thread's block of libstdc++'s thread-local data (the exception globals,
 // __cxa_get_globals) now, while memory is still to be had. libstdc++ reaches the process by
 // dlopen with the extension modules, so glibc gives its thread-local data to each thread lazily,

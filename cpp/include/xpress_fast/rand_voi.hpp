@@ -31,7 +31,7 @@ RandVoiSums rand_voi_sums(const T* test, const T* truth, std::int64_t n_voxels, 
       if (x == label) return true;
     return false;
   };
-  n_threads = std::max(1, std::min<int>(n_threads, static_cast<int>(n_voxels / (1 << 20)) + 1));
+  n_threads = std::max(1, std::min<int>(n_threads, static_cast<int>(n_voxels / detail::kItemsPerThread) + 1));
   std::vector<PairCounter> tables(static_cast<size_t>(n_threads));
   auto count_slab = [&](int t) {
     const std::int64_t begin = n_voxels * t / n_threads, end = n_voxels * (t + 1) / n_threads;

@@ -29,13 +29,17 @@
 
 namespace xpress_fast {
 
+// waterz's histogram resolution: a uint8 affinity k falls in bin k (exported to Python as
+// _segment.HISTOGRAM_BINS).
+constexpr int kHistogramBins = 256;
+
 inline int histogram_bin(std::uint8_t a) { return a; }
 // min(floor(a * 256), 255) clamped at 0, NaN as 0, without branches (checked equal to the
 // branching form for all 2^32 float bit patterns)
 inline int histogram_bin(float a) {
-  float t = a * 256.0f;
+  float t = a * static_cast<float>(kHistogramBins);
   t = 0.0f < t ? t : 0.0f;
-  t = t < 255.0f ? t : 255.0f;
+  t = t < static_cast<float>(kHistogramBins - 1) ? t : static_cast<float>(kHistogramBins - 1);
   return static_cast<int>(t);
 }
 
@@ -94,8 +98,16 @@ class PairIndexMap {
   std::size_t cap_ = 0, size_ = 0;
 };
 
-// A sparse histogram: entries (count << 8 | bin), sorted by bin.
+// A sparse histogram: entries (count << kBinBits | bin), sorted by bin. One word per non-empty
+// bin; adding two entries of the same bin adds their counts.
 using SparseHistogram = std::vector<std::uint64_t>;
+constexpr int kBinBits = 8;  // the bin of an entry is its low byte: kHistogramBins == 1 << kBinBits
+static_assert(kHistogramBins == 1 << kBinBits, "a histogram entry keeps its bin in the low kBinBits bits");
+inline std::uint64_t histogram_entry(std::uint64_t count, int bin) {
+  return (count << kBinBits) | static_cast<std::uint64_t>(bin);
+}
+inline int entry_bin(std::uint64_t entry) { return static_cast<int>(entry & (kHistogramBins - 1)); }
+inline std::uint64_t entry_count(std::uint64_t entry) { return entry >> kBinBits; }
 
 template <typename Label>
 struct RegionGraphData {
@@ -110,17 +122,17 @@ struct RegionGraphData {
 
 namespace detail {
 
-// Appends the non-empty bins of a dense 256-bin histogram to h, by bin, and clears them.
-inline void take_dense_histogram(std::uint64_t dense[256], SparseHistogram& h) {
-  for (int b = 0; b < 256; ++b)
+// Appends the non-empty bins of a dense histogram to h, by bin, and clears them.
+inline void take_dense_histogram(std::uint64_t dense[kHistogramBins], SparseHistogram& h) {
+  for (int b = 0; b < kHistogramBins; ++b)
     if (dense[b] != 0) {
-      h.push_back((dense[b] << 8) | static_cast<std::uint64_t>(b));
+      h.push_back(histogram_entry(dense[b], b));
       dense[b] = 0;
     }
 }
 
 // Sparse histograms of many edges from the bins of their voxel edges, given as (edge, bin) in any
-// order: a counting sort by edge, then each edge's bins counted in a dense 256-bin array. A
+// order: a counting sort by edge, then each edge's bins counted in a dense array. A
 // sparse histogram updated per voxel edge would scan its entries every time (a quarter of the
 // whole graph's time on noisy affinities).
 inline std::vector<SparseHistogram> histograms_of(const std::vector<std::uint32_t>& edge,
@@ -135,7 +147,7 @@ inline std::vector<SparseHistogram> histograms_of(const std::vector<std::uint32_
     for (std::size_t k = 0; k < edge.size(); ++k) sorted[fill[edge[k]]++] = bin[k];
   }
   std::vector<SparseHistogram> out(m);
-  std::uint64_t dense[256] = {0};
+  std::uint64_t dense[kHistogramBins] = {0};
   for (std::size_t e = 0; e < m; ++e) {
     for (std::uint64_t k = start[e]; k < start[e + 1]; ++k) ++dense[sorted[k]];
     SparseHistogram& h = out[e];
@@ -143,10 +155,10 @@ inline std::vector<SparseHistogram> histograms_of(const std::vector<std::uint32_
       for (std::uint64_t k = start[e]; k < start[e + 1]; ++k) {
         const int b = sorted[k];
         if (dense[b] == 0) continue;
-        h.push_back((dense[b] << 8) | static_cast<std::uint64_t>(b));
+        h.push_back(histogram_entry(dense[b], b));
         dense[b] = 0;
       }
-      std::sort(h.begin(), h.end(), [](std::uint64_t a, std::uint64_t b) { return (a & 0xFF) < (b & 0xFF); });
+      std::sort(h.begin(), h.end(), [](std::uint64_t a, std::uint64_t b) { return entry_bin(a) < entry_bin(b); });
     } else {
       take_dense_histogram(dense, h);
     }
@@ -274,7 +286,7 @@ RegionGraphData<Label> merge_region_graphs(std::vector<RegionGraphData<Label>>& 
     return a.u < b.u || (a.u == b.u && (a.v < b.v || (a.v == b.v && a.part < b.part)));
   });
   RegionGraphData<Label> out;
-  std::uint64_t dense[256] = {0};
+  std::uint64_t dense[kHistogramBins] = {0};
   for (std::size_t i = 0; i < refs.size();) {
     std::size_t j = i;
     const auto& first = parts[refs[i].part];
@@ -296,9 +308,9 @@ RegionGraphData<Label> merge_region_graphs(std::vector<RegionGraphData<Label>>& 
       mx = std::max(mx, p.max[e]);
       if (histogram) {
         if (!merged)
-          for (auto entry : h) dense[entry & 0xFF] += entry >> 8;
+          for (auto entry : h) dense[entry_bin(entry)] += entry_count(entry);
         merged = true;
-        for (auto entry : p.hist[e]) dense[entry & 0xFF] += entry >> 8;
+        for (auto entry : p.hist[e]) dense[entry_bin(entry)] += entry_count(entry);
       }
     }
     if (merged) {  // an edge found in several slabs: the sum of their histograms, by bin

@@ -54,14 +54,18 @@
 
 namespace xpress_fast {
 
-// The flood priority of an affinity: 0..255.
+// The flood's priorities: 256 levels, so that a uint8 affinity is its own level.
+constexpr int kAffinityLevels = 256;
+constexpr int kTopLevel = kAffinityLevels - 1;
+
+// The flood priority of an affinity: 0..kTopLevel.
 inline int affinity_level(std::uint8_t a) { return a; }
 // floor(a * 255 + 0.5) clamped to [0, 255], NaN as 0, without branches (this runs for every
 // edge; checked equal to the branching form for all 2^32 float bit patterns)
 inline int affinity_level(float a) {
-  float t = a * 255.0f + 0.5f;
+  float t = a * static_cast<float>(kTopLevel) + 0.5f;
   t = 0.0f < t ? t : 0.0f;  // NaN and negatives: 0
-  t = t < 255.0f ? t : 255.0f;
+  t = t < static_cast<float>(kTopLevel) ? t : static_cast<float>(kTopLevel);
   return static_cast<int>(t);  // t >= 0: truncation is floor
 }
 
@@ -84,6 +88,13 @@ constexpr Label seeded_bit() {
   return Label(1) << (8 * sizeof(Label) - 1);
 }
 
+// A block's edge codes are (local voxel << 2) | kind: kind 0, 1, 2 the voxel's own z, y, x edge
+// inside the block, kLeavingEdge an edge that leaves the block from that voxel.
+constexpr std::uint32_t kLeavingEdge = 3;
+// The state of a block component: neither seeded nor frozen, holding a seed, or frozen (its
+// strongest remaining edge leaves the block, so it waits for the global pass).
+constexpr std::uint8_t kFree = 0, kSeeded = 1, kFrozen = 2;
+
 // Kruskal inside one block [z0, z1) x [y0, y1) x [x0, x1), edges leaving it included. Numbers the
 // block's components 1, 2, ..., writes each component's seed (0: none) into comp_labels, then
 // overwrites each block voxel's label (its seed, read before) with its component's number, plus
@@ -102,7 +113,7 @@ class BlockKruskal {
     const std::int64_t lstep[3] = {by * bx, bx, 1};
     auto inside = [&](std::int64_t g) { return mask_ == nullptr || mask_[g] != 0; };
 
-    // 0. one singleton component per voxel (flags: 1 = holds a seed, 2 = frozen)
+    // 0. one singleton component per voxel (flags: kSeeded or kFree)
     parent_l_.resize(static_cast<std::size_t>(m));
     rank_l_.assign(static_cast<std::size_t>(m), 0);
     flags_.resize(static_cast<std::size_t>(m));
@@ -112,7 +123,7 @@ class BlockKruskal {
     for (std::int64_t z = z0, i = 0; z < z1; ++z)
       for (std::int64_t y = y0; y < y1; ++y)
         for (std::int64_t x = x0, g = z * sz + y * sy + x0; x < x1; ++x, ++g, ++i) {
-          flags_[i] = labels_[g] != 0 ? 1 : 0;
+          flags_[i] = labels_[g] != 0 ? kSeeded : kFree;
           gidx_[i] = static_cast<Index>(g);
         }
     // 1. without a mask (the common case; both steps are optional shortcuts): drop the edges
@@ -124,15 +135,15 @@ class BlockKruskal {
     // 2. list the other edges with at least one end in the block, owners (the upper voxel) in
     //    raster order and channels z, y, x -- the global Kruskal order within a level. An edge
     //    code is (local voxel << 2) | c for an edge inside the block (to local voxel - lstep[c]),
-    //    and (local voxel << 2) | 3 for an edge leaving the block from that voxel. Then high to
+    //    and (local voxel << 2) | kLeavingEdge for an edge leaving the block from that voxel. Then high to
     //    low, the raster order kept within a level: a counting sort.
     const std::int64_t n_edges = collect(z0, z1, y0, y1, x0, x1);
-    std::int64_t start[256] = {0};
+    std::int64_t start[kAffinityLevels] = {0};
     const std::uint8_t* buckets = buckets_.get();
     const std::uint32_t* codes = codes_.get();
     for (std::int64_t e = 0; e < n_edges; ++e) ++start[buckets[e]];
     std::int64_t total = 0;
-    for (int k = 0; k < 256; ++k) {
+    for (int k = 0; k < kAffinityLevels; ++k) {
       const std::int64_t c = start[k];
       start[k] = total;
       total += c;
@@ -146,12 +157,12 @@ class BlockKruskal {
       const std::uint32_t code = sorted[e];
       const std::uint32_t a = find(code >> 2);
       const std::uint32_t c = code & 3u;
-      if (c == 3) {  // an edge leaving the block: the strongest edge of this component?
-        if (flags_[a] == 0) flags_[a] = 2;
+      if (c == kLeavingEdge) {  // an edge leaving the block: the strongest edge of this component?
+        if (flags_[a] == kFree) flags_[a] = kFrozen;
         continue;
       }
       const std::uint32_t b = find(static_cast<std::uint32_t>((code >> 2) - lstep[c]));
-      if (a == b || (flags_[a] != 0 && flags_[b] != 0)) continue;
+      if (a == b || (flags_[a] != kFree && flags_[b] != kFree)) continue;
       link(a, b);
     }
 
@@ -159,7 +170,7 @@ class BlockKruskal {
     comp_labels.clear();
     for (std::int64_t i = 0; i < m; ++i) {
       if (parent_l_[i] != i || !inside(gidx_[i])) continue;
-      comp_labels.push_back(flags_[i] == 1 ? labels_[gidx_[seed_[i]]] : Label(0));
+      comp_labels.push_back(flags_[i] == kSeeded ? labels_[gidx_[seed_[i]]] : Label(0));
       seed_[i] = static_cast<std::uint32_t>(comp_labels.size());  // the root's seed is no longer needed
     }
     for (std::int64_t i = 0; i < m; ++i) {
@@ -168,7 +179,7 @@ class BlockKruskal {
         continue;
       }
       const std::uint32_t r = find(static_cast<std::uint32_t>(i));
-      labels_[gidx_[i]] = static_cast<Label>(seed_[r]) | (flags_[r] == 1 ? seeded_bit<Label>() : Label(0));
+      labels_[gidx_[i]] = static_cast<Label>(seed_[r]) | (flags_[r] == kSeeded ? seeded_bit<Label>() : Label(0));
     }
   }
 
@@ -177,7 +188,7 @@ class BlockKruskal {
                             std::int64_t x0, std::int64_t by, std::int64_t bx) {
     return ((z - z0) * by + (y - y0)) * bx + (x - x0);
   }
-  // Lists the block's edges (see run) that are not dropped into codes_ / buckets_ (255 - level),
+  // Lists the block's edges (see run) that are not dropped into codes_ / buckets_ (kTopLevel - level),
   // owners in raster order and channels z, y, x; returns their number.
   std::int64_t collect(std::int64_t z0, std::int64_t z1, std::int64_t y0, std::int64_t y1, std::int64_t x0,
                        std::int64_t x1) {
@@ -380,30 +391,30 @@ class BlockKruskal {
           const std::int64_t i = local(z == z1 ? z - 1 : z, y == y1 ? y - 1 : y, x0, z0, y0, x0, by, bx);
           const Aff* a = affs_ + c * n_ + g;
           for (std::int64_t x = x0; x < x1; ++x, ++k) {
-            codes[k] = static_cast<std::uint32_t>((i + x - x0) << 2) | 3u;
-            buckets[k] = static_cast<std::uint8_t>(255 - level_of(a[x]));
+            codes[k] = static_cast<std::uint32_t>((i + x - x0) << 2) | kLeavingEdge;
+            buckets[k] = static_cast<std::uint8_t>(kTopLevel - level_of(a[x]));
           }
           continue;
         }
         const std::uint32_t i0 = static_cast<std::uint32_t>(local(z, y, x0, z0, y0, x0, by, bx));
         const int has_z = z > 0, has_y = y > 0;
-        const std::uint32_t kz = z == z0 ? 3u : 0u, ky = y == y0 ? 3u : 1u;
+        const std::uint32_t kz = z == z0 ? kLeavingEdge : 0u, ky = y == y0 ? kLeavingEdge : 1u;
         for (std::int64_t x = x0; x < x1; ++x) {
           const std::uint32_t j = i0 + static_cast<std::uint32_t>(x - x0), i = j << 2;
           const int d = drop[j];
           codes[k] = i | kz;
-          buckets[k] = static_cast<std::uint8_t>(255 - lz[j]);
+          buckets[k] = static_cast<std::uint8_t>(kTopLevel - lz[j]);
           k += has_z & ~d & 1;
           codes[k] = i | ky;
-          buckets[k] = static_cast<std::uint8_t>(255 - ly[j]);
+          buckets[k] = static_cast<std::uint8_t>(kTopLevel - ly[j]);
           k += has_y & (~d >> 1) & 1;
-          codes[k] = i | (x == x0 ? 3u : 2u);
-          buckets[k] = static_cast<std::uint8_t>(255 - lx[j]);
+          codes[k] = i | (x == x0 ? kLeavingEdge : 2u);
+          buckets[k] = static_cast<std::uint8_t>(kTopLevel - lx[j]);
           k += (x > 0) & (~d >> 2) & 1;
         }
         if (x1 < shape_.x) {  // the owner after the row's end: its x edge leaves from the row's last voxel
-          codes[k] = ((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | 3u;
-          buckets[k++] = static_cast<std::uint8_t>(255 - level_of(affs_[2 * n_ + g + x1]));
+          codes[k] = ((i0 + static_cast<std::uint32_t>(bx - 1)) << 2) | kLeavingEdge;
+          buckets[k++] = static_cast<std::uint8_t>(kTopLevel - level_of(affs_[2 * n_ + g + x1]));
         }
       }
     return k;
@@ -436,13 +447,13 @@ class BlockKruskal {
             if (!mask_[g - gstep[c]]) continue;
             std::uint32_t code;
             if (n_out == 1) {  // the owner is outside: the edge leaves from the voxel below it
-              code = static_cast<std::uint32_t>((local(z, y, x, z0, y0, x0, by, bx) - lstep[c]) << 2) | 3u;
+              code = static_cast<std::uint32_t>((local(z, y, x, z0, y0, x0, by, bx) - lstep[c]) << 2) | kLeavingEdge;
             } else if (coord[c] == start[c]) {  // the lower end is outside
-              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | 3u;
+              code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | kLeavingEdge;
             } else {
               code = static_cast<std::uint32_t>(local(z, y, x, z0, y0, x0, by, bx) << 2) | static_cast<std::uint32_t>(c);
             }
-            emit(code, 255 - affinity_level(affs_[c * n_ + g]));
+            emit(code, kTopLevel - affinity_level(affs_[c * n_ + g]));
           }
         }
       }
@@ -460,7 +471,7 @@ class BlockKruskal {
     if (rank_l_[a] < rank_l_[b]) std::swap(a, b);
     parent_l_[b] = a;
     if (rank_l_[a] == rank_l_[b]) ++rank_l_[a];
-    if (flags_[b] != 0) {
+    if (flags_[b] != kFree) {
       flags_[a] = flags_[b];
       seed_[a] = seed_[b];
     }
@@ -475,7 +486,7 @@ class BlockKruskal {
   std::vector<std::uint8_t> rank_l_, flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::unique_ptr<std::uint32_t[]> codes_;  // collect's list: edge codes
-  std::unique_ptr<std::uint8_t[]> buckets_;  // and 255 - level
+  std::unique_ptr<std::uint8_t[]> buckets_;  // and kTopLevel - level
   std::int64_t capacity_ = 0;
   std::vector<std::uint8_t> levels_, dropped_, row_bits_, steepest_;  // quantize_and_drop's, link_steepest_edges'
   std::vector<Index> gidx_;          // local -> global voxel index
@@ -607,7 +618,7 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   //    the pairs seen catches most (boundaries repeat the same pair voxel after voxel).
   const Label seeded = seeded_bit<Label>();
   const std::int64_t n_slabs = std::min<std::int64_t>(shape.z, 4 * std::max(n_threads, 1));
-  std::vector<std::array<EdgeBucket<Index>, 256>> buckets(static_cast<std::size_t>(n_slabs));
+  std::vector<std::array<EdgeBucket<Index>, kAffinityLevels>> buckets(static_cast<std::size_t>(n_slabs));
   {
     std::atomic<std::int64_t> next{0};
     run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_slabs)), [&](int) {
@@ -663,12 +674,12 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
 
   // 4. Kruskal over the components, high level to low, each level's edges in raster order
   ComponentForest<Index, Label> forest(std::move(comp_labels));
-  for (int level = 255; level >= 0; --level)
+  for (int level = kTopLevel; level >= 0; --level)
     for (auto& slab : buckets) {
       slab[level].for_each([&](Index a, Index b) { forest.join(a, b); });
       slab[level] = EdgeBucket<Index>();
     }
-  std::vector<std::array<EdgeBucket<Index>, 256>>().swap(buckets);
+  std::vector<std::array<EdgeBucket<Index>, kAffinityLevels>>().swap(buckets);
 
   // 5. every voxel takes its component's seed (0: masked, or no seed reachable)
   const std::vector<Label> seed_of = forest.seeds();

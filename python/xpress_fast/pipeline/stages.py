@@ -283,7 +283,7 @@ def segment_volume(
     """
     zarr = require("zarr", "the block-wise pipeline")
 
-    from ..agglomeration import agglomerate_graph, check_merge_function
+    from ..agglomeration import agglomerate_graph, check_merge_function, needs_histograms
     from ..io import check_same_geometry, container_kind, create_zarr_array, publish_zarr_array
     from ..region_graphs import RegionGraph
     from ..saved import load_agglomeration, load_region_graph, save_agglomeration
@@ -401,7 +401,7 @@ def segment_volume(
     (work / "graphs").mkdir(parents=True, exist_ok=True)
     agglomerated_now = not (work / "agglomeration.npz").is_file()
     if agglomerated_now:
-        histograms = merge_function.startswith("hist_quant")
+        histograms = needs_histograms(merge_function)
         fn = _GraphBlock(affinities, affinities_dataset, frag_src[0], frag_src[1], work, histograms,
                          inside_threshold, offs)
         reports.append(run_blocks("graph", layout, fn, **kw))
