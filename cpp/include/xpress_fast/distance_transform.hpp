@@ -41,6 +41,7 @@
 #endif
 
 #include "parallel.hpp"
+#include "union_find.hpp"
 #include "watershed.hpp"
 
 namespace xpress_fast {
@@ -512,20 +513,15 @@ inline void distance_maxima(const std::uint8_t* inside, Shape3 shape, std::int64
 inline std::vector<std::int64_t> label_sparse(const std::vector<std::int64_t>& indices, Shape3 shape) {
   const std::int64_t m = static_cast<std::int64_t>(indices.size());
   const std::int64_t X = shape.x, slice = shape.y * shape.x;
-  std::vector<std::int64_t> parent(static_cast<std::size_t>(m));
-  auto find = [&](std::int64_t a) {
-    while (parent[a] != a) a = parent[a] = parent[parent[a]];
-    return a;
-  };
+  DisjointSets<std::int64_t> sets(m);
   auto unite = [&](std::int64_t a, std::int64_t b) {  // the smaller root (earlier voxel) wins
-    a = find(a);
-    b = find(b);
-    if (a < b) parent[b] = a;
-    else if (b < a) parent[a] = b;
+    a = sets.find(a);
+    b = sets.find(b);
+    if (a < b) sets.link(a, b);
+    else if (b < a) sets.link(b, a);
   };
   std::int64_t cy = 0, cz = 0;
   for (std::int64_t k = 0; k < m; ++k) {
-    parent[k] = k;
     const std::int64_t i = indices[k];
     if (i % X != 0 && k > 0 && indices[k - 1] == i - 1) unite(k, k - 1);
     if ((i / X) % shape.y != 0) {
@@ -540,7 +536,7 @@ inline std::vector<std::int64_t> label_sparse(const std::vector<std::int64_t>& i
   std::vector<std::int64_t> label(static_cast<std::size_t>(m));
   std::int64_t count = 0;
   for (std::int64_t k = 0; k < m; ++k) {
-    const std::int64_t r = find(k);
+    const std::int64_t r = sets.find(k);
     label[k] = r == k ? ++count : label[r];  // r <= k: already numbered
   }
   return label;

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "union_find.hpp"
 #include "watershed.hpp"
 
 namespace xpress_fast {
@@ -200,19 +201,12 @@ void mutex_watershed(const Aff* affs, Shape3 shape, const std::vector<MutexChann
     steps[static_cast<std::size_t>(c)] = (o[0] * shape.y + o[1]) * shape.x + o[2];
   }
   constexpr std::uint32_t kNone = 0xFFFFFFFFu;
-  std::vector<std::uint32_t> parent(static_cast<std::size_t>(n));
-  for (std::int64_t v = 0; v < n; ++v) parent[static_cast<std::size_t>(v)] = static_cast<std::uint32_t>(v);
+  DisjointSets<std::uint32_t> clusters(static_cast<std::uint32_t>(n));  // joined by the rule below
   std::vector<std::uint32_t> head(static_cast<std::size_t>(n), kNone);   // first cell of a root's list
   std::vector<std::uint32_t> length(static_cast<std::size_t>(n), 0);    // entries in that list
   std::vector<std::uint32_t> cell_value, cell_next;                       // the lists' pool
   detail::KeySet mutexes(1024);
-  auto find = [&](std::uint32_t x) {
-    while (parent[x] != x) {
-      parent[x] = parent[parent[x]];
-      x = parent[x];
-    }
-    return x;
-  };
+  auto find = [&](std::uint32_t x) { return clusters.find(x); };
   auto pair_key = [](std::uint32_t a, std::uint32_t b) {
     return a < b ? (std::uint64_t(a) << 32) | b : (std::uint64_t(b) << 32) | a;
   };
@@ -245,7 +239,7 @@ void mutex_watershed(const Aff* affs, Shape3 shape, const std::vector<MutexChann
     // merge: the root with the shorter constraint list goes under the other
     const std::uint32_t keep = length[ru] >= length[rv] ? ru : rv;
     const std::uint32_t gone = keep == ru ? rv : ru;
-    parent[gone] = keep;
+    clusters.link(keep, gone);
     for (std::uint32_t cell = head[gone]; cell != kNone; cell = cell_next[cell]) {
       const std::uint32_t other = find(cell_value[cell]);
       if (other != keep) constrain(keep, other);

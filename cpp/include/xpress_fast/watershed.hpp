@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "union_find.hpp"
 
 namespace xpress_fast {
 
@@ -114,11 +115,10 @@ class BlockKruskal {
     auto inside = [&](std::int64_t g) { return mask_ == nullptr || mask_[g] != 0; };
 
     // 0. one singleton component per voxel (flags: kSeeded or kFree)
-    parent_l_.resize(static_cast<std::size_t>(m));
-    rank_l_.assign(static_cast<std::size_t>(m), 0);
+    sets_.reset(static_cast<std::uint32_t>(m));
     flags_.resize(static_cast<std::size_t>(m));
     seed_.resize(static_cast<std::size_t>(m));
-    for (std::int64_t i = 0; i < m; ++i) parent_l_[i] = seed_[i] = static_cast<std::uint32_t>(i);
+    for (std::int64_t i = 0; i < m; ++i) seed_[i] = static_cast<std::uint32_t>(i);
     gidx_.resize(static_cast<std::size_t>(m));
     for (std::int64_t z = z0, i = 0; z < z1; ++z)
       for (std::int64_t y = y0; y < y1; ++y)
@@ -155,13 +155,13 @@ class BlockKruskal {
     // 3. Kruskal with seeded and frozen components
     for (std::int64_t e = 0; e < total; ++e) {
       const std::uint32_t code = sorted[e];
-      const std::uint32_t a = find(code >> 2);
+      const std::uint32_t a = sets_.find(code >> 2);
       const std::uint32_t c = code & 3u;
       if (c == kLeavingEdge) {  // an edge leaving the block: the strongest edge of this component?
         if (flags_[a] == kFree) flags_[a] = kFrozen;
         continue;
       }
-      const std::uint32_t b = find(static_cast<std::uint32_t>((code >> 2) - lstep[c]));
+      const std::uint32_t b = sets_.find(static_cast<std::uint32_t>((code >> 2) - lstep[c]));
       if (a == b || (flags_[a] != kFree && flags_[b] != kFree)) continue;
       link(a, b);
     }
@@ -169,7 +169,7 @@ class BlockKruskal {
     // 4. export: number the components (roots, in local raster order), then each voxel's number
     comp_labels.clear();
     for (std::int64_t i = 0; i < m; ++i) {
-      if (parent_l_[i] != i || !inside(gidx_[i])) continue;
+      if (!sets_.is_root(static_cast<std::uint32_t>(i)) || !inside(gidx_[i])) continue;
       comp_labels.push_back(flags_[i] == kSeeded ? labels_[gidx_[seed_[i]]] : Label(0));
       seed_[i] = static_cast<std::uint32_t>(comp_labels.size());  // the root's seed is no longer needed
     }
@@ -178,7 +178,7 @@ class BlockKruskal {
         labels_[gidx_[i]] = 0;
         continue;
       }
-      const std::uint32_t r = find(static_cast<std::uint32_t>(i));
+      const std::uint32_t r = sets_.find(static_cast<std::uint32_t>(i));
       labels_[gidx_[i]] = static_cast<Label>(seed_[r]) | (flags_[r] == kSeeded ? seeded_bit<Label>() : Label(0));
     }
   }
@@ -304,7 +304,7 @@ class BlockKruskal {
     // that it or the voxel before it along that axis picked leave the sort; and each voxel
     // points along its pick unless the voxel there picked the same edge and i is the lower one
     std::uint8_t* drop = dropped_.data();
-    std::uint32_t* parent = parent_l_.data();
+    std::uint32_t* parent = sets_.parents();
     for (std::int64_t z = 1; z + 1 < bz; ++z)
       for (std::int64_t y = 1; y + 1 < by; ++y) {
         const std::int64_t i = z * pz + y * bx;
@@ -459,21 +459,12 @@ class BlockKruskal {
       }
   }
 
-  std::uint32_t find(std::uint32_t x) {
-    while (parent_l_[x] != x) {
-      parent_l_[x] = parent_l_[parent_l_[x]];
-      x = parent_l_[x];
-    }
-    return x;
-  }
   // joins two roots, at most one of them seeded or frozen; the union keeps that one's state
   void link(std::uint32_t a, std::uint32_t b) {
-    if (rank_l_[a] < rank_l_[b]) std::swap(a, b);
-    parent_l_[b] = a;
-    if (rank_l_[a] == rank_l_[b]) ++rank_l_[a];
-    if (flags_[b] != kFree) {
-      flags_[a] = flags_[b];
-      seed_[a] = seed_[b];
+    const std::uint32_t keep = sets_.link_roots(a, b), gone = keep == a ? b : a;
+    if (flags_[gone] != kFree) {
+      flags_[keep] = flags_[gone];
+      seed_[keep] = seed_[gone];
     }
   }
 
@@ -482,8 +473,9 @@ class BlockKruskal {
   std::int64_t n_;
   Label* labels_;
   const std::uint8_t* mask_;
-  std::vector<std::uint32_t> sorted_, parent_l_;
-  std::vector<std::uint8_t> rank_l_, flags_;
+  std::vector<std::uint32_t> sorted_;
+  RankedSets<std::uint32_t> sets_;  // the block's components, over local voxel indices
+  std::vector<std::uint8_t> flags_;
   std::vector<std::uint32_t> seed_;  // of a seeded root: the local index of its (one) seed voxel
   std::unique_ptr<std::uint32_t[]> codes_;  // collect's list: edge codes
   std::unique_ptr<std::uint8_t[]> buckets_;  // and kTopLevel - level
@@ -528,37 +520,24 @@ template <typename Index, typename Label>
 class ComponentForest {
  public:
   explicit ComponentForest(std::vector<Label> labels)
-      : parent_(labels.size()), rank_(labels.size(), 0), labels_(std::move(labels)) {
-    for (std::size_t i = 0; i < parent_.size(); ++i) parent_[i] = static_cast<Index>(i);
-  }
+      : sets_(static_cast<Index>(labels.size())), labels_(std::move(labels)) {}
   void join(Index a, Index b) {
-    a = find(a);
-    b = find(b);
+    a = sets_.find(a);
+    b = sets_.find(b);
     if (a == b) return;
     const Label la = labels_[a], lb = labels_[b];
     if (la != 0 && lb != 0) return;  // seeds stay apart
-    if (rank_[a] < rank_[b]) std::swap(a, b);
-    parent_[b] = a;
-    if (rank_[a] == rank_[b]) ++rank_[a];
-    labels_[a] = la != 0 ? la : lb;
+    labels_[sets_.link_roots(a, b)] = la != 0 ? la : lb;
   }
   // every component's final seed (0: none reachable), indexed by component id
   std::vector<Label> seeds() {
     // in place: a non-root's entry is never read again, a root's is written with its own value
-    for (std::size_t c = 0; c < labels_.size(); ++c) labels_[c] = labels_[find(static_cast<Index>(c))];
+    for (std::size_t c = 0; c < labels_.size(); ++c) labels_[c] = labels_[sets_.find(static_cast<Index>(c))];
     return std::move(labels_);
   }
 
  private:
-  Index find(Index x) {
-    while (parent_[x] != x) {
-      parent_[x] = parent_[parent_[x]];
-      x = parent_[x];
-    }
-    return x;
-  }
-  std::vector<Index> parent_;
-  std::vector<std::uint8_t> rank_;
+  RankedSets<Index> sets_;
   std::vector<Label> labels_;
 };
 
