@@ -49,6 +49,9 @@ inline MergeHistory agglomerate_graph(std::int64_t n_nodes, const std::vector<st
   const std::size_t m = edges_u.size();
   if (edges_v.size() != m || stats.size() != m) throw std::invalid_argument("edge arrays differ in length");
   std::vector<std::int64_t> eu(edges_u), ev(edges_v);
+  // One map per region (std::unordered_map, not the PairMap of pair_map.hpp): a merge erases
+  // entries and walks and empties the smaller region's map, which an open-addressing table
+  // without deletion cannot do, and a region's map is freed when it is merged away.
   std::vector<std::unordered_map<std::int64_t, std::int64_t>> adj(static_cast<std::size_t>(n_nodes));
   for (std::size_t e = 0; e < m; ++e) {
     const std::int64_t a = eu[e], b = ev[e];

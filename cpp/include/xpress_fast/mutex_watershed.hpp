@@ -42,7 +42,11 @@ namespace xpress_fast {
 
 namespace detail {
 
-// An open-addressing set of non-zero 64-bit keys (linear probing, load <= 1/2).
+// An open-addressing set of non-zero 64-bit keys (linear probing, load <= 1/2). Not the
+// PairMap of pair_map.hpp: a constraint is one packed word (two 32-bit roots) and needs no value,
+// so a slot is 8 bytes where a PairMap's would be 17 plus a value, and 0 (never a key: the
+// larger root is the low word) marks an empty slot. This set is the largest structure of a run
+// after the edges.
 class KeySet {
  public:
   explicit KeySet(std::size_t expected) {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "xpress_fast/entropy.hpp"
-#include "xpress_fast/pair_counter.hpp"
+#include "xpress_fast/pair_map.hpp"
 #include "xpress_fast/parallel.hpp"
 
 namespace xpress_fast {

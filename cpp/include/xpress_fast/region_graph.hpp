@@ -12,7 +12,7 @@
 // one-plane overlap at its lower faces then counts every voxel edge of the full volume exactly
 // once, and the per-block graphs add up to the graph of the whole volume.
 //
-// Edges are found with an open-addressing hash map keyed by the fragment pair (u < v); the
+// Edges are found with a PairMap (pair_map.hpp) keyed by the fragment pair (u < v); the
 // volume is split into z-slabs processed by separate threads whose partial graphs are merged.
 // Histograms are counted after a slab's scan, from the (edge, bin) of each voxel edge.
 // The output is sorted by (u, v).
@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "pair_map.hpp"
 #include "parallel.hpp"
 #include "watershed.hpp"
 
@@ -42,61 +43,6 @@ inline int histogram_bin(float a) {
   t = t < static_cast<float>(kHistogramBins - 1) ? t : static_cast<float>(kHistogramBins - 1);
   return static_cast<int>(t);
 }
-
-// Open-addressing hash map from a pair of non-zero labels to an index.
-template <typename Label>
-class PairIndexMap {
- public:
-  PairIndexMap() { rehash(1024); }
-
-  // index of (u, v), inserting `next` if absent; sets `inserted`.
-  std::int64_t find_or_insert(Label u, Label v, std::int64_t next, bool& inserted) {
-    if ((size_ + 1) * 2 > cap_) rehash(cap_ * 2);
-    std::size_t i = hash(u, v) & (cap_ - 1);
-    while (true) {
-      if (ku_[i] == 0) {
-        ku_[i] = u;
-        kv_[i] = v;
-        val_[i] = next;
-        ++size_;
-        inserted = true;
-        return next;
-      }
-      if (ku_[i] == u && kv_[i] == v) {
-        inserted = false;
-        return val_[i];
-      }
-      i = (i + 1) & (cap_ - 1);
-    }
-  }
-
- private:
-  static std::size_t hash(Label u, Label v) {
-    std::uint64_t h = static_cast<std::uint64_t>(u) * 0x9E3779B97F4A7C15ull ^
-                      (static_cast<std::uint64_t>(v) + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
-    h ^= h >> 31;
-    return static_cast<std::size_t>(h);
-  }
-  void rehash(std::size_t cap) {
-    std::vector<Label> ou(cap, 0), ov(cap, 0);
-    std::vector<std::int64_t> oval(cap, 0);
-    ou.swap(ku_);
-    ov.swap(kv_);
-    oval.swap(val_);
-    cap_ = cap;
-    for (std::size_t j = 0; j < ou.size(); ++j) {
-      if (ou[j] == 0) continue;
-      std::size_t i = hash(ou[j], ov[j]) & (cap_ - 1);
-      while (ku_[i] != 0) i = (i + 1) & (cap_ - 1);
-      ku_[i] = ou[j];
-      kv_[i] = ov[j];
-      val_[i] = oval[j];
-    }
-  }
-  std::vector<Label> ku_, kv_;
-  std::vector<std::int64_t> val_;
-  std::size_t cap_ = 0, size_ = 0;
-};
 
 // A sparse histogram: entries (count << kBinBits | bin), sorted by bin. One word per non-empty
 // bin; adding two entries of the same bin adds their counts.
@@ -183,7 +129,7 @@ void region_graph_slab(const Aff* affs, Shape3 shape, const Label* labels, const
   const std::int64_t n = shape.size();
   const std::int64_t sz = shape.y * shape.x, sy = shape.x;
   const std::int64_t step[3] = {sz, sy, 1};
-  PairIndexMap<Label> index;
+  PairMap<std::int64_t> index;  // (u, v) -> edge
   std::vector<std::uint32_t> hist_edge;  // (edge, bin) of every voxel edge, for histograms_of
   std::vector<std::uint8_t> hist_bin;
   Label last_u = 0, last_v = 0;
@@ -196,7 +142,9 @@ void region_graph_slab(const Aff* affs, Shape3 shape, const Label* labels, const
       e = last_e;
     } else {
       bool inserted;
-      e = index.find_or_insert(lo, hi, static_cast<std::int64_t>(out.u.size()), inserted);
+      std::int64_t& edge = index.value(lo, hi, inserted);
+      if (inserted) edge = static_cast<std::int64_t>(out.u.size());
+      e = edge;
       if (inserted) {
         if (out.u.size() >= std::numeric_limits<std::uint32_t>::max())
           throw std::length_error("more than 2^32 region graph edges in one slab");

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "xpress_fast/pair_counter.hpp"
+#include "xpress_fast/pair_map.hpp"
 
 namespace xpress_fast {
 

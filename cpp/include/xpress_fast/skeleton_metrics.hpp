@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "xpress_fast/entropy.hpp"
-#include "xpress_fast/pair_counter.hpp"
+#include "xpress_fast/pair_map.hpp"
 
 namespace xpress_fast {
 

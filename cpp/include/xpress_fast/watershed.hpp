@@ -736,6 +736,8 @@ std::int64_t clear_boundary(const Aff* affs, Shape3 shape, float threshold, cons
 template <typename Aff, typename Label>
 std::int64_t filter_fragments(const Aff* affs, Shape3 shape, Label* labels, float level) {
   const std::int64_t n = shape.size();
+  // std::unordered_map: one key per fragment (not a pair), looked up once per run of equal
+  // labels, in an optional pass that is not on the watershed's hot path
   std::unordered_map<Label, std::pair<double, std::int64_t>> stats;
   Label last = 0;
   std::pair<double, std::int64_t>* cur = nullptr;
