@@ -1,7 +1,11 @@
 // Splitting loops over threads (std::thread only; the kernels run without the GIL). Every kernel
-// starts its threads here, through run_threads: nowhere else may construct a std::thread.
+// starts its threads here, through run_threads (fixed parts), parallel_for (a range cut into
+// equal parts) or for_each_task (tasks taken in turn): nowhere else may construct a std::thread
+// or ask for hardware_concurrency (the Python side chooses every thread count).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <thread>
@@ -78,6 +82,19 @@ void parallel_for(std::int64_t n, int n_threads, Fn fn) {
     return;
   }
   run_threads(n_threads, [&](int t) { fn(n * t / n_threads, n * (t + 1) / n_threads); });
+}
+
+// Runs fn(state, task) for every task in [0, n_tasks) on up to n_threads threads, each thread
+// taking the next task when it finishes one (tasks of uneven cost balance themselves); make()
+// gives each thread its own state (buffers reused across its tasks). Which thread runs a task
+// must not change its result.
+template <typename Make, typename Fn>
+void for_each_task(std::int64_t n_tasks, int n_threads, Make make, Fn fn) {
+  std::atomic<std::int64_t> next{0};
+  run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_tasks)), [&](int) {
+    auto state = make();
+    for (std::int64_t task = next++; task < n_tasks; task = next++) fn(state, task);
+  });
 }
 
 }  // namespace detail

@@ -40,7 +40,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -556,13 +555,9 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   const std::int64_t n_blocks = (shape.z + bz - 1) / bz * nby * nbx;
   // runs fn(b, z0, z1, y0, y1, x0, x1) for every block b, in parallel; make() gives each thread its state
   auto over_blocks = [&](auto make, auto fn) {
-    std::atomic<std::int64_t> next{0};
-    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_blocks)), [&](int) {
-      auto state = make();
-      for (std::int64_t b = next++; b < n_blocks; b = next++) {
-        const std::int64_t z0 = b / (nby * nbx) * bz, y0 = (b / nbx) % nby * by, x0 = b % nbx * bx;
-        fn(state, b, z0, std::min(z0 + bz, shape.z), y0, std::min(y0 + by, shape.y), x0, std::min(x0 + bx, shape.x));
-      }
+    for_each_task(n_blocks, n_threads, make, [&](auto& state, std::int64_t b) {
+      const std::int64_t z0 = b / (nby * nbx) * bz, y0 = (b / nbx) % nby * by, x0 = b % nbx * bx;
+      fn(state, b, z0, std::min(z0 + bz, shape.z), y0, std::min(y0 + by, shape.y), x0, std::min(x0 + bx, shape.x));
     });
   };
   // labels: seeds in; block component numbers out (the seeds are kept in block_labels)
@@ -599,55 +594,59 @@ void seeded_kruskal(const Aff* affs, Shape3 shape, Label* labels, const std::uin
   const std::int64_t n_slabs = std::min<std::int64_t>(shape.z, 4 * std::max(n_threads, 1));
   std::vector<std::array<EdgeBucket<Index>, kAffinityLevels>> buckets(static_cast<std::size_t>(n_slabs));
   {
-    std::atomic<std::int64_t> next{0};
-    run_threads(static_cast<int>(std::min<std::int64_t>(n_threads, n_slabs)), [&](int) {
-      struct Seen {
-        Index lo = 0, hi = 0;
-        int level = -1;
-      };
-      constexpr std::size_t kSeen = std::size_t(1) << 14;
-      std::vector<Seen> seen(kSeen);
-      std::vector<std::uint32_t> candidates(static_cast<std::size_t>(3 * shape.x));
-      for (std::int64_t s = next++; s < n_slabs; s = next++) {
-        auto& out = buckets[s];
-        std::fill(seen.begin(), seen.end(), Seen{});
-        for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
-          for (std::int64_t y = 0; y < shape.y; ++y) {
-            const std::int64_t r = (z * shape.y + y) * shape.x;
-            const Label* row = labels + r;
-            // a row's edges between different labels, (x << 2 | c) in raster order, listed
-            // without a branch: most edges join equal labels, and a branch on each mispredicts
-            std::size_t k = 0;
-            const bool has_z = z > 0, has_y = y > 0;
-            for (std::int64_t x = 0; x < shape.x; ++x) {
-              const Label la = row[x];
-              const std::uint32_t code = static_cast<std::uint32_t>(x) << 2;
-              candidates[k] = code;
-              k += has_z && la != row[x - sz];
-              candidates[k] = code | 1u;
-              k += has_y && la != row[x - sy];
-              candidates[k] = code | 2u;
-              k += x > 0 && la != row[x - 1];
-            }
-            for (std::size_t i = 0; i < k; ++i) {
-              const std::int64_t x = candidates[i] >> 2;
-              const int c = static_cast<int>(candidates[i] & 3u);
-              const Label la = row[x], lb = row[x - step[c]];
-              if (la == 0 || lb == 0 || (la & lb & seeded)) continue;
-              const Index a = static_cast<Index>(la & ~seeded), b = static_cast<Index>(lb & ~seeded);
-              const Index lo = a < b ? a : b, hi = a < b ? b : a;
-              const int level = affinity_level(affs[c * n + r + x]);
-              Seen& e = seen[(static_cast<std::size_t>(lo) * 0x9E3779B1u + static_cast<std::size_t>(hi)) & (kSeen - 1)];
-              if (e.lo == lo && e.hi == hi) {
-                if (e.level >= level) continue;
-                e.level = level;
-              } else {
-                e = Seen{lo, hi, level};
-              }
-              out[level].push(a, b);
-            }
+    struct Seen {
+      Index lo = 0, hi = 0;
+      int level = -1;
+    };
+    constexpr std::size_t kSeen = std::size_t(1) << 14;
+    struct SlabBuffers {  // a thread's, reused across its slabs
+      std::vector<Seen> seen;
+      std::vector<std::uint32_t> candidates;
+    };
+    auto make = [&] {
+      return SlabBuffers{std::vector<Seen>(kSeen), std::vector<std::uint32_t>(static_cast<std::size_t>(3 * shape.x))};
+    };
+    for_each_task(n_slabs, n_threads, make, [&](SlabBuffers& buffers, std::int64_t s) {
+      std::vector<Seen>& seen = buffers.seen;
+      std::vector<std::uint32_t>& candidates = buffers.candidates;
+      auto& out = buckets[s];
+      std::fill(seen.begin(), seen.end(), Seen{});
+      for (std::int64_t z = shape.z * s / n_slabs; z < shape.z * (s + 1) / n_slabs; ++z)
+        for (std::int64_t y = 0; y < shape.y; ++y) {
+          const std::int64_t r = (z * shape.y + y) * shape.x;
+          const Label* row = labels + r;
+          // a row's edges between different labels, (x << 2 | c) in raster order, listed
+          // without a branch: most edges join equal labels, and a branch on each mispredicts
+          std::size_t k = 0;
+          const bool has_z = z > 0, has_y = y > 0;
+          for (std::int64_t x = 0; x < shape.x; ++x) {
+            const Label la = row[x];
+            const std::uint32_t code = static_cast<std::uint32_t>(x) << 2;
+            candidates[k] = code;
+            k += has_z && la != row[x - sz];
+            candidates[k] = code | 1u;
+            k += has_y && la != row[x - sy];
+            candidates[k] = code | 2u;
+            k += x > 0 && la != row[x - 1];
           }
-      }
+          for (std::size_t i = 0; i < k; ++i) {
+            const std::int64_t x = candidates[i] >> 2;
+            const int c = static_cast<int>(candidates[i] & 3u);
+            const Label la = row[x], lb = row[x - step[c]];
+            if (la == 0 || lb == 0 || (la & lb & seeded)) continue;
+            const Index a = static_cast<Index>(la & ~seeded), b = static_cast<Index>(lb & ~seeded);
+            const Index lo = a < b ? a : b, hi = a < b ? b : a;
+            const int level = affinity_level(affs[c * n + r + x]);
+            Seen& e = seen[(static_cast<std::size_t>(lo) * 0x9E3779B1u + static_cast<std::size_t>(hi)) & (kSeen - 1)];
+            if (e.lo == lo && e.hi == hi) {
+              if (e.level >= level) continue;
+              e.level = level;
+            } else {
+              e = Seen{lo, hi, level};
+            }
+            out[level].push(a, b);
+          }
+        }
     });
   }
 
