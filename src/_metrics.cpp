@@ -31,14 +31,67 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
   return out;
 }
 
+// A scalar output under its dict key, read from a kernel's result struct.
+template <typename T, typename Source>
+struct Field {
+  const char* name;
+  T (*get)(const Source&);
+};
+
+// The Rand/VOI sums: one list for the skeleton scores and rand_voi.
+constexpr Field<double, xf::ContingencySums> kSumFields[] = {
+    {"sum_n2", [](const xf::ContingencySums& s) { return s.sum_n2; }},
+    {"sum_a2", [](const xf::ContingencySums& s) { return s.sum_a2; }},
+    {"sum_b2", [](const xf::ContingencySums& s) { return s.sum_b2; }},
+    {"h_joint", [](const xf::ContingencySums& s) { return s.h_joint; }},
+    {"h_truth", [](const xf::ContingencySums& s) { return s.h_truth; }},
+    {"h_test", [](const xf::ContingencySums& s) { return s.h_test; }},
+};
+
 void put_sums(py::dict& d, const xf::ContingencySums& s) {
-  d["sum_n2"] = s.sum_n2;
-  d["sum_a2"] = s.sum_a2;
-  d["sum_b2"] = s.sum_b2;
-  d["h_joint"] = s.h_joint;
-  d["h_truth"] = s.h_truth;
-  d["h_test"] = s.h_test;
+  for (const auto& f : kSumFields) d[f.name] = f.get(s);
 }
+
+// The per-row scalars of a skeleton score besides the sums: the single call returns them as
+// numbers, the batched one as one array each.
+constexpr Field<double, xf::SkeletonScores> kScoreDoubles[] = {
+    {"erl", [](const xf::SkeletonScores& s) { return s.erl; }},
+    {"total_length", [](const xf::SkeletonScores& s) { return s.total_length; }},
+};
+constexpr Field<std::int64_t, xf::SkeletonScores> kScoreInts[] = {
+    {"split_count", [](const xf::SkeletonScores& s) { return s.split_count; }},
+    {"merge_count", [](const xf::SkeletonScores& s) { return s.merge_count; }},
+    {"n_voxels", [](const xf::SkeletonScores& s) { return s.n_voxels; }},
+};
+
+void put_scalars(py::dict& d, const xf::SkeletonScores& s) {
+  for (const auto& f : kScoreDoubles) d[f.name] = f.get(s);
+  for (const auto& f : kScoreInts) d[f.name] = f.get(s);
+  put_sums(d, s.sums);
+}
+
+// One array per field for `rows` rows (allocated with the GIL held), filled row by row without it.
+template <typename T, typename Source, std::size_t N>
+class Columns {
+ public:
+  Columns(const Field<T, Source> (&fields)[N], py::ssize_t rows) : fields_(fields) {
+    for (std::size_t k = 0; k < N; ++k) {
+      arrays_[k] = py::array_t<T>(rows);
+      data_[k] = arrays_[k].mutable_data();
+    }
+  }
+  void set(py::ssize_t t, const Source& row) {
+    for (std::size_t k = 0; k < N; ++k) data_[k][t] = fields_[k].get(row);
+  }
+  void put(py::dict& d) const {
+    for (std::size_t k = 0; k < N; ++k) d[fields_[k].name] = arrays_[k];
+  }
+
+ private:
+  const Field<T, Source> (&fields_)[N];
+  std::array<py::array_t<T>, N> arrays_;
+  std::array<T*, N> data_{};
+};
 
 py::array_t<std::int64_t> components(std::int64_t n_nodes, carray<std::int64_t> edges) {
   std::vector<std::int64_t> comp;
@@ -88,17 +141,12 @@ py::dict score_skeleton_labels(carray<std::uint64_t> labels, carray<std::int64_t
     s = xf::score_skeleton_labels(in);
   }
   py::dict d;
-  d["erl"] = s.erl;
-  d["total_length"] = s.total_length;
+  put_scalars(d, s);
   d["skeleton_length"] = to_numpy(s.skeleton_length);
   d["skeleton_erl"] = to_numpy(s.skeleton_erl);
-  d["split_count"] = s.split_count;
-  d["merge_count"] = s.merge_count;
   d["split_edges"] = to_numpy(s.split_edges);
   d["node_segment"] = to_numpy(s.node_segment);
   d["segment_merged"] = to_numpy(s.segment_merged);
-  d["n_voxels"] = s.n_voxels;
-  put_sums(d, s.sums);
   return d;
 }
 
@@ -112,8 +160,9 @@ py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::in
   const py::ssize_t rows = labels.shape(0), n = labels.shape(1);
   const xf::SkeletonScoreInput in = skeleton_input(labels, voxel, n_voxels, skeleton, n_skeletons, edges, edge_length,
                                                    skip_first_skeleton, zero_is_unsegmented);
-  py::array_t<double> erl(rows), total(rows), n2(rows), a2(rows), b2(rows), hj(rows), ht(rows), hs(rows);
-  py::array_t<std::int64_t> splits(rows), merges(rows), voxels(rows);
+  Columns doubles(kScoreDoubles, rows);
+  Columns ints(kScoreInts, rows);
+  Columns sums(kSumFields, rows);
   py::array_t<double> skel_erl({rows, static_cast<py::ssize_t>(n_skeletons)});
   py::array_t<double> skel_length(static_cast<py::ssize_t>(n_skeletons));
   {
@@ -126,33 +175,17 @@ py::dict score_skeleton_labels_many(carray<std::uint64_t> labels, carray<std::in
       // give the same scores, so the previous row's are reused.
       const bool same = t > 0 && std::equal(row, row + n, row - n);
       if (!same) s = scorer.score(row, /*details=*/false);
-      erl.mutable_data()[t] = s.erl;
-      total.mutable_data()[t] = s.total_length;
-      splits.mutable_data()[t] = s.split_count;
-      merges.mutable_data()[t] = s.merge_count;
-      voxels.mutable_data()[t] = s.n_voxels;
-      n2.mutable_data()[t] = s.sums.sum_n2;
-      a2.mutable_data()[t] = s.sums.sum_a2;
-      b2.mutable_data()[t] = s.sums.sum_b2;
-      hj.mutable_data()[t] = s.sums.h_joint;
-      ht.mutable_data()[t] = s.sums.h_truth;
-      hs.mutable_data()[t] = s.sums.h_test;
+      doubles.set(t, s);
+      ints.set(t, s);
+      sums.set(t, s.sums);
       std::copy(s.skeleton_erl.begin(), s.skeleton_erl.end(), skel_erl.mutable_data() + t * n_skeletons);
       if (t == 0) std::copy(s.skeleton_length.begin(), s.skeleton_length.end(), skel_length.mutable_data());
     }
   }
   py::dict d;
-  d["erl"] = erl;
-  d["total_length"] = total;
-  d["split_count"] = splits;
-  d["merge_count"] = merges;
-  d["n_voxels"] = voxels;
-  d["sum_n2"] = n2;
-  d["sum_a2"] = a2;
-  d["sum_b2"] = b2;
-  d["h_joint"] = hj;
-  d["h_truth"] = ht;
-  d["h_test"] = hs;
+  doubles.put(d);
+  ints.put(d);
+  sums.put(d);
   d["skeleton_erl"] = skel_erl;
   d["skeleton_length"] = skel_length;
   return d;
