@@ -13,7 +13,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Optional, TypedDict, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -164,6 +164,49 @@ def _div(a: float, b: float) -> float:
 def _div_many(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``_div`` element by element: ``a / b``, NaN where ``b == 0``."""
     out: npt.NDArray[np.float64] = np.divide(a, b, out=np.full(np.shape(a), math.nan), where=b != 0)
+    return out
+
+
+def _clip(x: float) -> float:
+    """``x``, or 0 where rounding made it negative (a VOI)."""
+    return max(x, 0.0)
+
+
+def _clip_many(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.maximum(x, 0.0)
+
+
+def _rand_voi_scores(sums: Mapping[str, Any], *, nerl: Any = None, corrected: bool = False) -> dict[str, Any]:
+    """The Rand/VOI scores from a kernel's contingency sums: the one place they are computed,
+    for a single skeleton score, a batch of them and :func:`rand_voi`.
+
+    ``sums`` holds ``sum_n2, sum_a2, sum_b2, h_joint, h_truth, h_test`` (and ``n_voxels`` with
+    ``corrected``) as Python numbers, or as arrays with one entry per row (a batch): the result
+    is the same kind, Python floats (a single score costs no numpy call) or float64 arrays, by
+    the same IEEE operations (the same bits). Returns ``rand_split, rand_merge`` (XPRESS's
+    sum n_ij^2 / sum a_i^2, / sum b_j^2), ``voi_split, voi_merge`` (bits, rounding below 0
+    clipped), ``nvi_split, nvi_merge`` (voi / H(joint); NaN where it is 0, except,
+    ``corrected``, 0 for a single (truth, segment) pair) and, with ``nerl``, ``xpress_voi,
+    xpress_rand, xpress_erl_voi, xpress_erl_rand``.
+    """
+    h_joint = sums["h_joint"]
+    many = isinstance(h_joint, np.ndarray)
+    div: Callable[[Any, Any], Any] = _div_many if many else _div
+    clip: Callable[[Any], Any] = _clip_many if many else _clip
+    out = {"rand_split": div(sums["sum_n2"], sums["sum_a2"]), "rand_merge": div(sums["sum_n2"], sums["sum_b2"]),
+           "voi_split": clip(h_joint - sums["h_truth"]), "voi_merge": clip(h_joint - sums["h_test"])}
+    out["nvi_split"], out["nvi_merge"] = div(out["voi_split"], h_joint), div(out["voi_merge"], h_joint)
+    if corrected:  # one pair of labels: nothing split, nothing merged
+        single_pair = (h_joint == 0) & (sums["n_voxels"] != 0)
+        if many:
+            out["nvi_split"][single_pair] = out["nvi_merge"][single_pair] = 0.0
+        elif single_pair:
+            out["nvi_split"] = out["nvi_merge"] = 0.0
+    if nerl is not None:
+        out["xpress_voi"] = 1 - (out["nvi_split"] + out["nvi_merge"]) / 2
+        out["xpress_rand"] = (out["rand_split"] + out["rand_merge"]) / 2
+        out["xpress_erl_voi"] = (nerl + out["xpress_voi"]) / 2
+        out["xpress_erl_rand"] = (nerl + out["xpress_rand"]) / 2
     return out
 
 
@@ -328,9 +371,9 @@ class SkeletonIndex:
     def _scores_many(self, many: SkeletonLabelScoresMany, lab: npt.NDArray[np.uint64]) -> list[XpressScores]:
         """:meth:`_scores` of every row of a batched kernel result, computed column by column.
 
-        The arithmetic is :meth:`_scores`' written on arrays (the same IEEE operations, so the
-        same bits); only building the T result objects is left per row, as a sweep would
-        otherwise spend more time in Python than in the kernel.
+        The arithmetic is :meth:`_scores`' (:func:`_rand_voi_scores`, on arrays: the same IEEE
+        operations, so the same bits); only building the T result objects is left per row, as a
+        sweep would otherwise spend more time in Python than in the kernel.
         """
         official = self.mode == "official"
         lengths = many["skeleton_length"][: self.n_neurons]
@@ -338,23 +381,8 @@ class SkeletonIndex:
         positive = lengths[lengths > 0]
         erl_value = many["erl"]
         nerl = erl_value / positive.mean() if positive.size else np.full(erl_value.shape, math.nan)
-        rand_split = _div_many(many["sum_n2"], many["sum_a2"])
-        rand_merge = _div_many(many["sum_n2"], many["sum_b2"])
-        h_joint = many["h_joint"]
-        voi_split = np.maximum(h_joint - many["h_truth"], 0.0)
-        voi_merge = np.maximum(h_joint - many["h_test"], 0.0)
-        nvi_split, nvi_merge = _div_many(voi_split, h_joint), _div_many(voi_merge, h_joint)
-        if not official:  # one pair of labels: nothing split, nothing merged
-            single_pair = (h_joint == 0) & (many["n_voxels"] != 0)
-            nvi_split[single_pair] = nvi_merge[single_pair] = 0.0
-        xpress_voi = 1 - (nvi_split + nvi_merge) / 2
-        xpress_rand = (rand_split + rand_merge) / 2
-        columns = {
-            "erl": erl_value, "nerl": nerl, "split_count": many["split_count"], "merge_count": many["merge_count"],
-            "rand_split": rand_split, "rand_merge": rand_merge, "voi_split": voi_split, "voi_merge": voi_merge,
-            "nvi_split": nvi_split, "nvi_merge": nvi_merge, "xpress_voi": xpress_voi, "xpress_rand": xpress_rand,
-            "xpress_erl_voi": (nerl + xpress_voi) / 2, "xpress_erl_rand": (nerl + xpress_rand) / 2,
-        }
+        columns = {"erl": erl_value, "nerl": nerl, "split_count": many["split_count"],
+                   "merge_count": many["merge_count"], **_rand_voi_scores(many, nerl=nerl, corrected=not official)}
         names = list(columns)
         rows = zip(*(columns[name].tolist() for name in names))  # plain Python numbers, as _scores gives
         skeleton_ids = np.arange(self.n_neurons)
@@ -401,33 +429,18 @@ class SkeletonIndex:
         return full
 
     def _scores(self, raw: _Scored) -> XpressScores:
-        official = self.mode == "official"
         lengths = raw["skeleton_length"][: self.n_neurons]
         positive = lengths[lengths > 0]
         erl_value = raw["erl"]
-        nerl = erl_value / positive.mean() if positive.size else math.nan
-        erl_result = ErlResult(erl=float(erl_value), nerl=float(nerl), skeleton_ids=np.arange(self.n_neurons),
+        nerl = float(erl_value / positive.mean()) if positive.size else math.nan  # a Python float, as every score
+        erl_result = ErlResult(erl=float(erl_value), nerl=nerl, skeleton_ids=np.arange(self.n_neurons),
                                skeleton_lengths=lengths, skeleton_erl=raw["skeleton_erl"][: self.n_neurons])
-        n = raw["n_voxels"]
-        rand_split = _div(raw["sum_n2"], raw["sum_a2"])
-        rand_merge = _div(raw["sum_n2"], raw["sum_b2"])
-        h_joint = raw["h_joint"]
         # with no counted voxel the entropies are all 0, as in the official code (VOI 0, nvi NaN)
-        voi_split = max(h_joint - raw["h_truth"], 0.0)
-        voi_merge = max(h_joint - raw["h_test"], 0.0)
-        if h_joint == 0 and n and not official:
-            nvi_split = nvi_merge = 0.0  # one pair of labels: nothing split, nothing merged
-        else:
-            nvi_split, nvi_merge = _div(voi_split, h_joint), _div(voi_merge, h_joint)
-        xpress_voi = 1 - (nvi_split + nvi_merge) / 2
-        xpress_rand = (rand_split + rand_merge) / 2
+        scores = _rand_voi_scores(raw, nerl=nerl, corrected=self.mode != "official")
         return XpressScores(
-            n_neurons=self.n_neurons, erl=float(erl_value), nerl=float(nerl), split_count=int(raw["split_count"]),
-            merge_count=int(raw["merge_count"]), rand_split=rand_split, rand_merge=rand_merge,
-            voi_split=voi_split, voi_merge=voi_merge, nvi_split=nvi_split, nvi_merge=nvi_merge,
-            xpress_voi=xpress_voi, xpress_rand=xpress_rand, xpress_erl_voi=float(nerl + xpress_voi) / 2,
-            xpress_erl_rand=float(nerl + xpress_rand) / 2, mode=self.mode, erl_result=erl_result,
-            _index=self, _raw=raw,
+            n_neurons=self.n_neurons, erl=float(erl_value), nerl=nerl, split_count=int(raw["split_count"]),
+            merge_count=int(raw["merge_count"]), **scores, mode=self.mode, erl_result=erl_result, _index=self,
+            _raw=raw,
         )
 
     # -- locations -----------------------------------------------------------------------------
@@ -561,20 +574,17 @@ def rand_voi(segmentation: npt.ArrayLike, ground_truth: npt.ArrayLike, *, ignore
     kernel = getattr(_metrics, f"rand_voi_sums_{np.dtype(target).name}")
     s: RandVoiSums = kernel(np.ascontiguousarray(seg_u).ravel(), np.ascontiguousarray(gt_u).ravel(), ignore, threads)
     n = s["n"]
-    voi_split = max(s["h_joint"] - s["h_truth"], 0.0) if n else math.nan
-    voi_merge = max(s["h_joint"] - s["h_test"], 0.0) if n else math.nan
+    scores = _rand_voi_scores(s)
+    if not n:  # nothing counted: no VOI (skimage's convention), hence no nvi either
+        scores.update(voi_split=math.nan, voi_merge=math.nan, nvi_split=math.nan, nvi_merge=math.nan)
     # skimage's naming: "precision" normalises by ground-truth pairs, "recall" by segment pairs
     precision = _div(s["sum_n2"] - n, s["sum_a2"] - n)
     recall = _div(s["sum_n2"] - n, s["sum_b2"] - n)
     # the F-score of precision and recall, written so that it is defined (0) when no pair of
     # distinct voxels shares both labels: 2PR/(P+R) = 2 sum_n2' / (sum_a2' + sum_b2')
     are = 1.0 - _div(2 * (s["sum_n2"] - n), (s["sum_a2"] - n) + (s["sum_b2"] - n))
-    return RandVoi(
-        rand_split=_div(s["sum_n2"], s["sum_a2"]), rand_merge=_div(s["sum_n2"], s["sum_b2"]),
-        voi_split=voi_split, voi_merge=voi_merge, nvi_split=_div(voi_split, s["h_joint"]),
-        nvi_merge=_div(voi_merge, s["h_joint"]), adapted_rand_error=are, adapted_rand_precision=precision,
-        adapted_rand_recall=recall, n_voxels=int(n),
-    )
+    return RandVoi(**scores, adapted_rand_error=are, adapted_rand_precision=precision, adapted_rand_recall=recall,
+                   n_voxels=int(n))
 
 
 def _ignore_list(ignore_labels: Iterable[int] | None) -> list[int]:
