@@ -320,7 +320,7 @@ def _segment_mutex(args) -> int:
         raise CliError("--method mutex needs --long-range (the offsets of every affinity channel)")
     if args.fragments:
         raise CliError("--method mutex makes its own segmentation: give no --fragments")
-    from .pipeline.stages import WORK
+    from .pipeline.runner import WORK
 
     out = Path(args.out)
     taken = [segmentation_dataset(b) for b in args.thresholds if (out / segmentation_dataset(b)).exists()]
@@ -409,7 +409,7 @@ def cmd_sweep(args) -> int:
                            "--long-range or --mutex-biases")
         agg = load_agglomeration(args.segmented)
         frag_vol = open_volume(args.segmented, "fragments")
-        from .pipeline.stages import WORK
+        from .pipeline.runner import WORK
 
         try:  # what the run was made with, for --write-choice
             run_settings = json.loads((Path(args.segmented) / WORK / "run.json").read_text())

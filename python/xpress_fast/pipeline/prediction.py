@@ -41,12 +41,11 @@ import numpy as np
 
 from .blocks import BlockLayout
 from .._extras import require
-from .runner import (CompletionRecords, RunChanged, StageReport, check_inputs_unchanged, check_run_options,
+from .runner import (WORK, CompletionRecords, RunChanged, StageReport, check_inputs_unchanged, check_run_options,
                      check_run_settings, remove_stale_temporaries, run_blocks)
 
 log = logging.getLogger(__name__)
 
-WORK = ".xpress_fast"
 #: Blocks aim at this edge (rounded up to a multiple of the tile) when no block_shape is given.
 DEFAULT_BLOCK_EDGE = 128
 #: Chunks of the output aim at this edge at most (a block holds whole chunks).
@@ -260,15 +259,9 @@ def predict_volume(
         network window).
     device : str, optional
         Torch device of every worker (default CUDA where the worker has it, else CPU).
-    scheduler : str
-        ``"threads"`` (default), ``"processes"``, ``"sync"``, or a ``dask.distributed``
-        scheduler address (``tcp://host:8786``).
-    workers : int, optional
-        Local workers (threads/processes).
-    retries : int
-        Further attempts of a failed block before the stage fails.
-    progress : callable, optional
-        ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
+    scheduler, workers, retries, progress
+        How the blocks run, as for :func:`~xpress_fast.pipeline.run_blocks` (default: dask's
+        local threads, 2 retries of a failed block).
     restart : bool
         When ``out`` holds a prediction into ``out_dataset`` with other settings, from another
         checkpoint or from a raw volume that changed since (its fingerprint,

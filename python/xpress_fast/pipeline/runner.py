@@ -25,6 +25,8 @@ from .._extras import require
 log = logging.getLogger(__name__)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
+#: The folder of a run's records, settings and merge history inside its output container.
+WORK = ".xpress_fast"
 #: What the temporary files of atomic writes (``xpress_fast.io.atomic_file``) carry in their names.
 TEMP_SUFFIX = ".tmp"
 #: How long to wait for a dask.distributed scheduler to answer.
@@ -250,11 +252,15 @@ def run_blocks(
         ``"threads"`` (default), ``"processes"``, ``"sync"``, or a ``dask.distributed``
         scheduler address (``tcp://host:8786``).
     workers : int, optional
-        Local workers (threads/processes).
+        Local workers (threads/processes; default: dask's, one per core).
     retries : int
-        Further attempts of a failed block.
+        Further attempts of a failed block before the stage fails.
     progress : callable, optional
         ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
+
+    The block-wise stages (:func:`~xpress_fast.pipeline.predict_volume`,
+    :func:`~xpress_fast.pipeline.segment_volume`) take ``scheduler``, ``workers``, ``retries``
+    and ``progress`` with these meanings and pass them here.
 
     Raises
     ------

@@ -43,12 +43,11 @@ from ..fragments import DEFAULT_CONTEXT
 from ..agglomeration import DEFAULT_MERGE_FUNCTION
 from ..region_graphs import DEFAULT_INSIDE_THRESHOLD
 from .._extras import require
-from .runner import (CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
+from .runner import (WORK, CompletionRecords, RunChanged, check_inputs_unchanged, check_run_options,
                      check_run_settings, remove_stale_temporaries, run_blocks)
 
 log = logging.getLogger(__name__)
 
-WORK = ".xpress_fast"
 DEFAULT_BLOCK_SHAPE = (128, 128, 128)
 
 
@@ -241,13 +240,9 @@ def segment_volume(
         Keyword arguments for :func:`xpress_fast.watershed` (not ``id_offset``, ``seeds``,
         ``mask``). The fragments equal ``xpress_fast.fragments.blockwise_watershed(affs,
         block_shape=block_shape, context=context, **watershed_options)`` exactly.
-    scheduler : str
-        ``"threads"`` (default), ``"processes"``, ``"sync"``, or a ``dask.distributed``
-        scheduler address.
-    workers : int, optional
-        Local workers.
-    retries : int
-        Further attempts of a failed block before the stage fails.
+    scheduler, workers, retries, progress
+        How the blocks run, as for :func:`~xpress_fast.pipeline.run_blocks` (default: dask's
+        local threads, 2 retries of a failed block).
     fragments_only : bool
         Stop after the fragments.
     write_thresholds : sequence of float, optional
@@ -255,8 +250,6 @@ def segment_volume(
         default all. ``[]`` writes none: the agglomeration (merge history and every threshold's
         lookup table) is still saved, and :func:`load_agglomeration` + :func:`xpress_fast.sweep`
         score every threshold from the fragments without any volume per threshold.
-    progress : callable, optional
-        ``progress(total=n, desc_=stage)`` -> a tqdm-like bar.
     restart : bool
         When ``out`` holds a run with other settings or made from inputs that have changed
         since, discard that run's outputs (never the inputs) and start afresh, instead of

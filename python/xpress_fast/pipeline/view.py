@@ -139,7 +139,7 @@ def find_outputs(directory) -> PipelineOutputs:
         except (OSError, ValueError, KeyError, TypeError):
             best = None
     else:
-        from .stages import WORK
+        from .runner import WORK
 
         try:  # the run's input: [path, dataset]
             path, dataset = json.loads((container / WORK / "run.json").read_text())["affinities"]
