@@ -117,6 +117,30 @@ def test_every_option_has_help():
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
 
 
+# Options whose meaning is the command's own (what --out writes, which thresholds, how many
+# merge functions, which training length, what --json prints, whether --block-shape is optional)
+COMMAND_OWN = {"--out", "--thresholds", "--merge-function", "--iterations", "--json", "--block-shape", "--dataset"}
+# view's --skeletons and --raw say what to show (defaults found in the outputs), not an input
+VIEW_OWN = {"--skeletons", "--raw"}
+
+
+def test_an_option_means_the_same_in_every_command():
+    """An option that several commands take is defined once: the same help, type and default."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    seen: dict = {}
+    for name, sp in sub.choices.items():
+        for action in sp._actions:
+            flag = max(action.option_strings, key=len, default=None)
+            if flag is None or flag in COMMAND_OWN or (name == "view" and flag in VIEW_OWN):
+                continue
+            what = (action.help, action.type, action.default, action.choices, action.metavar)
+            first = seen.setdefault(flag, (name, what))
+            assert first[1] == what, f"{flag} differs between {first[0]} and {name}"
+    assert {"--raw", "--raw-dataset", "--fragments", "--skeletons", "--context", "--min-seed-distance",
+            "--device", "--seed", "--scheduler", "--long-range", "--scoring"} <= set(seen)
+
+
 def _full_seg(tmp_path):
     """A 1200^3-at-33-nm-equivalent segmentation, stored as the 334^3 crop at 99 nm offset by the
     ROI (what a user's segmentation of the test ROI at 99 nm looks like)."""

@@ -659,6 +659,71 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _command(sub, name: str, func: Callable, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand that runs ``func(args)``, with the options every command takes."""
+    p = sub.add_parser(name, **kwargs)
+    _common(p)
+    p.set_defaults(func=func)
+    return p
+
+
+# Each option below is defined once, with one help text, for every command that takes it.
+
+
+def _dataset(p: argparse.ArgumentParser, flag: str, default: str, where: str) -> None:
+    """Which dataset of a container to read or write (``where``: 'dataset inside the raw container')."""
+    p.add_argument(flag, default=default, metavar="NAME", help=f"the {where} (default: %(default)s)")
+
+
+def _volume(p: argparse.ArgumentParser, name: str, help: str, *, default_dataset: str, required: bool = False,
+            positional: Optional[str] = None, nargs: Optional[str] = None) -> None:
+    """An input volume: its container (``--<name> PATH``, or the positional ``positional``) and
+    ``--<name>-dataset``."""
+    if positional:
+        p.add_argument(name, metavar=positional, nargs=nargs, help=help)
+    else:
+        p.add_argument(f"--{name}", required=required, metavar="PATH", help=help)
+    _dataset(p, f"--{name}-dataset", default_dataset, f"dataset inside the {name} container")
+
+
+def _raw(p: argparse.ArgumentParser) -> None:
+    _volume(p, "raw", "raw volume container (.h5/.zarr)", default_dataset="raw", required=True)
+
+
+def _fragments(p: argparse.ArgumentParser) -> None:
+    _volume(p, "fragments", "use these fragments instead of the watershed", default_dataset="fragments")
+
+
+def _skeletons(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--skeletons", required=required, metavar="PATH", help="skeletons (.npz, the challenge format)")
+
+
+def _seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+
+
+def _json(p: argparse.ArgumentParser, what: str = "the scores", note: str = "") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON{note}")
+
+
+def _thresholds_option(p: argparse.ArgumentParser, default, default_text: str) -> None:
+    p.add_argument("--thresholds", type=_thresholds, default=default, metavar="T1,T2,...",
+                   help=f"agglomeration thresholds in [0, 1] (waterz semantics; default: {default_text})")
+
+
+def _watershed(p: argparse.ArgumentParser) -> None:
+    """The watershed's options (segment, and sweep when it makes its fragments)."""
+    p.add_argument("--min-seed-distance", type=int, default=10,
+                   help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
+    p.add_argument("--context", type=_int_triple, default=DEFAULT_CONTEXT, metavar="Z,Y,X",
+                   help="context voxels read around each block for the watershed, when it runs in blocks "
+                        "(default: %(default)s)")
+
+
 def _blockwise(p: argparse.ArgumentParser, block_help: str) -> None:
     """The options of a block-wise command on dask (predict, segment): the same names and meaning."""
     p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X", help=block_help)
@@ -691,20 +756,23 @@ def _graph_options(p) -> None:
 
 
 def _roi(p: argparse.ArgumentParser, default_mode: str = "full") -> None:
+    from .metrics import MODES
+
     p.add_argument("--mode", choices=("full", "validation", "test"), default=default_mode,
                    help="the evaluation ROI: the whole array (full), or the challenge's validation "
-                        "or test ROI (METRICS.md) (default: %(default)s)")
+                        "or test ROI (docs/scoring.md) (default: %(default)s)")
     p.add_argument("--roi-begin", type=_triple, metavar="Z,Y,X",
                    help="a custom evaluation ROI's begin in nm (with --roi-shape; overrides --mode)")
     p.add_argument("--roi-shape", type=_triple, metavar="Z,Y,X",
                    help="a custom evaluation ROI's shape in nm (with --roi-begin)")
-    p.add_argument("--scoring", choices=("official", "corrected"), default="official",
+    p.add_argument("--scoring", choices=MODES, default="official",
                    help="'official' reproduces the challenge's numbers including its quirks; "
-                        "'corrected' fixes quirks 1-3 of METRICS.md (default: %(default)s)")
+                        "'corrected' fixes the quirks listed in docs/scoring.md (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .metrics import OUTSIDE_POLICIES
 
     parser = argparse.ArgumentParser(
         prog="xpress-fast",
@@ -712,18 +780,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "skeletons with the XPRESS challenge metrics (ERL/nERL, Rand, VOI). Volumes "
                     "are HDF5 (.h5) or zarr (.zarr) datasets with 'resolution' and 'offset' attrs "
                     "(nm, z y x).",
-        epilog="Start with: xpress-fast demo. Exit codes: 0 ok, 1 a check failed, 2 bad usage or "
-               "input.",
+        epilog=f"Start with: xpress-fast demo. Exit codes: {EXIT_OK} ok, {EXIT_CHECK_FAILED} a check failed, "
+               f"{EXIT_USAGE} bad usage or input.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="synthetic volume -> train -> predict -> segment -> sweep -> report",
-                       description="Run the whole pipeline on a generated synthetic XNH-like volume "
-                                   "(no downloads): train a tiny U-Net briefly, predict affinities, "
-                                   "segment, sweep thresholds, score, and write a report "
-                                   "(scores.json/.csv, scores.png, slices.png).")
-    _common(p)
+    p = _command(sub, "demo", cmd_demo, help="synthetic volume -> train -> predict -> segment -> sweep -> report",
+                 description="Run the whole pipeline on a generated synthetic XNH-like volume "
+                             "(no downloads): train a tiny U-Net briefly, predict affinities, "
+                             "segment, sweep thresholds, score, and write a report "
+                             "(scores.json/.csv, scores.png, slices.png).")
     p.add_argument("--out", default="xpress_fast_demo", metavar="DIR",
                    help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
@@ -731,24 +798,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, metavar="N", help="volume edge in voxels (default: 64, quick: 32)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="training iterations (default: 1500, quick: 10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.set_defaults(func=cmd_demo)
+    _seed(p)
 
-    p = sub.add_parser("train", help="train a U-Net for affinities",
-                       description="Train a 3D U-Net (xpress_fast.unet, needs PyTorch) on raw data "
-                                   "with voxel labels and/or skeletons; writes a checkpoint.")
-    _common(p)
-    p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
-    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="the dataset inside the raw container (default: %(default)s)")
-    p.add_argument("--labels", metavar="PATH", help="voxel labels container")
-    p.add_argument("--labels-dataset", default="labels", metavar="NAME", help="the dataset inside the labels container (default: %(default)s)")
-    p.add_argument("--skeletons", metavar="PATH", help="skeletons (.npz, the challenge format)")
+    p = _command(sub, "train", cmd_train, help="train a U-Net for affinities",
+                 description="Train a 3D U-Net (xpress_fast.unet, needs PyTorch) on raw data "
+                             "with voxel labels and/or skeletons; writes a checkpoint.")
+    _raw(p)
+    _volume(p, "labels", "voxel labels container", default_dataset="labels")
+    _skeletons(p, required=False)
     p.add_argument("--iterations", type=int, default=2000, help="training steps (default: %(default)s)")
     p.add_argument("--preset", choices=("tiny", "default"), default="default",
                    help="network size: 'tiny' (CPU-friendly, 6 feature maps) or 'default' "
                         "(default: %(default)s)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _device(p)
+    _seed(p)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="checkpoint directory (a run there is resumed from its latest checkpoint; "
                         "with skeletons only, from its last finished round)")
@@ -777,40 +840,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--validation-raw", metavar="PATH",
                    help="the raw the validation skeletons lie in (default: --raw)")
     g.add_argument("--plot", metavar="PATH", help="the plot's path (default: OUT/training.png)")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict affinities with a trained U-Net, block-wise",
-                       description="Sliding-window prediction of affinities (C, Z, Y, X) for a raw "
-                                   "volume; written with the raw's resolution/offset. Into a zarr "
-                                   "container it runs block-wise on dask (a killed run resumes from "
-                                   "completed blocks; the result equals the in-memory prediction); "
-                                   "into HDF5 it predicts in memory.")
-    _common(p)
-    p.add_argument("--raw", required=True, metavar="PATH", help="raw volume container (.h5/.zarr)")
-    p.add_argument("--raw-dataset", default="raw", metavar="NAME", help="the dataset inside the raw container (default: %(default)s)")
+    p = _command(sub, "predict", cmd_predict, help="predict affinities with a trained U-Net, block-wise",
+                 description="Sliding-window prediction of affinities (C, Z, Y, X) for a raw "
+                             "volume; written with the raw's resolution/offset. Into a zarr "
+                             "container it runs block-wise on dask (a killed run resumes from "
+                             "completed blocks; the result equals the in-memory prediction); "
+                             "into HDF5 it predicts in memory.")
+    _raw(p)
     p.add_argument("--model", required=True, metavar="PATH", help="checkpoint written by 'train'")
     p.add_argument("--out", required=True, metavar="PATH", help="output container (.h5/.zarr)")
-    p.add_argument("--out-dataset", default="affinities", metavar="NAME", help="the dataset inside the output container (default: %(default)s)")
+    _dataset(p, "--out-dataset", "affinities", "dataset inside the output container")
     p.add_argument("--uint8", action="store_true", help="store affinities as uint8 (4x smaller)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    _device(p)
     p.add_argument("--tile-shape", type=_int_triple, default=(64, 64, 64), metavar="Z,Y,X",
                    help="output voxels predicted per network window (default: 64,64,64)")
     _blockwise(p, "block shape in voxels (zarr output only): a multiple of the tile shape, or the "
                   "volume's size (default: the smallest multiple of the tile of at least 128)")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("segment", help="fragments + agglomeration at chosen thresholds, block-wise",
-                       description="Watershed fragments and one global agglomeration, computed "
-                                   "block-wise on dask (a killed run resumes from completed blocks); "
-                                   "writes 'fragments' and 'segmentation_<threshold>' datasets.")
-    _common(p)
-    p.add_argument("affinities", metavar="AFFS", help="affinities container (.h5/.zarr)")
-    p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
-                   help="the dataset inside the affinities container (default: %(default)s)")
+    p = _command(sub, "segment", cmd_segment, help="fragments + agglomeration at chosen thresholds, block-wise",
+                 description="Watershed fragments and one global agglomeration, computed "
+                             "block-wise on dask (a killed run resumes from completed blocks); "
+                             "writes 'fragments' and 'segmentation_<threshold>' datasets.")
+    _volume(p, "affinities", "affinities container (.h5/.zarr)", default_dataset="affinities", positional="AFFS")
     p.add_argument("--out", required=True, metavar="PATH.zarr",
                    help="output zarr container (also holds the block completion records)")
-    p.add_argument("--thresholds", type=_thresholds, default=(0.5,), metavar="T1,T2,...",
-                   help="agglomeration thresholds in [0, 1] (waterz semantics; default: 0.5)")
+    _thresholds_option(p, (0.5,), "0.5")
     p.add_argument("--merge-function", default=DEFAULT_MERGE_FUNCTION,
                    help="mean, max, min or hist_quant_<Q> (default: %(default)s)")
     p.add_argument("--write-thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
@@ -823,42 +878,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--choice", metavar="FILE.json",
                    help="take the merge function, threshold, --long-range and --inside-threshold from the "
                         "file 'sweep --write-choice' wrote")
-    p.add_argument("--fragments", metavar="PATH", help="use these fragments instead of the watershed")
-    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME", help="the dataset inside the fragments container (default: %(default)s)")
-    p.add_argument("--min-seed-distance", type=int, default=10,
-                   help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
+    _fragments(p)
+    _watershed(p)
     _blockwise(p, "block shape in voxels (default: 128,128,128; the whole volume if smaller)")
-    p.add_argument("--context", type=_int_triple, default=DEFAULT_CONTEXT, metavar="Z,Y,X",
-                   help="context voxels read around each block for the watershed "
-                        "(default: %(default)s)")
-    p.set_defaults(func=cmd_segment)
 
-    p = sub.add_parser("sweep", help="XPRESS scores for every threshold from one agglomeration",
-                       description="Agglomerate once, read the fragment ids under the skeleton "
-                                   "nodes once, and score every threshold through the merge history "
-                                   "(no volume is relabelled per threshold).")
-    _common(p)
-    p.add_argument("affinities", metavar="AFFS", nargs="?",
-                   help="affinities container (.h5/.zarr), agglomerated in memory; or use --segmented")
+    p = _command(sub, "sweep", cmd_sweep, help="XPRESS scores for every threshold from one agglomeration",
+                 description="Agglomerate once, read the fragment ids under the skeleton "
+                             "nodes once, and score every threshold through the merge history "
+                             "(no volume is relabelled per threshold).")
+    _volume(p, "affinities", "affinities container (.h5/.zarr), agglomerated in memory; or use --segmented",
+            default_dataset="affinities", positional="AFFS", nargs="?")
     p.add_argument("--segmented", metavar="OUT.zarr",
                    help="sweep the agglomeration of a finished 'segment' run instead (reads only the "
                         "fragment ids under the skeleton nodes)")
-    p.add_argument("--affinities-dataset", default="affinities", metavar="NAME",
-                   help="the dataset inside the affinities container (default: %(default)s)")
-    p.add_argument("--min-seed-distance", type=int, default=10,
-                   help="watershed: minimum distance between seeds in voxels (default: %(default)s)")
+    _watershed(p)
     p.add_argument("--block-shape", type=_int_triple, metavar="Z,Y,X",
                    help="make the fragments block by block, exactly as 'segment' with this "
                         "--block-shape and --context does (default: one whole-volume watershed)")
-    p.add_argument("--context", type=_int_triple, default=DEFAULT_CONTEXT, metavar="Z,Y,X",
-                   help="with --block-shape: context voxels read around each block (default: %(default)s)")
-    p.add_argument("--fragments", metavar="PATH", help="use these fragments (default: watershed)")
-    p.add_argument("--fragments-dataset", default="fragments", metavar="NAME",
-                   help="the dataset inside the fragments container (default: %(default)s)")
-    p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
-    p.add_argument("--thresholds", type=_thresholds, default=None, metavar="T1,T2,...",
-                   help="agglomeration thresholds in [0, 1] (default: 0.05,0.10,...,0.95; with "
-                        "--segmented: the run's thresholds)")
+    _fragments(p)
+    _skeletons(p)
+    _thresholds_option(p, None, "0.05,0.10,...,0.95; with --segmented: the run's thresholds")
     p.add_argument("--merge-function", nargs="+", default=[DEFAULT_MERGE_FUNCTION], metavar="NAME",
                    help="one or more of mean, max, min, hist_quant_<Q>, or 'all' (hist_quant_50, 75, 90, "
                         "mean, max); several are scored side by side (default: %(default)s)")
@@ -868,69 +907,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-choice", metavar="FILE.json",
                    help="write the best method, merge function and threshold (by XPRESS ERL+Rand) here")
     _roi(p)
-    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    _json(p)
     p.add_argument("--out", metavar="DIR", help="also write scores.json, scores.csv and scores.png here")
-    p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("evaluate", help="XPRESS scores of a segmentation against skeletons",
-                       description="Score a segmentation (HDF5/zarr dataset) against skeletons "
-                                   "(the challenge's .npz) with the XPRESS metrics.")
-    _common(p)
+    p = _command(sub, "evaluate", cmd_evaluate, help="XPRESS scores of a segmentation against skeletons",
+                 description="Score a segmentation (HDF5/zarr dataset) against skeletons "
+                             "(the challenge's .npz) with the XPRESS metrics.")
     p.add_argument("segmentation", metavar="SEG", nargs="+",
                    help="segmentation container(s) (.h5/.zarr); several are scored against skeletons "
                         "prepared once")
-    p.add_argument("--dataset", default="submission", metavar="NAME",
-                   help="the segmentation dataset inside SEG (default: %(default)s)")
-    p.add_argument("--skeletons", required=True, metavar="PATH", help="skeletons (.npz)")
+    _dataset(p, "--dataset", "submission", "segmentation dataset inside SEG")
+    _skeletons(p)
     _geometry(p)
     _roi(p)
-    p.add_argument("--outside", choices=("warn", "drop", "error", "split"), default="warn",
+    p.add_argument("--outside", choices=OUTSIDE_POLICIES, default="warn",
                    help="skeleton nodes outside a segmentation smaller than the skeletons (no ROI): drop them "
                         "with a warning (default), silently, refuse, or score them as split errors")
-    p.add_argument("--json", action="store_true",
-                   help="print the scores as JSON (a list of objects with a 'segmentation' key for several SEG)")
-    p.set_defaults(func=cmd_evaluate)
+    _json(p, note=" (a list of objects with a 'segmentation' key for several SEG)")
 
-    p = sub.add_parser("submit", help="write the challenge's submission.h5 from a segmentation",
-                       description="Crop the test ROI from a segmentation, downsample it by striding "
-                                   "to 99 nm (3x from 33 nm), write dataset 'submission' (uint64) "
-                                   "atomically, then check the format.")
-    _common(p)
+    p = _command(sub, "submit", cmd_submit, help="write the challenge's submission.h5 from a segmentation",
+                 description="Crop the test ROI from a segmentation, downsample it by striding "
+                             "to 99 nm (3x from 33 nm), write dataset 'submission' (uint64) "
+                             "atomically, then check the format.")
     p.add_argument("segmentation", metavar="SEG", help="segmentation container (.h5/.zarr)")
-    p.add_argument("--dataset", default="segmentation", metavar="NAME",
-                   help="the segmentation dataset inside SEG (default: %(default)s)")
+    _dataset(p, "--dataset", "segmentation", "segmentation dataset inside SEG")
     _geometry(p)
     p.add_argument("--out", default="submission.h5", metavar="PATH", help="the submission file to write (default: %(default)s)")
-    p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("check-submission", help="check a submission.h5's format",
-                       description="Check dataset 'submission': uint64, 334^3, resolution 99 nm, "
-                                   "offset at the test ROI's begin, not all background. "
-                                   "Exit code 1 when it fails.")
-    _common(p)
+    p = _command(sub, "check-submission", cmd_check_submission, help="check a submission.h5's format",
+                 description="Check dataset 'submission': uint64, 334^3, resolution 99 nm, "
+                             "offset at the test ROI's begin, not all background. "
+                             f"Exit code {EXIT_CHECK_FAILED} when it fails.")
     p.add_argument("submission", metavar="FILE", help="the submission.h5 to check")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.set_defaults(func=cmd_check_submission)
+    _json(p, "the findings")
 
-    p = sub.add_parser("view", help="open the outputs in neuroglancer (prints the URL, serves until Ctrl-C)",
-                       description="Serve raw, affinities, fragments, segmentations and skeletons, with the "
-                                   "split and merge sites of each segmentation as annotations, in "
-                                   "neuroglancer (needs the [view] extra). OUTPUT is a demo directory or a "
-                                   "'segment' output .zarr. Prints the viewer's URL and serves until Ctrl-C.")
-    _common(p)
+    p = _command(sub, "view", cmd_view,
+                 help="open the outputs in neuroglancer (prints the URL, serves until Ctrl-C)",
+                 description="Serve raw, affinities, fragments, segmentations and skeletons, with the "
+                             "split and merge sites of each segmentation as annotations, in "
+                             "neuroglancer (needs the [view] extra). OUTPUT is a demo directory or a "
+                             "'segment' output .zarr. Prints the viewer's URL and serves until Ctrl-C.")
     p.add_argument("output", metavar="OUTPUT", help="a demo directory or a 'segment' output .zarr")
+    # --thresholds, --skeletons and --raw mean 'which to show' here (their defaults come from the
+    # outputs), not the inputs of a computation: options of their own
     p.add_argument("--thresholds", "--threshold", type=_thresholds, default=None, metavar="T1,T2,...",
                    help="the segmentations to show (default: the demo's best threshold, else every one written)")
     p.add_argument("--skeletons", metavar="PATH",
                    help="skeletons (.npz) whose split and merge sites to mark (default: the demo's)")
     p.add_argument("--raw", metavar="PATH", help="the raw volume container (default: the 'raw' beside the affinities)")
-    p.add_argument("--raw-dataset", default="raw", metavar="NAME",
-                   help="the dataset inside the raw container (default: %(default)s)")
+    _dataset(p, "--raw-dataset", "raw", "dataset inside the raw container")
     p.add_argument("--bind-address", default="127.0.0.1", metavar="HOST",
                    help="the address the server listens on (default: %(default)s; 0.0.0.0 for other machines)")
     p.add_argument("--port", type=int, default=0, help="the server's port (default: 0, any free port)")
     p.add_argument("--open", action="store_true", help="also open the URL in a web browser")
-    p.set_defaults(func=cmd_view)
     return parser
 
 
