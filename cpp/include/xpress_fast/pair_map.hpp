@@ -33,8 +33,7 @@ class PairMap {
   // reference stays valid until the next insertion.
   Value& value(std::uint64_t a, std::uint64_t b, bool& inserted) {
     if (4 * (size_ + 1) > 3 * capacity()) rehash(2 * capacity());
-    size_t i = slot(a, b);
-    while (used_[i] && (keys_[2 * i] != a || keys_[2 * i + 1] != b)) i = (i + 1) & (capacity() - 1);
+    const size_t i = probe(a, b);
     inserted = !used_[i];
     if (inserted) {
       used_[i] = 1;
@@ -63,6 +62,12 @@ class PairMap {
 
  private:
   size_t capacity() const { return used_.size(); }
+  // The slot of (a, b), or the empty slot where it goes.
+  size_t probe(std::uint64_t a, std::uint64_t b) const {
+    size_t i = slot(a, b);
+    while (used_[i] && (keys_[2 * i] != a || keys_[2 * i + 1] != b)) i = (i + 1) & (capacity() - 1);
+    return i;
+  }
   size_t slot(std::uint64_t a, std::uint64_t b) const {
     std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull + (a << 6) + (a >> 2));
     h ^= h >> 31;
@@ -77,10 +82,14 @@ class PairMap {
     keys_.assign(2 * new_capacity, 0);
     values_.assign(new_capacity, Value());
     used_.assign(new_capacity, 0);
-    size_ = 0;
-    bool inserted;
-    for (size_t i = 0; i < used.size(); ++i)
-      if (used[i]) value(keys[2 * i], keys[2 * i + 1], inserted) = values[i];
+    for (size_t i = 0; i < used.size(); ++i) {  // size_ stays: every key moves, once
+      if (!used[i]) continue;
+      const size_t j = probe(keys[2 * i], keys[2 * i + 1]);
+      used_[j] = 1;
+      keys_[2 * j] = keys[2 * i];
+      keys_[2 * j + 1] = keys[2 * i + 1];
+      values_[j] = values[i];
+    }
   }
 
   std::vector<std::uint64_t> keys_;
