@@ -140,8 +140,12 @@ def test_blockwise_fragments_and_segmentations_identical_to_in_memory(volume, tm
     # the blocks matter: the whole-volume watershed is another partition
     assert not _same_up_to_renumbering(want, xpress_fast.watershed(affs, **wopts))
     agg = xpress_fast.merge_history(affs, THRESHOLDS, merge_function=merge_function,
-                                  watershed_options={**BLOCKWISE, **wopts})
+                                  fragments=blockwise_watershed(affs, **BLOCKWISE, **wopts))
     np.testing.assert_array_equal(agg.fragments, want)
+    with pytest.warns(FutureWarning, match="block_shape in watershed_options is deprecated"):
+        old = xpress_fast.merge_history(affs, THRESHOLDS, merge_function=merge_function,
+                                        watershed_options={**BLOCKWISE, **wopts})
+    np.testing.assert_array_equal(old.fragments, want)
     n_segments = []
     for t in THRESHOLDS:
         seg = io.read_volume(out, segmentation_dataset(t)).data

@@ -231,9 +231,14 @@ def agglomerate_graph(graph: RegionGraph, thresholds: npt.ArrayLike, *, merge_fu
 
 
 def _make_fragments(affs: npt.NDArray[Any], watershed_options: Mapping[str, Any] | None) -> npt.NDArray[np.uint64]:
-    """The whole-volume watershed, or the block-wise one when the options name a block shape."""
+    """The whole-volume watershed; the block-wise one, deprecated, when the options name a block shape."""
     opts = dict(watershed_options or {})
     if "block_shape" in opts:
+        # An option that silently switches the algorithm surprised users; the explicit call is
+        # fragments=blockwise_watershed(...). Kept working, with a warning, until 0.3.
+        warnings.warn("block_shape in watershed_options is deprecated and stops working in 0.3: pass "
+                      "fragments=xpress_fast.blockwise_watershed(affs, block_shape=..., context=..., ...) "
+                      "instead", FutureWarning, stacklevel=3)
         return blockwise_watershed(affs, **opts)
     if "context" in opts:  # a margin without blocks would be silently meaningless
         raise ValueError("watershed_options sets context without block_shape (context is the margin of blocks)")
@@ -255,8 +260,9 @@ def merge_history(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, frag
     thresholds : float or sequence of float in [0, 1]
         Strictly increasing; the history is recorded up to the largest.
     fragments : (Z, Y, X) integer array, optional
-        Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``), or
-        :func:`~xpress_fast.fragments.blockwise_watershed` when they hold ``block_shape``.
+        Default: :func:`xpress_fast.watershed` of ``affs`` (with ``watershed_options``). For the
+        block-wise pipeline's fragments pass ``fragments=xpress_fast.blockwise_watershed(affs,
+        block_shape=..., context=...)``.
     merge_function : str
         One of :data:`MERGE_FUNCTIONS`; default :data:`DEFAULT_MERGE_FUNCTION` (``mean``, the best
         measured without validation data; the XPRESS baseline uses ``hist_quant_50``). With
@@ -264,11 +270,9 @@ def merge_history(affs: npt.ArrayLike | None, thresholds: npt.ArrayLike, *, frag
     graph : RegionGraph, optional
         A precomputed region graph of ``fragments`` (e.g. merged from blocks).
     watershed_options : mapping, optional
-        Keyword arguments for :func:`xpress_fast.watershed` when fragments are made here. With
-        ``block_shape`` (and optionally ``context``) they go to
-        :func:`~xpress_fast.fragments.blockwise_watershed` instead: the fragments of
-        :func:`xpress_fast.pipeline.segment_volume` with that ``block_shape`` and ``context``, so
-        every segmentation equals the pipeline's exactly.
+        Keyword arguments for :func:`xpress_fast.watershed` when fragments are made here.
+        (Deprecated: with ``block_shape`` and ``context`` they go to
+        :func:`xpress_fast.blockwise_watershed`, with a FutureWarning, until 0.3.)
     offsets : C integer triples, optional
         The offset of every channel of ``affs`` (first the three nearest neighbours): the
         long-range channels then add their voxel pairs' affinities to the scores of touching

@@ -423,11 +423,13 @@ def cmd_sweep(args) -> int:
             raise CliError("sweep needs AFFS (affinities) or --segmented OUT.zarr (a 'segment' run)")
         affs = read_volume(args.affinities, args.affinities_dataset)
         fragments = None
+        wopts = {"min_seed_distance": args.min_seed_distance}
         if args.fragments:
             fragments = read_volume(args.fragments, args.fragments_dataset).data
-        wopts = {"min_seed_distance": args.min_seed_distance}
-        if args.block_shape is not None:  # the fragments a 'segment' run with these blocks makes
-            wopts.update(block_shape=args.block_shape, context=args.context)
+        elif args.block_shape is not None:  # the fragments a 'segment' run with these blocks makes
+            from . import blockwise_watershed
+
+            fragments = blockwise_watershed(affs.data, block_shape=args.block_shape, context=args.context, **wopts)
         if args.mutex_biases is not None and args.long_range is None:
             raise CliError("--mutex-biases needs --long-range (the offsets of every affinity channel)")
         rows = list(sweep_methods(

@@ -22,9 +22,9 @@ by the same function, :func:`~xpress_fast.fragments.watershed_block`, so they ar
 the in-memory ``blockwise_watershed(affs, block_shape=..., context=...)``. Given the same
 fragments the block-wise region graph equals the whole volume's (each voxel edge is counted by
 exactly one block, statistics combine exactly), so the agglomeration and every segmentation are
-*identical* to the in-memory ``xpress_fast.merge_history(affs, thresholds, watershed_options=
-{"block_shape": ..., "context": ..., ...})``, or ``agglomerate(..., fragments=fragments)`` with
-``fragments=`` given. The whole-volume :func:`xpress_fast.watershed` (no blocks) still differs
+*identical* to the in-memory ``xpress_fast.merge_history(affs, thresholds,
+fragments=blockwise_watershed(affs, block_shape=..., context=...))``, or to
+``merge_history(..., fragments=fragments)`` with ``fragments=`` given. The whole-volume :func:`xpress_fast.watershed` (no blocks) still differs
 near block faces: its flood is global, and objects cut by block faces become several fragments
 that the agglomeration joins again through their high-affinity shared face.
 """
