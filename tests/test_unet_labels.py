@@ -176,3 +176,39 @@ def test_skeleton_label_volume_by_hand():
         skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), radius=2.0, margin=1.0)
     with pytest.raises(ValueError, match="pseudo_labels must have shape"):
         skeleton_label_volume(sk, (5, 5, 5), voxel_size=(1, 1, 1), pseudo_labels=np.zeros((2, 2, 2), np.uint64))
+
+
+# ------------------------------------------------------------------------------ dark background
+def test_dark_background_by_hand():
+    from xpress_fast.unet.labels import dark_background
+
+    raw = np.full((4, 6, 6), 120, np.uint8)
+    tubes = np.zeros(raw.shape, np.uint64)
+    tubes[:, 2:4, 2:4] = 1
+    raw[:, 2:4, 2:4] = np.arange(100, 116, dtype=np.uint8).reshape(4, 2, 2)  # tube 100 .. 115
+    raw[:, 0, :] = 50     # a dark sheath
+    raw[:, 2, 2] = 40     # a dark tube voxel stays out of the background
+    raw[:, 5, 5] = 105    # darker than most tube voxels, not than the quantile
+    got = dark_background(raw, tubes, quantile=30, sigma=0)
+    # sorted tube voxels: four 40s, 101, 102, ...; the 30 % quantile (position 4.5 of 0..15) is 101.5
+    want = np.zeros(raw.shape, bool)
+    want[:, 0, :] = True
+    np.testing.assert_array_equal(got, want)
+    # quantile 50: the median of the tube voxels, (105 + 106) / 2, is above 105 and 50, below 120
+    got = dark_background(raw, tubes, quantile=50, sigma=0)
+    want[:, 5, 5] = True
+    np.testing.assert_array_equal(got, want)
+    assert not got[tubes != 0].any()
+    assert not dark_background(raw, np.zeros_like(tubes)).any()  # no tube: nothing known
+
+
+def test_dark_background_bad_input():
+    from xpress_fast.unet.labels import dark_background
+
+    raw = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="one shape"):
+        dark_background(raw, np.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match="quantile must be a percentage"):
+        dark_background(raw, np.ones((4, 4, 4)), quantile=0)
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        dark_background(raw, np.ones((4, 4, 4)), sigma=-1)

@@ -61,6 +61,9 @@ def test_bad_input_is_refused_before_training(vol, tmp_path):
         train_from_skeletons(vol.raw, vol.skeletons, validation_skeletons=empty, out=tmp_path / "e", **geo)
     with pytest.raises(ValueError, match="recipe.rounds must be >= 1"):
         train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(rounds=0), **geo)
+    for q in (0.0, 60.0, float("nan")):
+        with pytest.raises(ValueError, match="recipe.dark_quantile must be a percentage"):
+            train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(dark_quantile=q), **geo)
     # nothing was trained or written
     assert not any((tmp_path / d).exists() for d in "abcde")
 
@@ -153,6 +156,40 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     assert main(["train", "--raw", str(data), "--labels", str(data), "--out", str(tmp_path / "m3"),
                  "--rounds", "2", "-q"]) == 2
     assert "--rounds: the skeleton-only recipe's options" in capsys.readouterr().err
+    assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m4"),
+                 "--dark-quantile", "70", "-q"]) == 2
+    assert "--dark-quantile must be a percentage" in capsys.readouterr().err
+    assert not (tmp_path / "m4").exists()
+
+
+@pytest.mark.parametrize("margin", [250.0, None])
+def test_round_volume_labels_dark_voxels_background(vol, margin):
+    """Round 0's labels: tubes, mined background (with a margin) and the dark voxels as background."""
+    from xpress_fast.unet import rasterize_skeletons
+    from xpress_fast.unet.labels import dark_background, mine_background
+    from xpress_fast.unet.skeleton_training import _round_volume
+
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    cfg = TrainConfig.tiny(skeleton_radius=133.0)
+    tubes = rasterize_skeletons(vol.skeletons, vol.raw.shape, radius=133.0, **geo)
+    dark = dark_background(vol.raw, tubes, quantile=5.0)
+    assert 0.005 < dark.mean() < 0.2
+    tv = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
+                       SkeletonRecipe(margin=margin, dark_quantile=5.0), None)
+    labels, labelled = np.asarray(tv.labels), np.asarray(tv.labelled)
+    np.testing.assert_array_equal(labels[tubes != 0], tubes[tubes != 0])
+    assert labelled[dark].all() and not labels[dark].any()
+    base = tubes != 0
+    if margin is not None:
+        base = base | mine_background(vol.skeletons, vol.raw.shape, margin=margin, **geo)
+    assert (dark & ~base).any()  # dark voxels that neither the tubes nor the mining label
+    np.testing.assert_array_equal(labelled, base | dark)
+    plain = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
+                          SkeletonRecipe(margin=margin, dark_quantile=None), None)
+    if margin is None:  # tubes alone: the skeleton loss, no label volume
+        assert plain.labels is None
+    else:
+        np.testing.assert_array_equal(np.asarray(plain.labelled), base)
 
 
 def test_pseudo_boundary_round(vol, tmp_path):

@@ -503,6 +503,7 @@ def cmd_train(args) -> int:
     recipe_flags = [flag for flag, on in (("--rounds", args.rounds is not None),
                                           ("--round-steps", args.round_steps is not None),
                                           ("--margin", args.margin is not None),
+                                          ("--dark-quantile", args.dark_quantile is not None),
                                           ("--validation-skeletons", args.validation_skeletons is not None),
                                           ("--validation-raw", args.validation_raw is not None),
                                           ("--plot", args.plot is not None)) if on]
@@ -534,7 +535,11 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
         round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
         radius=defaults.radius if args.skeleton_radius is None else args.skeleton_radius,
         margin=defaults.margin if args.margin is None else (None if args.margin <= 0 else args.margin),
+        dark_quantile=(defaults.dark_quantile if args.dark_quantile is None
+                       else (None if args.dark_quantile <= 0 else args.dark_quantile)),
         min_nodes=args.min_nodes, round_lr=args.round_lr)
+    if recipe.dark_quantile is not None and not recipe.dark_quantile <= 50:
+        raise CliError(f"--dark-quantile must be a percentage in (0, 50], or 0 for none; got {recipe.dark_quantile}")
     if recipe.rounds < 1:
         raise CliError(f"--rounds must be >= 1; got {recipe.rounds}")
     if recipe.round_steps < 0:
@@ -820,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group(
         "skeletons only (no --labels)",
         "Round 0 trains on tubes around the skeletons (+ background mined at --margin nm from "
-        "every skeleton); every further round agglomerates the model's own prediction, keeps the "
+        "every skeleton and the voxels darker than --dark-quantile percent of the tubes); every further round agglomerates the model's own prediction, keeps the "
         "segments that hold nodes of exactly one skeleton as voxel labels and fine-tunes on them. "
         "Each round is checkpointed in OUT/round_<r>/; OUT/history.json and a plot of the loss and "
         "the validation score per round (--plot) are written.")
@@ -832,6 +837,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--margin", type=float, default=None, metavar="NM",
                    help="mine background at least NM nm from every skeleton, 0 = none (only where the "
                         "skeletons cover every object; default: 250, for XPRESS-like axons at 33 nm)")
+    g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
+                   help="also label background the voxels darker than this percentile of the tube voxels "
+                        "(dark sheaths and membranes next to the objects), 0 = none "
+                        "(default: 5)")
     g.add_argument("--min-nodes", type=int, default=2,
                    help="nodes a segment needs to become a pseudo-label (default: %(default)s)")
     g.add_argument("--skeleton-radius", type=float, default=None, metavar="NM",
