@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import xpress_fast
 from xpress_fast import io
 from xpress_fast.cli import build_parser, main
 from xpress_fast.metrics import xpress_scores
 from xpress_fast.rois import TEST_ROI
 from xpress_fast.skeletons import Skeletons, save_skeletons
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+# where this (built) xpress_fast is imported from: site-packages when installed, python/ in a
+# checkout; the source tree holds no compiled modules when the package is installed
+PYTHON_DIR = Path(xpress_fast.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
