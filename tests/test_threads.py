@@ -21,9 +21,10 @@ PYTHON_DIR = Path(xpress_fast.__file__).resolve().parents[1]
 SHAPE = (3, 128, 16, 16)
 THREADS = 64
 # Address space left above the process's size: room for the work and a few thread stacks (8 MiB
-# each by default), far from the 64 asked for, and too little for a thread's 64 MiB malloc arena
-# (threads without one map their allocations one by one, as under a real memory limit).
-MARGIN = 40 << 20
+# each by default), far from the 64 asked for; once the work is allocated, too little for a
+# thread's 64 MiB malloc arena (threads without one map their allocations one by one, as under a
+# real memory limit). 40 and 56 MiB failed some runs with bad_alloc in the watershed itself.
+MARGIN = 64 << 20
 
 COMMON = """
 import hashlib
