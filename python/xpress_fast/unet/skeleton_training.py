@@ -76,7 +76,7 @@ class SkeletonRecipe:
         boundaries are darker than the objects' insides (XNH myelin, stained EM). Default 5 %:
         on the benchmark's development seeds 0-3, 2 % and 5 % both lifted the mean held-out
         ERL+Rand from 0.628 to 0.64 and its worst seed from 0.48 to 0.55-0.57
-        (benchmarks/skeleton_training.md); about 85-95 % of these voxels are truly background,
+        (benchmarks/skeleton_training.md); about 85-94 % of these voxels are truly background,
         the rest axon voxels next to the sheath. None: off.
     min_nodes : int
         A segment becomes a pseudo-label only with at least this many nodes of its one skeleton.
@@ -221,10 +221,10 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
     if pseudo_labels is not None:
         background = pseudo_labels == PSEUDO_BACKGROUND
         pseudo_labels = np.where(background, 0, pseudo_labels).astype(np.uint64)
-    tubes = rasterize_skeletons(skeletons, raw.shape, voxel_size=vs, offset=off, radius=float(cfg.skeleton_radius))
     if recipe.margin is not None:
         background |= mine_background(skeletons, raw.shape, voxel_size=vs, offset=off, margin=float(recipe.margin))
     if recipe.dark_quantile is not None:
+        tubes = rasterize_skeletons(skeletons, raw.shape, voxel_size=vs, offset=off, radius=float(cfg.skeleton_radius))
         background |= dark_background(raw, tubes, quantile=float(recipe.dark_quantile))
     labels, labelled = skeleton_label_volume(skeletons, raw.shape, voxel_size=vs, offset=off,
                                              radius=float(cfg.skeleton_radius),
