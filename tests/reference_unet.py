@@ -157,9 +157,9 @@ def he_init(model):
     return model
 
 
-def ref_mine_background(positions, edges, shape, voxel_size, offset, margin):
+def ref_mine_background(positions, edges, shape, voxel_size, offset, margin, ids=None, margins=None):
     """Every voxel centre against every segment (edges, and isolated nodes): True where all are
-    at least ``margin`` nm away."""
+    at least ``margin`` nm away (``margins[ids[u]]`` for a segment from node u, where given)."""
     positions = np.asarray(positions, float)
     edges = np.asarray(edges, int).reshape(-1, 2)
     n = len(positions)
@@ -171,7 +171,8 @@ def ref_mine_background(positions, edges, shape, voxel_size, offset, margin):
     out = np.ones(shape, bool)
     for idx in itertools.product(*[range(s) for s in shape]):
         p = [offset[a] + (idx[a] + 0.5) * voxel_size[a] for a in range(3)]
-        if any(_point_segment_distance(p, positions[u], positions[v]) < margin for u, v in segs):
+        if any(_point_segment_distance(p, positions[u], positions[v])
+               < (margins or {}).get(None if ids is None else int(ids[u]), margin) for u, v in segs):
             out[idx] = False
     return out
 

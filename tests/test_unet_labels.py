@@ -17,6 +17,7 @@ from xpress_fast.unet import (  # noqa: E402
     rasterize_skeletons,
     select_pseudo_labels,
     skeleton_label_volume,
+    skeleton_radii,
 )
 
 
@@ -71,6 +72,83 @@ def test_mine_background_equals_reference(pos, margin, connect):
     shape, vs, off = (4, 5, 6), (25.0, 20.0, 18.0), (-5.0, 3.0, 0.0)
     got = mine_background(sk, shape, voxel_size=vs, offset=off, margin=margin)
     np.testing.assert_array_equal(got, ref_mine_background(pos, edges, shape, vs, off, margin))
+
+
+def test_mine_background_own_margins_by_hand():
+    # two lines along z (ids 1 and 2) in a 5 x 9 cross-section, 1 nm voxels; skeleton 2 gets
+    # its own margin of 2.5 nm, skeleton 1 keeps 1.5
+    a = _line_along_z(y=2, x=1, nz=3)
+    b = _line_along_z(y=2, x=7, nz=3)
+    sk = Skeletons(np.vstack([a.positions, b.positions]), np.array([[0, 1], [2, 3]]), ids=np.array([1, 1, 2, 2]))
+    bg = mine_background(sk, (3, 5, 9), voxel_size=(1, 1, 1), margin=1.5, margins={2: 2.5})
+    yy, xx = np.mgrid[0:5, 0:9]
+    d1 = np.hypot(yy - 2, xx - 1)
+    d2 = np.hypot(yy - 2, xx - 7)
+    want = (d1 >= 1.5) & (d2 >= 2.5)
+    np.testing.assert_array_equal(bg, np.broadcast_to(want, (3, 5, 9)))
+    # an id that no skeleton has changes nothing
+    np.testing.assert_array_equal(mine_background(sk, (3, 5, 9), voxel_size=(1, 1, 1), margin=1.5, margins={7: 9.0}),
+                                  mine_background(sk, (3, 5, 9), voxel_size=(1, 1, 1), margin=1.5))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="margins must map skeleton ids"):
+            mine_background(sk, (3, 5, 9), voxel_size=(1, 1, 1), margin=1.5, margins={2: bad})
+
+
+@settings(max_examples=20)
+@given(pos=hnp.arrays(np.float64, (4, 3), elements=st.floats(-20, 120, allow_nan=False)),
+       margin=st.floats(5, 60), own=st.floats(5, 80))
+def test_mine_background_own_margins_equal_reference(pos, margin, own):
+    ids = np.array([1, 1, 2, 2])
+    sk = Skeletons(pos, np.array([[0, 1], [2, 3]]), ids=ids)
+    shape, vs, off = (4, 5, 6), (25.0, 20.0, 18.0), (-5.0, 3.0, 0.0)
+    got = mine_background(sk, shape, voxel_size=vs, offset=off, margin=margin, margins={2: own})
+    np.testing.assert_array_equal(got, ref_mine_background(pos, [(0, 1), (2, 3)], shape, vs, off, margin,
+                                                           ids=ids, margins={2: own}))
+
+
+# ------------------------------------------------------------------------------ object radii
+def _cylinders(radii_vox, shape=(12, 24, 40), inside=200, outside=60, vs=10.0):
+    """Bright cylinders along z (radius in voxels) in a dark volume, with skeletons on their axes."""
+    raw = np.full(shape, outside, np.uint8)
+    yy, xx = np.mgrid[0:shape[1], 0:shape[2]]
+    pos, edges, ids = [], [], []
+    for k, r in enumerate(radii_vox):
+        cy, cx = shape[1] // 2, 8 + 20 * k
+        raw[:, np.hypot(yy - cy, xx - cx) < r] = inside
+        n = len(pos)
+        pos += [[0.5 * vs, (cy + 0.5) * vs, (cx + 0.5) * vs], [(shape[0] - 0.5) * vs, (cy + 0.5) * vs, (cx + 0.5) * vs]]
+        edges.append([n, n + 1])
+        ids += [k + 1, k + 1]
+    return raw, Skeletons(np.array(pos), np.array(edges), ids=np.array(ids))
+
+
+def test_skeleton_radii_of_cylinders_by_hand():
+    # radii 3 and 6 voxels of 10 nm: voxels at distance < r are bright, so the first shell darker
+    # than half way starts at r voxels, r * 10 nm (without smoothing)
+    raw, sk = _cylinders([3, 6])
+    got = skeleton_radii(raw, sk, voxel_size=(10, 10, 10), sigma=0)
+    assert got == {1: 30.0, 2: 60.0}
+    # smoothing moves the edge by at most a voxel
+    smooth = skeleton_radii(raw, sk, voxel_size=(10, 10, 10), sigma=1.0)
+    assert abs(smooth[1] - 30) <= 10 and abs(smooth[2] - 60) <= 10
+    # the geometry follows the offset
+    moved = Skeletons(sk.positions + 500.0, sk.edges, ids=sk.ids)
+    assert skeleton_radii(raw, moved, voxel_size=(10, 10, 10), offset=(500, 500, 500), sigma=0) == got
+
+
+def test_skeleton_radii_flat_profile_gives_max_radius_and_bad_input():
+    raw, sk = _cylinders([3])
+    flat = np.full_like(raw, 100)
+    assert skeleton_radii(flat, sk, voxel_size=(10, 10, 10), sigma=0, max_radius=120) == {1: 120.0}
+    # nothing inside the volume: no radius at all
+    away = Skeletons(sk.positions + 1e5, sk.edges, ids=sk.ids)
+    assert skeleton_radii(raw, away, voxel_size=(10, 10, 10)) == {}
+    with pytest.raises(ValueError, match="3-d"):
+        skeleton_radii(raw[0], sk, voxel_size=(10, 10, 10))
+    with pytest.raises(ValueError, match="max_radius"):
+        skeleton_radii(raw, sk, voxel_size=(10, 10, 10), max_radius=0)
+    with pytest.raises(ValueError, match="sigma"):
+        skeleton_radii(raw, sk, voxel_size=(10, 10, 10), sigma=-1)
 
 
 # ------------------------------------------------------------------------------ pseudo-labels

@@ -64,6 +64,9 @@ def test_bad_input_is_refused_before_training(vol, tmp_path):
     for q in (0.0, 60.0, float("nan")):
         with pytest.raises(ValueError, match="recipe.dark_quantile must be a percentage"):
             train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(dark_quantile=q), **geo)
+    for pad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="recipe.margin_pad must be"):
+            train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(margin_pad=pad), **geo)
     # nothing was trained or written
     assert not any((tmp_path / d).exists() for d in "abcde")
 
@@ -160,6 +163,11 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
                  "--dark-quantile", "70", "-q"]) == 2
     assert "--dark-quantile must be a percentage" in capsys.readouterr().err
     assert not (tmp_path / "m4").exists()
+    for pad in ("-5", "wide"):
+        assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
+                     "--margin-pad", pad, "-q"]) == 2
+        assert "--margin-pad must be a number of nm >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "m5").exists()
 
 
 @pytest.mark.parametrize("margin", [250.0, None])
@@ -175,7 +183,7 @@ def test_round_volume_labels_dark_voxels_background(vol, margin):
     dark = dark_background(vol.raw, tubes, quantile=5.0)
     assert 0.005 < dark.mean() < 0.2
     tv = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
-                       SkeletonRecipe(margin=margin, dark_quantile=5.0), None)
+                       SkeletonRecipe(margin=margin, margin_pad=None, dark_quantile=5.0), None)
     labels, labelled = np.asarray(tv.labels), np.asarray(tv.labelled)
     np.testing.assert_array_equal(labels[tubes != 0], tubes[tubes != 0])
     assert labelled[dark].all() and not labels[dark].any()
@@ -185,11 +193,32 @@ def test_round_volume_labels_dark_voxels_background(vol, margin):
     assert (dark & ~base).any()  # dark voxels that neither the tubes nor the mining label
     np.testing.assert_array_equal(labelled, base | dark)
     plain = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
-                          SkeletonRecipe(margin=margin, dark_quantile=None), None)
+                          SkeletonRecipe(margin=margin, margin_pad=None, dark_quantile=None), None)
     if margin is None:  # tubes alone: the skeleton loss, no label volume
         assert plain.labels is None
     else:
         np.testing.assert_array_equal(np.asarray(plain.labelled), base)
+
+
+def test_round_volume_margin_pad_widens_each_skeletons_margin(vol):
+    """With margin_pad, skeleton k's mined background starts at max(margin, radius_k + pad)."""
+    from xpress_fast.unet import rasterize_skeletons, skeleton_radii
+    from xpress_fast.unet.labels import mine_background
+    from xpress_fast.unet.skeleton_training import _round_volume
+
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    cfg = TrainConfig.tiny(skeleton_radius=133.0)
+    tubes = rasterize_skeletons(vol.skeletons, vol.raw.shape, radius=133.0, **geo) != 0
+    radii = skeleton_radii(vol.raw, vol.skeletons, **geo)
+    assert radii and all(0 < r <= 700 for r in radii.values())
+    tv = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
+                       SkeletonRecipe(margin=250.0, margin_pad=50.0, dark_quantile=None), None)
+    want = mine_background(vol.skeletons, vol.raw.shape, margin=250.0,
+                           margins={k: max(250.0, r + 50.0) for k, r in radii.items()}, **geo)
+    fixed = mine_background(vol.skeletons, vol.raw.shape, margin=250.0, **geo)
+    np.testing.assert_array_equal(np.asarray(tv.labelled), tubes | want)
+    assert not np.asarray(tv.labels)[want].any()
+    assert (want <= fixed).all() and want.sum() < fixed.sum()  # only ever fewer negatives
 
 
 def test_pseudo_boundary_round(vol, tmp_path):

@@ -503,6 +503,7 @@ def cmd_train(args) -> int:
     recipe_flags = [flag for flag, on in (("--rounds", args.rounds is not None),
                                           ("--round-steps", args.round_steps is not None),
                                           ("--margin", args.margin is not None),
+                                          ("--margin-pad", args.margin_pad is not None),
                                           ("--dark-quantile", args.dark_quantile is not None),
                                           ("--validation-skeletons", args.validation_skeletons is not None),
                                           ("--validation-raw", args.validation_raw is not None),
@@ -522,6 +523,16 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
+def _pad_nm(text: str) -> float:
+    try:
+        pad = float(text)
+    except ValueError:
+        pad = float("nan")
+    if not (np.isfinite(pad) and pad >= 0):
+        raise CliError(f"--margin-pad must be a number of nm >= 0, or 'none' for one fixed margin; got {text!r}")
+    return pad
+
+
 def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
     """``train --skeletons`` without labels: the rounds of ``unet.train_from_skeletons``."""
     from ._extras import require
@@ -535,6 +546,8 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
         round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
         radius=defaults.radius if args.skeleton_radius is None else args.skeleton_radius,
         margin=defaults.margin if args.margin is None else (None if args.margin <= 0 else args.margin),
+        margin_pad=defaults.margin_pad if args.margin_pad is None else (None if args.margin_pad == "none"
+                                                                         else _pad_nm(args.margin_pad)),
         dark_quantile=(defaults.dark_quantile if args.dark_quantile is None
                        else (None if args.dark_quantile <= 0 else args.dark_quantile)),
         min_nodes=args.min_nodes, round_lr=args.round_lr)
@@ -837,6 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--margin", type=float, default=None, metavar="NM",
                    help="mine background at least NM nm from every skeleton, 0 = none (only where the "
                         "skeletons cover every object; default: 250, for XPRESS-like axons at 33 nm)")
+    g.add_argument("--margin-pad", default=None, metavar="NM",
+                   help="widen the margin of each skeleton to its radius measured in the raw plus NM nm "
+                        "(wide objects are not mined into the background), 'none' = one fixed --margin "
+                        "for all")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "

@@ -28,7 +28,8 @@ from .targets import (
     AffinityTargets, affinities_from_labels, gap_negatives, grow_boundary, rasterize_skeletons,
 )
 from .train import TrainConfig, TrainResult, choose_device, load_model, save_checkpoint, train
-from .labels import PseudoLabels, mine_background, node_voxels, select_pseudo_labels, skeleton_label_volume
+from .labels import (PseudoLabels, mine_background, node_voxels, select_pseudo_labels, skeleton_label_volume,
+                     skeleton_radii)
 from .skeleton_training import (
     SkeletonRecipe, SkeletonTrainingResult, check_skeleton_training_input, evaluate_affinities, plot_history,
     train_from_skeletons,
@@ -39,7 +40,7 @@ __all__ = [
     "UNet3D", "affinities_from_labels", "affinity_loss", "augment", "balanced_weights", "choose_device",
     "default_offsets", "gap_negative_loss", "gap_negatives", "grow_boundary", "load_model", "normalize_raw",
     "open_training_volume", "path_negative_loss", "predict", "rasterize_skeletons", "save_checkpoint", "train",
-    "PseudoLabels", "mine_background", "node_voxels", "select_pseudo_labels", "skeleton_label_volume",
+    "PseudoLabels", "mine_background", "node_voxels", "select_pseudo_labels", "skeleton_label_volume", "skeleton_radii",
     "SkeletonRecipe", "SkeletonTrainingResult", "check_skeleton_training_input", "evaluate_affinities",
     "plot_history", "train_from_skeletons",
 ]

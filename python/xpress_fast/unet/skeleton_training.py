@@ -98,6 +98,7 @@ class SkeletonRecipe:
     round_lr: float | None = None
     radius: float | None = 133.0
     margin: float | None = 250.0
+    margin_pad: float | None = None
     dark_quantile: float | None = 5.0
     min_nodes: int = 2
     pseudo_inside: bool = True
@@ -214,7 +215,7 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
 
     if pseudo_labels is None and recipe.margin is None and recipe.dark_quantile is None:
         return TrainingVolume(raw=raw, skeletons=skeletons, voxel_size=vs, offset=off)
-    from .labels import dark_background, mine_background
+    from .labels import dark_background, mine_background, skeleton_radii
     from .targets import rasterize_skeletons
 
     background = np.zeros(raw.shape, bool)
@@ -222,7 +223,13 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
         background = pseudo_labels == PSEUDO_BACKGROUND
         pseudo_labels = np.where(background, 0, pseudo_labels).astype(np.uint64)
     if recipe.margin is not None:
-        background |= mine_background(skeletons, raw.shape, voxel_size=vs, offset=off, margin=float(recipe.margin))
+        margins = None
+        if recipe.margin_pad is not None:
+            # wide objects: each skeleton's margin is at least its measured radius plus the pad
+            radii = skeleton_radii(raw, skeletons, voxel_size=vs, offset=off)
+            margins = {k: max(float(recipe.margin), r + float(recipe.margin_pad)) for k, r in radii.items()}
+        background |= mine_background(skeletons, raw.shape, voxel_size=vs, offset=off, margin=float(recipe.margin),
+                                      margins=margins)
     if recipe.dark_quantile is not None:
         tubes = rasterize_skeletons(skeletons, raw.shape, voxel_size=vs, offset=off, radius=float(cfg.skeleton_radius))
         background |= dark_background(raw, tubes, quantile=float(recipe.dark_quantile))
@@ -302,6 +309,8 @@ def train_from_skeletons(
     if rec.margin is not None and not (np.isfinite(rec.margin) and rec.margin > cfg.skeleton_radius):
         raise ValueError(f"recipe.margin must be larger than the tube radius ({cfg.skeleton_radius} nm) "
                          f"or None; got {rec.margin!r}")
+    if rec.margin_pad is not None and not (np.isfinite(rec.margin_pad) and rec.margin_pad >= 0):
+        raise ValueError(f"recipe.margin_pad must be a number of nm >= 0 or None; got {rec.margin_pad!r}")
     if rec.dark_quantile is not None and not (np.isfinite(rec.dark_quantile) and 0 < rec.dark_quantile <= 50):
         raise ValueError(f"recipe.dark_quantile must be a percentage in (0, 50] or None; got {rec.dark_quantile!r}")
     vs = float_triple("voxel_size", voxel_size, positive=True)
