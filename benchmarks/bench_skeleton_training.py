@@ -109,6 +109,7 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
     dark = None if plain or not args.dark_quantile else args.dark_quantile
     recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, radius=cfg.skeleton_radius, margin=margin,
                             dark_quantile=dark, min_nodes=args.min_nodes,
+                            margin_pad=None if margin is None or args.margin_pad < 0 else args.margin_pad,
                             pseudo_inside=not args.pseudo_everywhere,
                             pseudo_boundary=args.pseudo_boundary, round_lr=args.round_lr)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,
@@ -202,6 +203,10 @@ def main() -> None:
                     help="where the model sees boundary in a kept segment: background")
     ap.add_argument("--radius", type=float, default=None,
                     help="skeleton tube radius, nm (default: the recipe's 133 nm; 'tubes': the config's 66 nm)")
+    ap.add_argument("--margin-pad", type=float,
+                    default=-1.0 if SkeletonRecipe.margin_pad is None else SkeletonRecipe.margin_pad,
+                    help="per-skeleton margin = max(margin, measured radius + this), nm; < 0: one fixed "
+                         "margin (default: the recipe's)")
     ap.add_argument("--dark-quantile", type=float, default=SkeletonRecipe.dark_quantile,
                     help="percentile of the tube intensities below which voxels are background (0: none; "
                          "default: the recipe's)")
@@ -245,6 +250,8 @@ def main() -> None:
                 key += f"-r{radius:g}"
             if name == "mined" and args.dark_quantile:
                 key += f"-d{args.dark_quantile:g}"
+            if "mined" in name and seed != "real" and args.margin_pad >= 0:
+                key += f"-p{args.margin_pad:g}"
             key += args.tag
             eval_key = key if seed == "real" else f"{key}-v{sizes['val']}t{sizes['test']}"
             path = args.cache / f"{eval_key}.json"
