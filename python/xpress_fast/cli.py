@@ -853,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--margin-pad", default=None, metavar="NM",
                    help="widen the margin of each skeleton to its radius measured in the raw plus NM nm "
                         "(wide objects are not mined into the background), 'none' = one fixed --margin "
-                        "for all")
+                        "for all (default: 50)")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "

@@ -69,6 +69,17 @@ class SkeletonRecipe:
         volume is mined there, 92 % of it truly background (myelin or extracellular space).
         Use it only where the skeletons cover (almost) every object, and scale it with the
         objects' size.
+    margin_pad : float or None
+        Widen the margin skeleton by skeleton where the objects are wider than ``margin``: each
+        skeleton's radius is measured from the raw (:func:`~xpress_fast.unet.labels.skeleton_radii`,
+        where the mean intensity around it drops half way to its darkest shell) and its margin
+        becomes ``max(margin, radius + margin_pad)``. Only ever fewer mined negatives. On the
+        benchmark's training volumes a fixed 250 nm put 20,000-42,000 axon voxels into the mined
+        background (purity 0.86-0.93), most of them in a few axons wider than 250 nm; with
+        ``margin_pad=50`` it was 5,500-16,700 (purity 0.93-0.97), and 18-31 % of the volume
+        instead of 30-36 % stays mined. Same assumption as ``dark_quantile``: boundaries darker
+        than insides. Default 50 nm: on the ten reporting seeds the held-out ERL+Rand rose from
+        0.552 to 0.577 and nERL from 0.440 to 0.481 (7 of 10 seeds better). None: one fixed margin.
     dark_quantile : float or None
         Also label background the voxels darker than this percentile of the tube voxels
         (:func:`~xpress_fast.unet.labels.dark_background`): the sheaths right next to the axons,
@@ -98,7 +109,7 @@ class SkeletonRecipe:
     round_lr: float | None = None
     radius: float | None = 133.0
     margin: float | None = 250.0
-    margin_pad: float | None = None
+    margin_pad: float | None = 50.0
     dark_quantile: float | None = 5.0
     min_nodes: int = 2
     pseudo_inside: bool = True
