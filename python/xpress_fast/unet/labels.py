@@ -134,11 +134,12 @@ def skeleton_radii(raw, skeletons, *, voxel_size, offset=(0.0, 0.0, 0.0), max_ra
         raise ValueError(f"max_radius must be a positive number of nm; got {max_radius!r}")
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be >= 0 voxels; got {sigma!r}")
-    shp = img.shape
-    centre = np.zeros(shp, dtype=np.int64)
     if sk.n_nodes == 0:
         return {}
-    # the voxels the centre lines pass through, sampled at a quarter of the smallest voxel size
+    shp = img.shape
+    centre = np.zeros(shp, dtype=np.int64)
+    # the voxels the centre lines pass through, each segment sampled every quarter voxel (along
+    # the axis it advances most in)
     ids = skeleton_ids(sk)
     pos = (sk.positions - off) / vs  # voxel q covers [q, q + 1)
     step = 0.25
