@@ -110,6 +110,7 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
     recipe = SkeletonRecipe(rounds=rounds, round_steps=args.round_steps, radius=cfg.skeleton_radius, margin=margin,
                             dark_quantile=dark, min_nodes=args.min_nodes,
                             margin_pad=None if margin is None or args.margin_pad < 0 else args.margin_pad,
+                            tube_pad=None if args.tube_pad < 0 else args.tube_pad, tube_min=args.tube_min,
                             pseudo_inside=not args.pseudo_everywhere,
                             pseudo_boundary=args.pseudo_boundary, round_lr=args.round_lr)
     res = train_from_skeletons(vol["raw"], vol["skeletons"], config=cfg, recipe=recipe, device=device,
@@ -207,6 +208,11 @@ def main() -> None:
                     default=-1.0 if SkeletonRecipe.margin_pad is None else SkeletonRecipe.margin_pad,
                     help="per-skeleton margin = max(margin, measured radius + this), nm; < 0: one fixed "
                          "margin (default: the recipe's)")
+    ap.add_argument("--tube-pad", type=float,
+                    default=-1.0 if SkeletonRecipe.tube_pad is None else SkeletonRecipe.tube_pad,
+                    help="per-skeleton tube radius = measured radius - this, clipped to [--tube-min, radius], "
+                         "nm; < 0: one radius (default: the recipe's)")
+    ap.add_argument("--tube-min", type=float, default=SkeletonRecipe.tube_min, help="thinnest tube, nm")
     ap.add_argument("--dark-quantile", type=float, default=SkeletonRecipe.dark_quantile,
                     help="percentile of the tube intensities below which voxels are background (0: none; "
                          "default: the recipe's)")
@@ -222,6 +228,8 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache" / "skeleton_training")
     ap.add_argument("--tag", default="", help="suffix of the cache names (a variant being measured)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="TrainConfig fields for every recipe (e.g. ema_decay=0.99), in the cache key")
     args = ap.parse_args()
 
     import torch
@@ -252,7 +260,10 @@ def main() -> None:
                 key += f"-d{args.dark_quantile:g}"
             if "mined" in name and seed != "real" and args.margin_pad >= 0:
                 key += f"-p{args.margin_pad:g}"
-            key += args.tag
+            if "mined" in name and seed != "real" and args.tube_pad >= 0:
+                key += f"-t{args.tube_pad:g}-{args.tube_min:g}"
+            overrides = _overrides(args.set)
+            key += "".join(f"-{k}{v}" for k, v in sorted(overrides.items())) + args.tag
             eval_key = key if seed == "real" else f"{key}-v{sizes['val']}t{sizes['test']}"
             path = args.cache / f"{eval_key}.json"
             if path.is_file():
@@ -264,11 +275,12 @@ def main() -> None:
                     break
             c = type(cfg).from_dict(cfg.to_dict())
             c.seed = 0 if seed == "real" else int(seed)
+            c = type(cfg).from_dict({**c.to_dict(), **overrides})  # --set seed=N: another initialisation
             a = argparse.Namespace(**vars(args))
             if (name.startswith("mined") or name.startswith("self")) and args.radius is None:
                 c.skeleton_radius = float(SkeletonRecipe.radius)
             if seed == "real":
-                c.skeleton_radius, a.margin = args.real_radius, args.real_margin
+                c.skeleton_radius, a.margin, a.tube_pad = args.real_radius, args.real_margin, -1.0
             t0 = time.perf_counter()
             model_path, info_path = args.cache / f"{key}.pt", args.cache / f"{key}.train.json"
             if model_path.is_file() and info_path.is_file():  # trained before, scored on other volumes
@@ -294,6 +306,23 @@ def main() -> None:
     print("\n".join(lines))
     if args.markdown is not None:
         args.markdown.write_text("\n".join(lines) + "\n")
+
+
+def _overrides(items) -> dict:
+    """``FIELD=VALUE`` strings as TrainConfig fields (values parsed as JSON where they can be)."""
+    from xpress_fast.unet import TrainConfig
+
+    fields = set(TrainConfig().to_dict())
+    out = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or field not in fields:
+            raise SystemExit(f"--set takes FIELD=VALUE with a TrainConfig field; got {item!r}")
+        try:
+            out[field] = json.loads(value)
+        except json.JSONDecodeError:
+            out[field] = value
+    return out
 
 
 def table(results: dict, datasets, recipes) -> list:

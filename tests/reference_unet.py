@@ -42,8 +42,10 @@ def _point_segment_distance(p, a, b):
     return math.sqrt(sum((pi - qi) ** 2 for pi, qi in zip(p, q)))
 
 
-def ref_rasterize(positions, edges, ids, shape, voxel_size, offset, radius):
-    """Every voxel centre against every segment (edges, and isolated nodes), in nm."""
+def ref_rasterize(positions, edges, ids, shape, voxel_size, offset, radius, radii=None):
+    """Every voxel centre against every segment (edges, and isolated nodes), in nm; ``radii``
+    ({id: nm}) overrides ``radius`` for some ids."""
+    radii = radii or {}
     positions = np.asarray(positions, float)
     edges = np.asarray(edges, int).reshape(-1, 2)
     n = len(positions)
@@ -59,7 +61,7 @@ def ref_rasterize(positions, edges, ids, shape, voxel_size, offset, radius):
         p = [offset[a] + (idx[a] + 0.5) * voxel_size[a] for a in range(3)]  # voxel centres
         hit = set()
         for u, v in segs:
-            if _point_segment_distance(p, positions[u], positions[v]) <= radius:
+            if _point_segment_distance(p, positions[u], positions[v]) <= radii.get(int(ids[u]), radius):
                 hit.add(int(ids[u]))
         if len(hit) == 1:
             out[idx] = hit.pop()

@@ -67,6 +67,11 @@ def test_bad_input_is_refused_before_training(vol, tmp_path):
     for pad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="recipe.margin_pad must be"):
             train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(margin_pad=pad), **geo)
+        with pytest.raises(ValueError, match="recipe.tube_pad must be"):
+            train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(tube_pad=pad), **geo)
+    for low in (0.0, float("nan")):
+        with pytest.raises(ValueError, match="recipe.tube_min must be a positive"):
+            train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(tube_min=low), **geo)
     # nothing was trained or written
     assert not any((tmp_path / d).exists() for d in "abcde")
 
@@ -139,8 +144,10 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     out = tmp_path / "model"
     args = ["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(out), "--preset", "tiny",
             "--iterations", "2", "--rounds", "2", "--round-steps", "2", "--min-nodes", "1", "--device", "cpu",
-            "--validation-skeletons", str(skel)]
+            "--validation-skeletons", str(skel), "--margin-pad", "70", "--tube-pad", "40"]
     assert main(args + ["-q"]) == 0
+    saved = json.loads((out / "recipe.json").read_text())["recipe"]
+    assert (saved["margin_pad"], saved["tube_pad"], saved["rounds"]) == (70.0, 40.0, 2)
     text = capsys.readouterr().out
     assert "trained 2 rounds; validation skeletons: ERL+Rand" in text
     assert (out / "training.png").is_file() and (out / "round_1" / "round.json").is_file()
@@ -167,6 +174,9 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
         assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
                      "--margin-pad", pad, "-q"]) == 2
         assert "--margin-pad must be a number of nm >= 0" in capsys.readouterr().err
+        assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
+                     "--tube-pad", pad, "-q"]) == 2
+        assert "--tube-pad must be a number of nm >= 0, or 'none' for one tube radius" in capsys.readouterr().err
     assert not (tmp_path / "m5").exists()
 
 
@@ -219,6 +229,28 @@ def test_round_volume_margin_pad_widens_each_skeletons_margin(vol):
     np.testing.assert_array_equal(np.asarray(tv.labelled), tubes | want)
     assert not np.asarray(tv.labels)[want].any()
     assert (want <= fixed).all() and want.sum() < fixed.sum()  # only ever fewer negatives
+
+
+def test_round_volume_tube_pad_fits_each_tube_inside_its_radius(vol):
+    """With tube_pad, skeleton k's tube radius is radius_k - pad clipped to [tube_min, radius]."""
+    from xpress_fast.unet import rasterize_skeletons, skeleton_radii
+    from xpress_fast.unet.skeleton_training import _round_volume
+
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    cfg = TrainConfig.tiny(skeleton_radius=133.0)
+    radii = skeleton_radii(vol.raw, vol.skeletons, **geo)
+    own = {k: min(133.0, max(66.0, r - 33.0)) for k, r in radii.items() if r < 700.0}
+    assert any(r < 133.0 for r in own.values())  # some tubes narrow on this volume
+    tv = _round_volume(vol.raw, vol.skeletons, vol.voxel_size, vol.offset, cfg,
+                       SkeletonRecipe(margin=None, dark_quantile=None, tube_pad=33.0, tube_min=66.0), None)
+    want = rasterize_skeletons(vol.skeletons, vol.raw.shape, radius=133.0, radii=own, **geo)
+    fixed = rasterize_skeletons(vol.skeletons, vol.raw.shape, radius=133.0, **geo)
+    np.testing.assert_array_equal(np.asarray(tv.labels), want)
+    np.testing.assert_array_equal(np.asarray(tv.labelled), want != 0)
+    # only ever narrower: every tube voxel is a voxel of the same skeleton's fixed tube, unless
+    # that voxel was a conflict there (two fixed tubes claimed it)
+    lab = np.asarray(tv.labels)
+    assert ((lab == fixed) | (fixed == 0))[lab != 0].all() and (lab != 0).sum() < (fixed != 0).sum()
 
 
 def test_pseudo_boundary_round(vol, tmp_path):

@@ -87,6 +87,40 @@ def test_rasterize_equals_reference(pos, radius, connect, two_ids):
     np.testing.assert_array_equal(got, want)
 
 
+@settings(max_examples=25)
+@given(
+    pos=hnp.arrays(np.float64, (4, 3), elements=st.floats(-20, 120, allow_nan=False)),
+    radius=st.floats(10, 45),
+    own=st.floats(5, 60),
+    connect=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_rasterize_own_radii_equal_reference(pos, radius, own, connect):
+    edges = [(i, i + 1) for i in range(3) if connect[i]]
+    ids = np.array([5, 5, 7, 7])
+    sk = Skeletons(pos, np.array(edges, np.int64).reshape(-1, 2), ids=ids)
+    shape, vs, off = (4, 5, 6), (25.0, 20.0, 18.0), (-5.0, 3.0, 0.0)
+    got = rasterize_skeletons(sk, shape, voxel_size=vs, offset=off, radius=radius, radii={7: own})
+    want = ref_rasterize(pos, edges, ids, shape, vs, off, radius, radii={7: own})
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rasterize_own_radius_by_hand():
+    # two lines along x, through voxel centres (z, y) = (2, 2) (id 1) and (2, 8) (id 2), 10 nm
+    # voxels: id 1 keeps radius 10 nm (a cross of 5 voxels per x), id 2 gets 25 nm (the 21 voxels
+    # with (dz, dy) on or inside a circle of 2.5 voxels)
+    sk = Skeletons(np.array([[25.0, 25, 5], [25, 25, 35], [25, 85, 5], [25, 85, 35]]),
+                   np.array([[0, 1], [2, 3]]), ids=np.array([1, 1, 2, 2]))
+    got = rasterize_skeletons(sk, (5, 11, 4), voxel_size=(10, 10, 10), radius=10.0, radii={2: 25.0})
+    z, y = np.mgrid[:5, :11]
+    want = np.zeros((5, 11), np.uint64)
+    want[(z - 2) ** 2 + (y - 2) ** 2 <= 1] = 1
+    want[(z - 2) ** 2 + (y - 8) ** 2 <= 2.5**2] = 2
+    np.testing.assert_array_equal(got, np.repeat(want[:, :, None], 4, axis=2))
+    # an id without a skeleton changes nothing; the default radius applies to the rest
+    same = rasterize_skeletons(sk, (5, 11, 4), voxel_size=(10, 10, 10), radius=10.0, radii={9: 40.0})
+    np.testing.assert_array_equal(same, rasterize_skeletons(sk, (5, 11, 4), voxel_size=(10, 10, 10), radius=10.0))
+
+
 def test_rasterize_straight_tube():
     # a skeleton along x through the centres of voxels (z, y) = (5, 5) (voxel q spans [10 q, 10 q + 10)
     # nm, centre 10 q + 5): exactly the voxels within 1.5 voxels of the line
@@ -112,6 +146,9 @@ def test_rasterize_errors():
         rasterize_skeletons(sk, (2, 2, 2), voxel_size=(1, 1, 1), radius=0)
     with pytest.raises(ValueError, match="voxel_size must be positive"):
         rasterize_skeletons(sk, (2, 2, 2), voxel_size=(0, 1, 1))
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(ValueError, match="radii must map skeleton ids to positive"):
+            rasterize_skeletons(sk, (2, 2, 2), voxel_size=(1, 1, 1), radius=1.0, radii={1: bad})
     with pytest.raises(ValueError, match="shape must be"):
         rasterize_skeletons(sk, (2, 2), voxel_size=(1, 1, 1))
     with pytest.raises(TypeError, match="skeletons must be"):

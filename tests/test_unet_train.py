@@ -118,6 +118,53 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert again.step == 6
 
 
+def _ref_ema(states, decay):
+    """The weight average by hand: e_0 = w_0; e_t = d_t e_(t-1) + (1 - d_t) w_t with
+    d_t = min(decay, (1 + t) / (10 + t)); integer buffers are the last step's."""
+    ema = {k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in states[0].items()}
+    for t, w in enumerate(states[1:], start=1):
+        d = min(decay, (1 + t) / (10 + t))
+        for k, v in w.items():
+            ema[k] = d * ema[k] + (1 - d) * v.double() if v.is_floating_point() else v.clone()
+    return ema
+
+
+def test_ema_weights_equal_reference_and_resume(tmp_path):
+    v = _small()
+    BN = dict(TINY, norm="batch")  # batch-norm statistics are averaged too
+    states = []
+
+    def grab(step, loss):
+        states.append({k: t.detach().clone() for k, t in model_ref[0].state_dict().items()})
+
+    # the raw weights after every step, from a run without averaging (initialised as train() does)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model_ref = [UNet3D(**TrainConfig(**BN).model_kwargs())]
+    states.append({k: t.detach().clone() for k, t in model_ref[0].state_dict().items()})
+    plain = train(v.raw, labels=v.labels, config=TrainConfig(steps=5, checkpoint_every=0, **BN),
+                  model=model_ref[0], callback=grab)
+    assert len(states) == 6
+    want = _ref_ema(states, 0.9)
+    cfg = dict(BN, ema_decay=0.9)
+    full = train(v.raw, labels=v.labels, config=TrainConfig(steps=5, checkpoint_every=0, **cfg))
+    np.testing.assert_allclose(full.losses, plain.losses, rtol=1e-6)  # averaging does not change training
+    for k, a in full.model.state_dict().items():
+        torch.testing.assert_close(a.double() if a.is_floating_point() else a, want[k], msg=k)
+    # interrupted at step 3 and resumed: the same averaged weights; load_model returns them
+    ck = tmp_path / "ck"
+    train(v.raw, labels=v.labels, config=TrainConfig(steps=3, checkpoint_every=1, **cfg), checkpoint_dir=ck)
+    resumed = train(v.raw, labels=v.labels, config=TrainConfig(steps=5, checkpoint_every=1, **cfg), checkpoint_dir=ck)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    loaded = load_model(resumed.checkpoint).state_dict()
+    for k, a in full.model.state_dict().items():
+        torch.testing.assert_close(a, loaded[k], msg=k)
+    # the raw training weights are kept in the checkpoint for resuming
+    raw_state = torch.load(resumed.checkpoint, weights_only=True)["model_state"]
+    assert any(not torch.equal(raw_state[k], loaded[k]) for k in raw_state if raw_state[k].is_floating_point())
+
+
 def test_checkpoint_from_other_config_is_refused(tmp_path):
     v = _small()
     train(v.raw, labels=v.labels, config=TrainConfig(steps=1, **TINY), checkpoint_dir=tmp_path)
@@ -191,6 +238,8 @@ def test_tiny_preset():
          "smaller than the network input"),
         (dict(config="tiny"), TypeError, "config must be a TrainConfig"),
         (dict(config=TrainConfig(loss="l1", **TINY)), ValueError, "config.loss must be"),
+        (dict(config=TrainConfig(ema_decay=1.0, **TINY)), ValueError, "config.ema_decay must be in"),
+        (dict(config=TrainConfig(ema_decay=float("nan"), **TINY)), ValueError, "config.ema_decay must be in"),
         (dict(model=UNet3D(num_fmaps=5)), ValueError, "model does not match config"),
         (dict(device="gpu!"), ValueError, "device must be a torch device"),
     ],

@@ -504,6 +504,7 @@ def cmd_train(args) -> int:
                                           ("--round-steps", args.round_steps is not None),
                                           ("--margin", args.margin is not None),
                                           ("--margin-pad", args.margin_pad is not None),
+                                          ("--tube-pad", args.tube_pad is not None),
                                           ("--dark-quantile", args.dark_quantile is not None),
                                           ("--validation-skeletons", args.validation_skeletons is not None),
                                           ("--validation-raw", args.validation_raw is not None),
@@ -523,13 +524,16 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
-def _pad_nm(text: str) -> float:
+def _pad_nm(text: str, flag: str = "--margin-pad", none: str = "one fixed margin") -> float | None:
+    """A pad in nm from the command line; 'none' turns the per-skeleton measurement off."""
+    if text == "none":
+        return None
     try:
         pad = float(text)
     except ValueError:
         pad = float("nan")
     if not (np.isfinite(pad) and pad >= 0):
-        raise CliError(f"--margin-pad must be a number of nm >= 0, or 'none' for one fixed margin; got {text!r}")
+        raise CliError(f"{flag} must be a number of nm >= 0, or 'none' for {none}; got {text!r}")
     return pad
 
 
@@ -546,8 +550,9 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
         round_steps=defaults.round_steps if args.round_steps is None else args.round_steps,
         radius=defaults.radius if args.skeleton_radius is None else args.skeleton_radius,
         margin=defaults.margin if args.margin is None else (None if args.margin <= 0 else args.margin),
-        margin_pad=defaults.margin_pad if args.margin_pad is None else (None if args.margin_pad == "none"
-                                                                         else _pad_nm(args.margin_pad)),
+        margin_pad=defaults.margin_pad if args.margin_pad is None else _pad_nm(args.margin_pad),
+        tube_pad=(defaults.tube_pad if args.tube_pad is None
+                  else _pad_nm(args.tube_pad, "--tube-pad", "one tube radius")),
         dark_quantile=(defaults.dark_quantile if args.dark_quantile is None
                        else (None if args.dark_quantile <= 0 else args.dark_quantile)),
         min_nodes=args.min_nodes, round_lr=args.round_lr)
@@ -854,6 +859,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="widen the margin of each skeleton to its radius measured in the raw plus NM nm "
                         "(wide objects are not mined into the background), 'none' = one fixed --margin "
                         "for all (default: 50)")
+    g.add_argument("--tube-pad", default=None, metavar="NM",
+                   help="narrow the tube of each skeleton to its radius measured in the raw less NM nm "
+                        "(at least 66 nm, at most --skeleton-radius: thin objects get thin tubes), 'none' = "
+                        "one radius for all (default: none)")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "

@@ -317,7 +317,8 @@ def select_pseudo_labels(segmentation, skeletons, *, voxel_size, offset=(0.0, 0.
 
 def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset=(0.0, 0.0, 0.0),
                           radius: float = 66.0, margin: float | None = None,
-                          pseudo_labels=None, background=None) -> tuple[np.ndarray, np.ndarray]:
+                          pseudo_labels=None, background=None,
+                          radii: Mapping[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, labelled)`` for voxel-label training from skeletons.
 
     ``labels`` (uint64): the tubes (:func:`~xpress_fast.unet.rasterize_skeletons` with
@@ -328,13 +329,15 @@ def skeleton_label_volume(skeletons, shape: Sequence[int], *, voxel_size, offset
     pseudo-label: a segment that leaks far from every skeleton is cut back there.
     ``background`` (bool volume, optional): further voxels known to be background (label 0,
     labelled), e.g. where the model sees boundary inside a kept segment; a tube wins over it.
+    ``radii`` ({skeleton id: nm}, optional): tube radii of their own for some skeletons (the
+    others keep ``radius``), as :func:`~xpress_fast.unet.rasterize_skeletons` takes them.
     """
     from .targets import rasterize_skeletons
 
     shp = int_triple("shape", shape)
     if margin is not None and not (np.isfinite(margin) and margin > radius):
         raise ValueError(f"margin must be larger than radius ({radius} nm); got {margin!r}")
-    labels = rasterize_skeletons(skeletons, shp, voxel_size=voxel_size, offset=offset, radius=radius)
+    labels = rasterize_skeletons(skeletons, shp, voxel_size=voxel_size, offset=offset, radius=radius, radii=radii)
     tube = labels != 0
     labelled = tube.copy()
     if pseudo_labels is not None:

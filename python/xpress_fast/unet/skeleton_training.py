@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 PSEUDO_BACKGROUND = np.iinfo(np.uint64).max
 
 #: agglomeration thresholds scored per evaluation (0.05 ... 0.95)
+RADIUS_SEARCH = 700.0  # nm: the largest object radius skeleton_radii looks for
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
@@ -80,6 +81,14 @@ class SkeletonRecipe:
         instead of 30-36 % stays mined. Same assumption as ``dark_quantile``: boundaries darker
         than insides. Default 50 nm: on the ten reporting seeds the held-out ERL+Rand rose from
         0.552 to 0.577 and nERL from 0.440 to 0.481 (7 of 10 seeds better). None: one fixed margin.
+    tube_pad : float or None
+        Fit the tubes skeleton by skeleton inside the measured radius (as for ``margin_pad``):
+        skeleton k's tube radius becomes ``radius_k - tube_pad``, clipped to
+        ``[tube_min, radius]`` (a skeleton whose radius could not be measured keeps ``radius``).
+        Thin objects then get thin tubes instead of tubes that reach into their boundary. None
+        (default): one radius for all.
+    tube_min : float
+        The thinnest tube with ``tube_pad`` (nm).
     dark_quantile : float or None
         Also label background the voxels darker than this percentile of the tube voxels
         (:func:`~xpress_fast.unet.labels.dark_background`): the sheaths right next to the axons,
@@ -110,6 +119,8 @@ class SkeletonRecipe:
     radius: float | None = 133.0
     margin: float | None = 250.0
     margin_pad: float | None = 50.0
+    tube_pad: float | None = None
+    tube_min: float = 66.0
     dark_quantile: float | None = 5.0
     min_nodes: int = 2
     pseudo_inside: bool = True
@@ -224,7 +235,7 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
     from .data import TrainingVolume
     from .labels import skeleton_label_volume
 
-    if pseudo_labels is None and recipe.margin is None and recipe.dark_quantile is None:
+    if pseudo_labels is None and recipe.margin is None and recipe.dark_quantile is None and recipe.tube_pad is None:
         return TrainingVolume(raw=raw, skeletons=skeletons, voxel_size=vs, offset=off)
     from .labels import dark_background, mine_background, skeleton_radii
     from .targets import rasterize_skeletons
@@ -233,12 +244,24 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
     if pseudo_labels is not None:
         background = pseudo_labels == PSEUDO_BACKGROUND
         pseudo_labels = np.where(background, 0, pseudo_labels).astype(np.uint64)
+    measured: dict[int, float] = {}
+    if (recipe.margin is not None and recipe.margin_pad is not None) or recipe.tube_pad is not None:
+        measured = skeleton_radii(raw, skeletons, voxel_size=vs, offset=off, max_radius=RADIUS_SEARCH)
+    tube_radii = None
+    if recipe.tube_pad is not None:
+        # thin objects get thin tubes (within the pad of their measured boundary); never wider than
+        # the fixed radius: the estimates overshoot on dark objects with faint boundaries, and a
+        # tube past the boundary teaches the model to join an object to its sheath. A skeleton
+        # whose profile never darkened (RADIUS_SEARCH) keeps the fixed radius.
+        hi = float(cfg.skeleton_radius)
+        lo = min(float(recipe.tube_min), hi)
+        tube_radii = {k: float(np.clip(r - float(recipe.tube_pad), lo, hi))
+                      for k, r in measured.items() if r < RADIUS_SEARCH}
     if recipe.margin is not None:
         margins = None
         if recipe.margin_pad is not None:
             # wide objects: each skeleton's margin is at least its measured radius plus the pad
-            radii = skeleton_radii(raw, skeletons, voxel_size=vs, offset=off)
-            margins = {k: max(float(recipe.margin), r + float(recipe.margin_pad)) for k, r in radii.items()}
+            margins = {k: max(float(recipe.margin), r + float(recipe.margin_pad)) for k, r in measured.items()}
         background |= mine_background(skeletons, raw.shape, voxel_size=vs, offset=off, margin=float(recipe.margin),
                                       margins=margins)
     if recipe.dark_quantile is not None:
@@ -246,7 +269,8 @@ def _round_volume(raw, skeletons, vs, off, cfg, recipe: SkeletonRecipe, pseudo_l
         background |= dark_background(raw, tubes, quantile=float(recipe.dark_quantile))
     labels, labelled = skeleton_label_volume(skeletons, raw.shape, voxel_size=vs, offset=off,
                                              radius=float(cfg.skeleton_radius),
-                                             pseudo_labels=pseudo_labels, background=background)
+                                             pseudo_labels=pseudo_labels, background=background,
+                                             radii=tube_radii)
     return TrainingVolume(raw=raw, labels=labels, labelled=labelled, skeletons=skeletons, voxel_size=vs, offset=off)
 
 
@@ -322,6 +346,10 @@ def train_from_skeletons(
                          f"or None; got {rec.margin!r}")
     if rec.margin_pad is not None and not (np.isfinite(rec.margin_pad) and rec.margin_pad >= 0):
         raise ValueError(f"recipe.margin_pad must be a number of nm >= 0 or None; got {rec.margin_pad!r}")
+    if rec.tube_pad is not None and not (np.isfinite(rec.tube_pad) and rec.tube_pad >= 0):
+        raise ValueError(f"recipe.tube_pad must be a number of nm >= 0 or None; got {rec.tube_pad!r}")
+    if not (np.isfinite(rec.tube_min) and rec.tube_min > 0):
+        raise ValueError(f"recipe.tube_min must be a positive number of nm; got {rec.tube_min!r}")
     if rec.dark_quantile is not None and not (np.isfinite(rec.dark_quantile) and 0 < rec.dark_quantile <= 50):
         raise ValueError(f"recipe.dark_quantile must be a percentage in (0, 50] or None; got {rec.dark_quantile!r}")
     vs = float_triple("voxel_size", voxel_size, positive=True)

@@ -15,7 +15,7 @@ Targets are computed with numpy (they are produced in the data loader, per crop)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -167,6 +167,7 @@ def rasterize_skeletons(
     voxel_size,
     offset=(0.0, 0.0, 0.0),
     radius: float = 66.0,
+    radii: Mapping[int, float] | None = None,
 ) -> np.ndarray:
     """Rasterise skeletons as tubes of their own id.
 
@@ -182,6 +183,9 @@ def rasterize_skeletons(
     shape : (Z, Y, X) of the output
     voxel_size, offset : three floats (nm, z y x)
     radius : float, nm (default 66 nm = 2 voxels at 33 nm)
+    radii : mapping {skeleton id: nm}, optional
+        A radius of its own for some skeletons (ids as above), e.g. from
+        :func:`~xpress_fast.unet.labels.skeleton_radii`; the others keep ``radius``.
 
     Returns
     -------
@@ -195,15 +199,20 @@ def rasterize_skeletons(
     off = float_triple("offset", offset)
     if not np.isfinite(radius) or radius <= 0:
         raise ValueError(f"radius must be a positive number of nm; got {radius!r}")
+    own = {}
+    for sid, r in (radii or {}).items():
+        if not (np.isfinite(r) and r > 0):
+            raise ValueError(f"radii must map skeleton ids to positive numbers of nm; got {r!r} for id {sid!r}")
+        own[int(sid)] = float(r)
     out = np.zeros(shp, dtype=np.uint64)
     if sk.n_nodes == 0:
         return out
     conflict = np.zeros(shp, dtype=bool)
     ids = _skeleton_ids(sk)
-    r2 = radius * radius
+    node_r2 = np.array([own.get(int(i), float(radius)) for i in ids]) ** 2
 
     def paint(node, p, d2):
-        q = p[d2 <= r2]
+        q = p[d2 <= node_r2[node]]
         if not len(q):
             return
         sid = ids[node]
@@ -213,7 +222,7 @@ def rasterize_skeletons(
         conflict[z[clash], y[clash], x[clash]] = True
         out[z, y, x] = sid
 
-    segment_distances(sk, shp, vs, off, float(radius), paint)
+    segment_distances(sk, shp, vs, off, float(np.sqrt(node_r2.max())), paint)
     out[conflict] = 0
     return out
 

@@ -51,7 +51,9 @@ class TrainConfig:
     """Everything that defines a training run (model, data, loss, optimiser, augmentation).
 
     The model fields are passed to :class:`UNet3D`. ``crop_shape`` is the shape of the network's
-    *output* per sample (the input is grown by the context for valid padding).
+    *output* per sample (the input is grown by the context for valid padding). ``ema_decay`` > 0
+    keeps an exponential moving average of the weights (and batch-norm statistics), which
+    becomes the trained model; the checkpoints hold both, so that a resumed run continues both.
     """
 
     # model
@@ -80,6 +82,7 @@ class TrainConfig:
     steps: int = 2000
     lr: float = 5e-4
     weight_decay: float = 0.0
+    ema_decay: float = 0.0
     seed: int = 0
     amp: bool = True
     channels_last: bool = True
@@ -159,12 +162,18 @@ def choose_device(device=None) -> torch.device:
 
 # ----------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path, model: UNet3D, *, optimizer=None, scaler=None, step: int = 0, losses=(),
-                    config: TrainConfig | None = None) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
+                    config: TrainConfig | None = None, ema_state: dict | None = None) -> None:
+    """Write a checkpoint atomically (temporary file, then rename).
+
+    ``ema_state`` (the running average of the weights, ``TrainConfig.ema_decay``) is stored beside
+    the training weights; :func:`load_model` then returns the averaged weights, and a resumed run
+    continues both.
+    """
     state = {
         "format": "xpress_fast.unet/1",
         "model_config": model.config,
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "ema_state": None if ema_state is None else {k: v.detach().cpu() for k, v in ema_state.items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "scaler_state": scaler.state_dict() if scaler is not None else None,
         "step": int(step),
@@ -189,10 +198,11 @@ def _read_checkpoint(path) -> dict:
 
 
 def load_model(path, *, device=None) -> UNet3D:
-    """Rebuild the :class:`UNet3D` stored in a checkpoint (eval mode, on ``device``, default CPU)."""
+    """Rebuild the :class:`UNet3D` stored in a checkpoint (eval mode, on ``device``, default CPU):
+    its averaged weights where it has them (``TrainConfig.ema_decay``), else its weights."""
     state = _read_checkpoint(path)
     model = UNet3D(**state["model_config"])
-    model.load_state_dict(state["model_state"])
+    model.load_state_dict(state.get("ema_state") or state["model_state"])
     model.eval()
     return model.to(torch.device(device) if device is not None else torch.device("cpu"))
 
@@ -360,6 +370,19 @@ def _as_volumes(raw, labels, skeletons, voxel_size, offset, labelled) -> list[Tr
                            offset=(0.0, 0.0, 0.0) if offset is None else offset, labelled=labelled)]
 
 
+def _ema_update(ema: dict, model: UNet3D, decay: float, step: int) -> None:
+    """One step of the exponential moving average of the weights (and of the batch-norm
+    statistics; integer buffers are copied). The decay ramps up as ``(1 + step) / (10 + step)``
+    so that the first steps' random weights fade out quickly."""
+    d = min(float(decay), (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                ema[k].copy_(v)
+
+
 def train(
     raw,
     *,
@@ -446,6 +469,9 @@ def train(
     step = 0
     losses: list[float] = []
     last_ckpt = None
+    if not (0.0 <= float(cfg.ema_decay) < 1.0):
+        raise ValueError(f"config.ema_decay must be in [0, 1) (0: off); got {cfg.ema_decay!r}")
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.ema_decay > 0 else None
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
         latest = _latest_checkpoint(checkpoint_dir) if resume else None
@@ -462,6 +488,9 @@ def train(
                 opt.load_state_dict(state["optimizer_state"])
             if state.get("scaler_state") is not None and scaler.is_enabled():
                 scaler.load_state_dict(state["scaler_state"])
+            if ema is not None:
+                saved = state.get("ema_state") or state["model_state"]
+                ema = {k: v.detach().clone().to(dev) for k, v in saved.items()}
             step = int(state["step"])
             losses = list(state.get("losses", []))
             last_ckpt = latest
@@ -504,6 +533,8 @@ def train(
             scaler.step(opt)
             scaler.update()
             step += 1
+            if ema is not None:
+                _ema_update(ema, model, cfg.ema_decay, step)
             value = float(loss.detach())
             losses.append(value)
             bar.update(1)
@@ -518,9 +549,12 @@ def train(
                 (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
             ):
                 last_ckpt = os.path.join(str(checkpoint_dir), f"checkpoint_{step:08d}.pt")
-                save_checkpoint(last_ckpt, model, optimizer=opt, scaler=scaler, step=step, losses=losses, config=cfg)
+                save_checkpoint(last_ckpt, model, optimizer=opt, scaler=scaler, step=step, losses=losses, config=cfg,
+                                ema_state=ema)
                 _prune_checkpoints(checkpoint_dir, cfg.keep_checkpoints)
     finally:
         bar.close()
+    if ema is not None:  # the averaged weights are the result (the checkpoints hold both)
+        model.load_state_dict(ema)
     model.eval()
     return TrainResult(model=model, losses=losses, step=step, checkpoint=last_ckpt)
