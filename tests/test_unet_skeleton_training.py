@@ -135,6 +135,41 @@ def test_rounds_resume_after_interruption(vol, tmp_path):
     assert again.history[1]["validation"] == full.history[1]["validation"]
 
 
+def test_restarts_keep_the_best_initialisation(vol, tmp_path):
+    """restarts=2: round 0 trained from seeds s and s + 777, the one with the higher validation
+    ERL+Rand kept (its weights, its checkpoint); initialisation 2 equals a plain run with seed
+    s + 777; a rerun finds the round finished."""
+    from xpress_fast.unet import load_model
+    from xpress_fast.unet.skeleton_training import RESTART_SEED
+
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    recipe = SkeletonRecipe(restarts=2)
+    lines: list = []
+    res = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path / "r",
+                               log=lines.append, **geo)
+    scores = res.history[0]["restarts"]
+    assert len(scores) == 2 and res.history[0]["validation"]["xpress_erl_rand"] == max(scores)
+    pick = int(np.argmax(scores))
+    assert any(f"kept initialisation {pick + 1}" in x for x in lines)
+    assert res.checkpoint == str(tmp_path / "r" / "round_0" / "checkpoint_chosen.pt")
+    kept = load_model(res.checkpoint).state_dict()
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(v, kept[k], rtol=0, atol=0)
+    # initialisation 2 is a plain run with the seed shifted by RESTART_SEED
+    second = load_model(tmp_path / "r" / "round_0" / "restart_1" / "checkpoint_00000002.pt").state_dict()
+    plain = train_from_skeletons(vol.raw, vol.skeletons, config=TrainConfig.from_dict(
+        {**_cfg(2).to_dict(), "seed": _cfg(2).seed + RESTART_SEED}), recipe=SkeletonRecipe(), **geo)
+    for k, v in plain.model.state_dict().items():
+        torch.testing.assert_close(v, second[k], rtol=0, atol=0)
+    again = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path / "r",
+                                 log=lines.append, **geo)
+    assert any("round 0: finished earlier" in x for x in lines)
+    for k, v in again.model.state_dict().items():
+        torch.testing.assert_close(v, kept[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="recipe.restarts must be >= 1"):
+        train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(restarts=0), **geo)
+
+
 # ------------------------------------------------------------------------------ the command
 def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     data = tmp_path / "data.h5"
@@ -144,10 +179,10 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     out = tmp_path / "model"
     args = ["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(out), "--preset", "tiny",
             "--iterations", "2", "--rounds", "2", "--round-steps", "2", "--min-nodes", "1", "--device", "cpu",
-            "--validation-skeletons", str(skel), "--margin-pad", "70", "--tube-pad", "40"]
+            "--validation-skeletons", str(skel), "--margin-pad", "70", "--tube-pad", "40", "--restarts", "1"]
     assert main(args + ["-q"]) == 0
     saved = json.loads((out / "recipe.json").read_text())["recipe"]
-    assert (saved["margin_pad"], saved["tube_pad"], saved["rounds"]) == (70.0, 40.0, 2)
+    assert (saved["margin_pad"], saved["tube_pad"], saved["rounds"], saved["restarts"]) == (70.0, 40.0, 2, 1)
     text = capsys.readouterr().out
     assert "trained 2 rounds; validation skeletons: ERL+Rand" in text
     assert (out / "training.png").is_file() and (out / "round_1" / "round.json").is_file()
@@ -177,6 +212,9 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
         assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
                      "--tube-pad", pad, "-q"]) == 2
         assert "--tube-pad must be a number of nm >= 0, or 'none' for one tube radius" in capsys.readouterr().err
+    assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
+                 "--restarts", "0", "-q"]) == 2
+    assert "--restarts must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "m5").exists()
 
 

@@ -505,6 +505,7 @@ def cmd_train(args) -> int:
                                           ("--margin", args.margin is not None),
                                           ("--margin-pad", args.margin_pad is not None),
                                           ("--tube-pad", args.tube_pad is not None),
+                                          ("--restarts", args.restarts is not None),
                                           ("--dark-quantile", args.dark_quantile is not None),
                                           ("--validation-skeletons", args.validation_skeletons is not None),
                                           ("--validation-raw", args.validation_raw is not None),
@@ -555,7 +556,10 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
                   else _pad_nm(args.tube_pad, "--tube-pad", "one tube radius")),
         dark_quantile=(defaults.dark_quantile if args.dark_quantile is None
                        else (None if args.dark_quantile <= 0 else args.dark_quantile)),
+        restarts=defaults.restarts if args.restarts is None else args.restarts,
         min_nodes=args.min_nodes, round_lr=args.round_lr)
+    if recipe.restarts < 1:
+        raise CliError(f"--restarts must be >= 1; got {recipe.restarts}")
     if recipe.dark_quantile is not None and not recipe.dark_quantile <= 50:
         raise CliError(f"--dark-quantile must be a percentage in (0, 50], or 0 for none; got {recipe.dark_quantile}")
     if recipe.rounds < 1:
@@ -863,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="narrow the tube of each skeleton to its radius measured in the raw less NM nm "
                         "(at least 66 nm, at most --skeleton-radius: thin objects get thin tubes), 'none' = "
                         "one radius for all (default: none)")
+    g.add_argument("--restarts", type=int, default=None, metavar="N",
+                   help="train round 0 from N initialisations and keep the one that scores best on the "
+                        "validation skeletons (N times the training; default: 1)")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "
