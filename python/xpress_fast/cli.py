@@ -868,8 +868,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(at least 66 nm, at most --skeleton-radius: thin objects get thin tubes), 'none' = "
                         "one radius for all (default: none)")
     g.add_argument("--restarts", type=int, default=None, metavar="N",
-                   help="train round 0 from N initialisations and keep the one that scores best on the "
-                        "validation skeletons (N times the training; default: 1)")
+                   help="train round 0 from N initialisations and keep the one that scores best on "
+                        "--validation-skeletons (else on the training skeletons; N times the training; "
+                        "default: 1)")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "
