@@ -108,9 +108,10 @@ class SkeletonRecipe:
         where given, else the training skeletons) is kept. Costs ``restarts`` times the round's
         training. With partial labels no label fixes where the model puts the boundaries between
         the tubes and the mined background: on the benchmark a second initialisation moved one
-        volume's held-out ERL+Rand by up to 0.3, and the better of two on the validation volume
-        raised the mean of ten fresh seeds from 0.54 to 0.60 (voxel labels: 0.65 to 0.69; on
-        four development seeds it did not help; benchmarks/skeleton_training.md). Default 1.
+        volume's held-out ERL+Rand by up to 0.3, and the best of three on the validation volume
+        raised the mean of ten fresh seeds from 0.578 to 0.645 (voxel labels with the same
+        choice: 0.735 to 0.745; benchmarks/skeleton_training.md). Choosing on the training
+        skeletons (no validation skeletons given) was not measured. Default 1.
     min_nodes : int
         A segment becomes a pseudo-label only with at least this many nodes of its one skeleton.
     pseudo_inside : bool
