@@ -253,13 +253,14 @@ def main() -> None:
     results = {}
     from xpress_fast.unet.skeleton_training import RESTART_SEED
 
+    fixed = _overrides(args.set)  # refused before any training when a field is unknown
     names = list(args.recipes) + ([f"{n}, best of {args.inits}" for n in args.recipes] if args.inits > 1 else [])
     for label, seed in datasets:
         vols: dict | None = {}
         for name in args.recipes:
             rows = []
             for i in range(args.inits):
-                overrides = _overrides(args.set)
+                overrides = dict(fixed)
                 if i:  # another initialisation, as SkeletonRecipe.restarts seeds it
                     overrides["seed"] = (0 if seed == "real" else int(seed)) + RESTART_SEED * i
                 row, vols = _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device)
@@ -305,9 +306,8 @@ def _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device)
         vols = synthetic(seed, sizes) if seed != "real" else real(args)
         if vols is None:
             return None, None
-    c = type(cfg).from_dict(cfg.to_dict())
-    c.seed = 0 if seed == "real" else int(seed)
-    c = type(cfg).from_dict({**c.to_dict(), **overrides})  # --set seed=N: another initialisation
+    # the volume's seed initialises the model unless an override (--set seed=N, --inits) says otherwise
+    c = type(cfg).from_dict({**cfg.to_dict(), "seed": 0 if seed == "real" else int(seed), **overrides})
     a = argparse.Namespace(**vars(args))
     if (name.startswith("mined") or name.startswith("self")) and args.radius is None:
         c.skeleton_radius = float(SkeletonRecipe.radius)

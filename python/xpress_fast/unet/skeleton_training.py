@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 #: the code of "background" in a saved pseudo-label volume (never a skeleton id)
 PSEUDO_BACKGROUND = np.iinfo(np.uint64).max
 
-#: agglomeration thresholds scored per evaluation (0.05 ... 0.95)
 RESTART_SEED = 777  # restart i of round 0 is initialised with seed config.seed + RESTART_SEED * i
 RADIUS_SEARCH = 700.0  # nm: the largest object radius skeleton_radii looks for
+#: agglomeration thresholds scored per evaluation (0.05 ... 0.95)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
@@ -466,10 +466,8 @@ def train_from_skeletons(
             swept, _ = evaluate_affinities(affs, vsk, voxel_size=vs, offset=voff, merge_function=rec.merge_function,
                                            min_seed_distance=rec.min_seed_distance)
             tried.append((_clean_row(swept.best()), res))
-        pick = 0
-        for i, (row, _) in enumerate(tried):  # the first of equal scores wins
-            if (row["xpress_erl_rand"] or -1.0) > (tried[pick][0]["xpress_erl_rand"] or -1.0):
-                pick = i
+        # max keeps the first of equal scores; an undefined score (None) never wins
+        pick = max(range(n_init), key=lambda i: tried[i][0]["xpress_erl_rand"] or -1.0)
         best, res = tried[pick]
         model = res.model
         if n_init > 1:
