@@ -122,24 +122,29 @@ def run_recipe(name: str, vol, cfg, args, workdir: Path, device):
 
 
 def score(model, vol_val, vol_test, device, offsets) -> dict:
-    from xpress_fast.unet import evaluate_affinities, predict
+    from xpress_fast.unet import predict
 
-    out = {}
-    sw_val, _ = evaluate_affinities(predict(vol_val["raw"], model, device=device), vol_val["skeletons"],
-                                    voxel_size=vol_val["voxel_size"], offset=vol_val["offset"])
+    return score_affinities(predict(vol_val["raw"], model, device=device),
+                            predict(vol_test["raw"], model, device=device), vol_val, vol_test, offsets)
+
+
+def score_affinities(affs_val, affs_test, vol_val, vol_test, offsets) -> dict:
+    """The threshold chosen on the validation affinities, the test volume's scores at it."""
+    from xpress_fast.unet import evaluate_affinities
+
+    sw_val, _ = evaluate_affinities(affs_val, vol_val["skeletons"], voxel_size=vol_val["voxel_size"],
+                                    offset=vol_val["offset"])
     best_val = sw_val.best()
-    affs = predict(vol_test["raw"], model, device=device)
-    sw_test, _ = evaluate_affinities(affs, vol_test["skeletons"], voxel_size=vol_test["voxel_size"],
+    sw_test, _ = evaluate_affinities(affs_test, vol_test["skeletons"], voxel_size=vol_test["voxel_size"],
                                      offset=vol_test["offset"])
     i = int(np.argmin(np.abs(sw_test.thresholds - best_val["threshold"])))
     row = sw_test.rows()[i]
     oracle = sw_test.best()
-    out.update(threshold=row["threshold"], nerl=row["nerl"], erl_rand=row["xpress_erl_rand"],
-               splits=row["split_count"], merges=row["merge_count"],
-               oracle_erl_rand=oracle["xpress_erl_rand"], oracle_nerl=oracle["nerl"],
-               val_erl_rand=best_val["xpress_erl_rand"],
-               auc=boundary_auc(affs, vol_test["labels"], offsets))
-    return out
+    return dict(threshold=row["threshold"], nerl=row["nerl"], erl_rand=row["xpress_erl_rand"],
+                splits=row["split_count"], merges=row["merge_count"],
+                oracle_erl_rand=oracle["xpress_erl_rand"], oracle_nerl=oracle["nerl"],
+                val_erl_rand=best_val["xpress_erl_rand"],
+                auc=boundary_auc(affs_test, vol_test["labels"], offsets))
 
 
 def synthetic(seed: int, sizes: dict) -> dict:
@@ -234,6 +239,9 @@ def main() -> None:
                     help="initialisations per recipe and dataset (seed, seed + 777, ...); with 2 or more the "
                          "table adds each recipe's 'best of N': the one that scored best on the validation "
                          "volume (as SkeletonRecipe.restarts chooses)")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="with --inits N >= 2: add each recipe's 'mean of N', the mean of the N models' "
+                         "affinities (an ensemble; threshold chosen on the validation volume as always)")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="TrainConfig fields for every recipe (e.g. ema_decay=0.99), in the cache key")
     args = ap.parse_args()
@@ -251,18 +259,15 @@ def main() -> None:
         datasets.append(("neuroproof (real EM)", "real"))
     kind = "gpu" if args.gpu else "cpu"
     results = {}
-    from xpress_fast.unet.skeleton_training import RESTART_SEED
-
     fixed = _overrides(args.set)  # refused before any training when a field is unknown
     names = list(args.recipes) + ([f"{n}, best of {args.inits}" for n in args.recipes] if args.inits > 1 else [])
+    names += [f"{n}, mean of {args.inits}" for n in args.recipes] if args.inits > 1 and args.ensemble else []
     for label, seed in datasets:
         vols: dict | None = {}
         for name in args.recipes:
             rows = []
             for i in range(args.inits):
-                overrides = dict(fixed)
-                if i:  # another initialisation, as SkeletonRecipe.restarts seeds it
-                    overrides["seed"] = (0 if seed == "real" else int(seed)) + RESTART_SEED * i
+                overrides = _init_overrides(fixed, seed, i)
                 row, vols = _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device)
                 if row is None:
                     break
@@ -271,6 +276,9 @@ def main() -> None:
                 results[(label, name)] = rows[0]
             if len(rows) > 1:  # the initialisation that scored best on the validation volume
                 results[(label, f"{name}, best of {args.inits}")] = max(rows, key=lambda r: r["val_erl_rand"])
+            if len(rows) > 1 and args.ensemble:  # the mean of the initialisations' affinities
+                results[(label, f"{name}, mean of {args.inits}")] = _ensemble_row(
+                    args, cfg, sizes, kind, label, seed, name, fixed, vols, device)
             if vols is None:
                 break
     lines = table(results, datasets, names)
@@ -279,8 +287,8 @@ def main() -> None:
         args.markdown.write_text("\n".join(lines) + "\n")
 
 
-def _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device):
-    """Train (or load from the cache) and score one recipe on one dataset: (row, volumes)."""
+def _cache_keys(args, cfg, sizes, kind, seed, name, overrides) -> tuple[str, str]:
+    """(training key, scoring key) of one run in the cache."""
     from xpress_fast.unet import SkeletonRecipe
 
     key = f"{kind}-{seed}-{name}-s{cfg.steps}"
@@ -299,6 +307,47 @@ def _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device)
         key += f"-t{args.tube_pad:g}-{args.tube_min:g}"
     key += "".join(f"-{k}{v}" for k, v in sorted(overrides.items())) + args.tag
     eval_key = key if seed == "real" else f"{key}-v{sizes['val']}t{sizes['test']}"
+    return key, eval_key
+
+
+def _init_overrides(fixed: dict, seed, i: int) -> dict:
+    overrides = dict(fixed)
+    if i:  # another initialisation, as SkeletonRecipe.restarts seeds it
+        from xpress_fast.unet.skeleton_training import RESTART_SEED
+
+        overrides["seed"] = (0 if seed == "real" else int(seed)) + RESTART_SEED * i
+    return overrides
+
+
+def _ensemble_row(args, cfg, sizes, kind, label, seed, name, fixed, vols, device) -> dict:
+    """Score the mean affinities of the ``--inits`` models of one recipe (trained and cached before)."""
+    from xpress_fast.unet import load_model, predict
+
+    keys = [_cache_keys(args, cfg, sizes, kind, seed, name, _init_overrides(fixed, seed, i))
+            for i in range(args.inits)]
+    path = args.cache / f"{keys[0][1]}-mean{args.inits}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    if not vols:
+        vols = synthetic(seed, sizes) if seed != "real" else real(args)
+    t0 = time.perf_counter()
+    models = [load_model(args.cache / f"{k}.pt", device=device) for k, _ in keys]
+    mean = {part: np.mean([predict(vols[part]["raw"], m, device=device) for m in models], axis=0)
+            for part in ("val", "test")}
+    row = score_affinities(mean["val"], mean["test"], vols["val"], vols["test"], models[0].offsets)
+    trained = [json.loads((args.cache / f"{k}.train.json").read_text())["train_seconds"] for k, _ in keys]
+    row.update(train_seconds=float(np.sum(trained)), score_seconds=time.perf_counter() - t0)
+    path.write_text(json.dumps(row, indent=1, default=lambda o: None))
+    print(f"{label:24s} {name + ', mean':12s} AUC {row['auc']:.3f} nERL {row['nerl']:.3f} ERL+Rand "
+          f"{row['erl_rand']:.3f} (thr {row['threshold']:.2f})", flush=True)
+    return row
+
+
+def _run_one(args, cfg, sizes, kind, label, seed, name, overrides, vols, device):
+    """Train (or load from the cache) and score one recipe on one dataset: (row, volumes)."""
+    from xpress_fast.unet import SkeletonRecipe
+
+    key, eval_key = _cache_keys(args, cfg, sizes, kind, seed, name, overrides)
     path = args.cache / f"{eval_key}.json"
     if path.is_file():
         return json.loads(path.read_text()), vols
