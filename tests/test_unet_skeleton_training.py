@@ -170,6 +170,37 @@ def test_restarts_keep_the_best_initialisation(vol, tmp_path):
         train_from_skeletons(vol.raw, vol.skeletons, recipe=SkeletonRecipe(restarts=0), **geo)
 
 
+def test_ensemble_keeps_every_initialisation(vol, tmp_path):
+    """restarts=2, ensemble=True: the result is the UNetEnsemble of both initialisations (their
+    own weights), scored as one model, saved as one checkpoint that a rerun finds."""
+    from xpress_fast.unet import UNetEnsemble, evaluate_affinities, load_model, predict
+
+    geo = dict(voxel_size=vol.voxel_size, offset=vol.offset)
+    recipe = SkeletonRecipe(restarts=2, ensemble=True)
+    lines: list = []
+    res = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path / "e",
+                               log=lines.append, **geo)
+    assert isinstance(res.model, UNetEnsemble) and len(res.model) == 2
+    for i, member in enumerate(res.model.members):
+        own = load_model(tmp_path / "e" / "round_0" / f"restart_{i}" / "checkpoint_00000002.pt").state_dict()
+        for k, v in member.state_dict().items():
+            torch.testing.assert_close(v, own[k], rtol=0, atol=0)
+    swept, _ = evaluate_affinities(predict(vol.raw, res.model), vol.skeletons, **geo)
+    entry = res.history[0]
+    assert entry["ensemble"] is True and len(entry["restarts"]) == 2
+    assert entry["validation"]["xpress_erl_rand"] == pytest.approx(swept.best()["xpress_erl_rand"])
+    assert any("ensemble of the 2 initialisations" in x for x in lines)
+    assert res.checkpoint == str(tmp_path / "e" / "round_0" / "checkpoint_ensemble.pt")
+    again = train_from_skeletons(vol.raw, vol.skeletons, config=_cfg(2), recipe=recipe, out=tmp_path / "e",
+                                 log=lines.append, **geo)
+    assert any("round 0: finished earlier" in x for x in lines)
+    assert isinstance(again.model, UNetEnsemble)
+    np.testing.assert_array_equal(predict(vol.raw, again.model), predict(vol.raw, res.model))
+    for bad in (SkeletonRecipe(restarts=1, ensemble=True), SkeletonRecipe(restarts=2, ensemble=True, rounds=2)):
+        with pytest.raises(ValueError, match="recipe.ensemble needs restarts >= 2"):
+            train_from_skeletons(vol.raw, vol.skeletons, recipe=bad, **geo)
+
+
 # ------------------------------------------------------------------------------ the command
 def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     data = tmp_path / "data.h5"
@@ -215,6 +246,17 @@ def test_cli_train_from_skeletons(vol, tmp_path, capsys):
     assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
                  "--restarts", "0", "-q"]) == 2
     assert "--restarts must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(tmp_path / "m5"),
+                 "--ensemble", "-q"]) == 2
+    assert "--ensemble needs --restarts 2 or more and --rounds 1" in capsys.readouterr().err
+    # --ensemble writes one checkpoint that 'predict' reads like one model
+    ens = tmp_path / "ens"
+    assert main(["train", "--raw", str(data), "--skeletons", str(skel), "--out", str(ens), "--preset", "tiny",
+                 "--iterations", "1", "--restarts", "2", "--ensemble", "--device", "cpu", "-q"]) == 0
+    assert f"checkpoint {ens / 'round_0' / 'checkpoint_ensemble.pt'}" in capsys.readouterr().out
+    assert main(["predict", "--raw", str(data), "--model", str(ens / "round_0" / "checkpoint_ensemble.pt"),
+                 "--out", str(tmp_path / "affs.h5"), "--device", "cpu", "-q"]) == 0
+    assert io.read_volume(tmp_path / "affs.h5", "affinities").data.shape[1:] == vol.raw.shape
     assert not (tmp_path / "m5").exists()
 
 

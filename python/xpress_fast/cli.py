@@ -506,6 +506,7 @@ def cmd_train(args) -> int:
                                           ("--margin-pad", args.margin_pad is not None),
                                           ("--tube-pad", args.tube_pad is not None),
                                           ("--restarts", args.restarts is not None),
+                                          ("--ensemble", args.ensemble),
                                           ("--dark-quantile", args.dark_quantile is not None),
                                           ("--validation-skeletons", args.validation_skeletons is not None),
                                           ("--validation-raw", args.validation_raw is not None),
@@ -557,9 +558,12 @@ def _train_from_skeletons(args, unet, raw, skeletons, cfg) -> int:
         dark_quantile=(defaults.dark_quantile if args.dark_quantile is None
                        else (None if args.dark_quantile <= 0 else args.dark_quantile)),
         restarts=defaults.restarts if args.restarts is None else args.restarts,
-        min_nodes=args.min_nodes, round_lr=args.round_lr)
+        ensemble=bool(args.ensemble), min_nodes=args.min_nodes, round_lr=args.round_lr)
     if recipe.restarts < 1:
         raise CliError(f"--restarts must be >= 1; got {recipe.restarts}")
+    if recipe.ensemble and (recipe.restarts < 2 or recipe.rounds != 1):
+        raise CliError(f"--ensemble needs --restarts 2 or more and --rounds 1; got --restarts {recipe.restarts}, "
+                       f"--rounds {recipe.rounds}")
     if recipe.dark_quantile is not None and not recipe.dark_quantile <= 50:
         raise CliError(f"--dark-quantile must be a percentage in (0, 50], or 0 for none; got {recipe.dark_quantile}")
     if recipe.rounds < 1:
@@ -871,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train round 0 from N initialisations and keep the one that scores best on "
                         "--validation-skeletons (else on the training skeletons; N times the training; "
                         "default: 1)")
+    g.add_argument("--ensemble", action="store_true",
+                   help="with --restarts N: keep all N models and write their ensemble (the mean of their "
+                        "affinities; 'predict' reads it like one model) instead of the best one")
     g.add_argument("--dark-quantile", type=float, default=None, metavar="PERCENT",
                    help="also label background the voxels darker than this percentile of the tube voxels "
                         "(dark sheaths and membranes next to the objects), 0 = none "

@@ -22,6 +22,7 @@ require("torch", "xpress_fast.unet (the U-Net)")  # one line naming the extra, n
 from .augment import AugmentConfig, augment
 from .data import TrainingVolume, normalize_raw, open_training_volume
 from .losses import affinity_loss, balanced_weights, gap_negative_loss, path_negative_loss
+from .ensemble import UNetEnsemble
 from .model import DEFAULT_OFFSETS, UNet3D, default_offsets
 from .predict import predict
 from .targets import (
@@ -37,7 +38,7 @@ from .skeleton_training import (
 
 __all__ = [
     "AffinityTargets", "AugmentConfig", "DEFAULT_OFFSETS", "TrainConfig", "TrainResult", "TrainingVolume",
-    "UNet3D", "affinities_from_labels", "affinity_loss", "augment", "balanced_weights", "choose_device",
+    "UNet3D", "UNetEnsemble", "affinities_from_labels", "affinity_loss", "augment", "balanced_weights", "choose_device",
     "default_offsets", "gap_negative_loss", "gap_negatives", "grow_boundary", "load_model", "normalize_raw",
     "open_training_volume", "path_negative_loss", "predict", "rasterize_skeletons", "save_checkpoint", "train",
     "PseudoLabels", "mine_background", "node_voxels", "select_pseudo_labels", "skeleton_label_volume", "skeleton_radii",

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .data import check_raw, normalize_raw
+from .ensemble import UNetEnsemble
 from .model import UNet3D
 
 __all__ = ["predict"]
@@ -70,14 +71,24 @@ def _triple(name, value) -> tuple[int, int, int]:
     return t
 
 
-def _check_model(model) -> UNet3D:
-    """``model`` itself, or the model of a checkpoint path; refuses other objects."""
+def _check_model(model) -> UNet3D | UNetEnsemble:
+    """``model`` itself, the model of a checkpoint path, or a :class:`UNetEnsemble` of a list or
+    tuple of them; refuses other objects."""
     from .train import load_model
 
+    if isinstance(model, (list, tuple)):
+        if not model:
+            raise ValueError("model is an empty list: give a UNet3D, a checkpoint path, or a list of them")
+        members: list[Any] = []
+        for m in model:
+            m = load_model(m) if isinstance(m, (str, bytes)) or hasattr(m, "__fspath__") else m
+            members.extend(m.members if isinstance(m, UNetEnsemble) else [m])
+        model = UNetEnsemble(members)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_model(model)
-    if not isinstance(model, UNet3D):
-        raise TypeError(f"model must be an xpress_fast.unet.UNet3D or a checkpoint path; got {type(model).__name__}")
+    if not isinstance(model, (UNet3D, UNetEnsemble)):
+        raise TypeError(f"model must be an xpress_fast.unet.UNet3D, a UNetEnsemble, a checkpoint path or a list "
+                        f"of them; got {type(model).__name__}")
     if model.config["in_channels"] != 1:
         raise ValueError(f"model must take one input channel (raw); got in_channels={model.config['in_channels']}")
     return model
@@ -122,7 +133,7 @@ class Tiling:
     context: tuple = (0, 0, 0)
 
     @classmethod
-    def plan(cls, model: UNet3D, shape, block_shape=(64, 64, 64), overlap=None, *,
+    def plan(cls, model: UNet3D | UNetEnsemble, shape, block_shape=(64, 64, 64), overlap=None, *,
              name: str = "block_shape") -> Tiling:
         """The tiling that :func:`predict` uses for ``model`` on a volume of ``shape``
         (``name``: what the caller calls ``block_shape``, for error messages)."""
@@ -172,7 +183,7 @@ class Tiling:
 
 
 @contextlib.contextmanager
-def _on_device(model: UNet3D, dev):
+def _on_device(model: UNet3D | UNetEnsemble, dev):
     """``model`` in eval mode on ``dev`` inside the ``with``; its device and mode restored afterwards."""
     was_training = model.training
     orig_device = next(model.parameters()).device
@@ -185,7 +196,7 @@ def _on_device(model: UNet3D, dev):
             model.train()
 
 
-def _prepare(model: UNet3D, dev) -> UNet3D:
+def _prepare(model: UNet3D | UNetEnsemble, dev) -> UNet3D | UNetEnsemble:
     """Put ``model`` in eval mode on ``dev`` (channels-last on CUDA), ready for :func:`_predict_tiles`."""
     model.eval()
     model.to(dev)
@@ -196,7 +207,7 @@ def _prepare(model: UNet3D, dev) -> UNet3D:
 
 
 def _predict_tiles(
-    model: UNet3D,
+    model: UNet3D | UNetEnsemble,
     read: Callable,
     tiles: list,
     out,
@@ -272,7 +283,7 @@ def predict(
     ----------
     raw : (Z, Y, X) array-like of uint8, uint16, float32 or float64 (numpy, h5py, zarr)
         Normalised like in training (:func:`xpress_fast.unet.data.normalize_raw`).
-    model : UNet3D or path to a checkpoint
+    model : UNet3D, UNetEnsemble, a checkpoint path, or a list of them (their mean: an ensemble)
     block_shape : int or three ints
         Output tile predicted per window (valid padding: grown to a size the network accepts;
         clipped to the volume).

@@ -112,6 +112,11 @@ class SkeletonRecipe:
         raised the mean of ten fresh seeds from 0.578 to 0.645 (voxel labels with the same
         choice: 0.735 to 0.745; benchmarks/skeleton_training.md). Choosing on the training
         skeletons (no validation skeletons given) was not measured. Default 1.
+    ensemble : bool
+        With ``restarts`` >= 2: keep every initialisation of round 0 and return their
+        :class:`~xpress_fast.unet.UNetEnsemble` (the mean of their affinities) instead of the best
+        one; it costs ``restarts`` times the prediction too. Only with ``rounds=1`` (an ensemble
+        is not fine-tuned). Default False.
     min_nodes : int
         A segment becomes a pseudo-label only with at least this many nodes of its one skeleton.
     pseudo_inside : bool
@@ -136,6 +141,7 @@ class SkeletonRecipe:
     tube_pad: float | None = None
     tube_min: float = 66.0
     restarts: int = 1
+    ensemble: bool = False
     dark_quantile: float | None = 5.0
     min_nodes: int = 2
     pseudo_inside: bool = True
@@ -343,7 +349,8 @@ def train_from_skeletons(
     """
     from .labels import select_pseudo_labels
     from .predict import predict
-    from .train import TrainConfig, load_model, train
+    from .ensemble import UNetEnsemble
+    from .train import TrainConfig, load_model, save_checkpoint, train
 
     say = log or (lambda msg: None)
     cfg = config if config is not None else TrainConfig.tiny()
@@ -354,6 +361,9 @@ def train_from_skeletons(
         raise ValueError(f"recipe.rounds must be >= 1 and recipe.round_steps >= 0; got {rec.rounds!r}, {rec.round_steps!r}")
     if int(rec.restarts) < 1:
         raise ValueError(f"recipe.restarts must be >= 1; got {rec.restarts!r}")
+    if rec.ensemble and (int(rec.restarts) < 2 or int(rec.rounds) != 1):
+        raise ValueError(f"recipe.ensemble needs restarts >= 2 (the members) and rounds = 1 (an ensemble is not "
+                         f"fine-tuned by self-training); got restarts={rec.restarts!r}, rounds={rec.rounds!r}")
     if rec.radius is not None:
         if not (np.isfinite(rec.radius) and rec.radius > 0):
             raise ValueError(f"recipe.radius must be a positive number of nm or None; got {rec.radius!r}")
@@ -393,7 +403,7 @@ def train_from_skeletons(
         outp.mkdir(parents=True, exist_ok=True)
         _write_json(outp / "recipe.json", {"recipe": rec.to_dict(), "config": cfg.to_dict()})
     history: list = []
-    model = None
+    model: Any = None  # a UNet3D; an ensemble only after the last round (recipe.ensemble needs rounds=1)
     checkpoint = None
     for r in range(int(rec.rounds)):
         rdir = outp / f"round_{r}" if outp is not None else None
@@ -470,7 +480,22 @@ def train_from_skeletons(
         pick = max(range(n_init), key=lambda i: tried[i][0]["xpress_erl_rand"] or -1.0)
         best, res = tried[pick]
         model = res.model
-        if n_init > 1:
+        if rec.ensemble and r == 0:
+            model = UNetEnsemble([row_res.model for _, row_res in tried])
+            affs = predict(vraw, model, device=device, progress=progress)
+            swept, _ = evaluate_affinities(affs, vsk, voxel_size=vs, offset=voff, merge_function=rec.merge_function,
+                                           min_seed_distance=rec.min_seed_distance)
+            best = _clean_row(swept.best())
+            say(f"round {r}: ensemble of the {n_init} initialisations ({on}: ERL+Rand "
+                + ", ".join(f"{row['xpress_erl_rand']:.3f}" for row, _ in tried)
+                + f"; their mean {best['xpress_erl_rand']:.3f})")
+            if rdir is not None:
+                ens = rdir / "checkpoint_ensemble.pt"
+                save_checkpoint(ens, model)
+                res.checkpoint = str(ens)
+            else:
+                res.checkpoint = None
+        elif n_init > 1:
             say(f"round {r}: kept initialisation {pick + 1} ({on}: ERL+Rand "
                 + ", ".join(f"{row['xpress_erl_rand']:.3f}" for row, _ in tried) + ")")
             if rdir is not None and res.checkpoint is not None:
@@ -482,7 +507,8 @@ def train_from_skeletons(
         entry = {"round": r, "steps": int(rcfg.steps), "loss": float(np.mean(res.losses[-50:])) if res.losses else None,
                  "losses": [float(v) for v in res.losses], "validation": best, "pseudo": pseudo_info,
                  "checkpoint": res.checkpoint, "seconds": time.perf_counter() - t0,
-                 "restarts": [row["xpress_erl_rand"] for row, _ in tried] if n_init > 1 else None}
+                 "restarts": [row["xpress_erl_rand"] for row, _ in tried] if n_init > 1 else None,
+                 "ensemble": bool(rec.ensemble and r == 0)}
         say(f"round {r}: loss {entry['loss']:.4f}; {on}: ERL+Rand {best['xpress_erl_rand']:.3f}, "
             f"nERL {best['nerl']:.3f} at threshold {best['threshold']:.2f}")
         history.append(entry)

@@ -35,6 +35,7 @@ import torch
 from .augment import AugmentConfig, augment
 from .data import TrainingVolume, normalize_raw
 from .losses import affinity_loss, gap_negative_loss, path_negative_loss
+from .ensemble import UNetEnsemble
 from .model import DEFAULT_OFFSETS, UNet3D, default_offsets
 from .targets import affinities_from_labels, gap_negatives, grow_boundary, rasterize_skeletons
 
@@ -161,18 +162,27 @@ def choose_device(device=None) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path, model: UNet3D, *, optimizer=None, scaler=None, step: int = 0, losses=(),
+def save_checkpoint(path, model: UNet3D | UNetEnsemble, *, optimizer=None, scaler=None, step: int = 0, losses=(),
                     config: TrainConfig | None = None, ema_state: dict | None = None) -> None:
     """Write a checkpoint atomically (temporary file, then rename).
 
     ``ema_state`` (the running average of the weights, ``TrainConfig.ema_decay``) is stored beside
     the training weights; :func:`load_model` then returns the averaged weights, and a resumed run
-    continues both.
+    continues both. A :class:`~xpress_fast.unet.UNetEnsemble` is stored as its members' weights
+    (``load_model`` rebuilds the ensemble).
     """
+    members = None
+    if isinstance(model, UNetEnsemble):
+        if optimizer is not None or ema_state is not None:
+            raise ValueError("an ensemble checkpoint holds the members' weights only (no optimizer or ema_state): "
+                             "an ensemble is not trained as a whole")
+        members = [{"model_config": m.config, "model_state": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
+                   for m in model.members]
     state = {
         "format": "xpress_fast.unet/1",
         "model_config": model.config,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": None if members is not None else {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "ensemble": members,
         "ema_state": None if ema_state is None else {k: v.detach().cpu() for k, v in ema_state.items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "scaler_state": scaler.state_dict() if scaler is not None else None,
@@ -197,12 +207,23 @@ def _read_checkpoint(path) -> dict:
     return state
 
 
-def load_model(path, *, device=None) -> UNet3D:
+def load_model(path, *, device=None) -> UNet3D | UNetEnsemble:
     """Rebuild the :class:`UNet3D` stored in a checkpoint (eval mode, on ``device``, default CPU):
-    its averaged weights where it has them (``TrainConfig.ema_decay``), else its weights."""
+    its averaged weights where it has them (``TrainConfig.ema_decay``), else its weights. An
+    ensemble checkpoint (:func:`save_checkpoint` of a :class:`~xpress_fast.unet.UNetEnsemble`)
+    gives the ensemble."""
     state = _read_checkpoint(path)
-    model = UNet3D(**state["model_config"])
-    model.load_state_dict(state.get("ema_state") or state["model_state"])
+    model: UNet3D | UNetEnsemble
+    if state.get("ensemble"):
+        members = []
+        for m in state["ensemble"]:
+            member = UNet3D(**m["model_config"])
+            member.load_state_dict(m["model_state"])
+            members.append(member)
+        model = UNetEnsemble(members)
+    else:
+        model = UNet3D(**state["model_config"])
+        model.load_state_dict(state.get("ema_state") or state["model_state"])
     model.eval()
     return model.to(torch.device(device) if device is not None else torch.device("cpu"))
 
@@ -453,6 +474,9 @@ def train(
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(cfg.seed)
             model = UNet3D(**cfg.model_kwargs())
+    elif isinstance(model, UNetEnsemble):
+        raise TypeError("model is a UNetEnsemble, which is not trained as a whole: train its members "
+                        "(model.members[i]) one by one")
     elif not isinstance(model, UNet3D):
         raise TypeError(f"model must be an xpress_fast.unet.UNet3D; got {type(model).__name__}")
     else:
