@@ -332,8 +332,7 @@ def _ensemble_row(args, cfg, sizes, kind, label, seed, name, fixed, vols, device
         vols = synthetic(seed, sizes) if seed != "real" else real(args)
     t0 = time.perf_counter()
     models = [load_model(args.cache / f"{k}.pt", device=device) for k, _ in keys]
-    mean = {part: np.mean([predict(vols[part]["raw"], m, device=device) for m in models], axis=0)
-            for part in ("val", "test")}
+    mean = {part: predict(vols[part]["raw"], models, device=device) for part in ("val", "test")}  # UNetEnsemble
     row = score_affinities(mean["val"], mean["test"], vols["val"], vols["test"], models[0].offsets)
     trained = [json.loads((args.cache / f"{k}.train.json").read_text())["train_seconds"] for k, _ in keys]
     row.update(train_seconds=float(np.sum(trained)), score_seconds=time.perf_counter() - t0)

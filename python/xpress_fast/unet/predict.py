@@ -76,15 +76,18 @@ def _check_model(model) -> UNet3D | UNetEnsemble:
     tuple of them; refuses other objects."""
     from .train import load_model
 
+    def is_path(m) -> bool:
+        return isinstance(m, (str, bytes)) or hasattr(m, "__fspath__")
+
     if isinstance(model, (list, tuple)):
         if not model:
             raise ValueError("model is an empty list: give a UNet3D, a checkpoint path, or a list of them")
         members: list[Any] = []
         for m in model:
-            m = load_model(m) if isinstance(m, (str, bytes)) or hasattr(m, "__fspath__") else m
+            m = load_model(m) if is_path(m) else m
             members.extend(m.members if isinstance(m, UNetEnsemble) else [m])
         model = UNetEnsemble(members)
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+    if is_path(model):
         model = load_model(model)
     if not isinstance(model, (UNet3D, UNetEnsemble)):
         raise TypeError(f"model must be an xpress_fast.unet.UNet3D, a UNetEnsemble, a checkpoint path or a list "

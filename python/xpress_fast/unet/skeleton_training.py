@@ -398,6 +398,13 @@ def train_from_skeletons(
                            "on the training skeletons, which self-training rounds fit (on the benchmark they "
                            "rose while held-out scores fell)")
 
+    def _validate(m) -> dict:
+        """The best row of the validation sweep of model ``m``."""
+        swept, _ = evaluate_affinities(predict(vraw, m, device=device, progress=progress), vsk, voxel_size=vs,
+                                       offset=voff, merge_function=rec.merge_function,
+                                       min_seed_distance=rec.min_seed_distance)
+        return _clean_row(swept.best())
+
     outp = Path(out) if out is not None else None
     if outp is not None:
         outp.mkdir(parents=True, exist_ok=True)
@@ -472,20 +479,14 @@ def train_from_skeletons(
                 say(f"round {r}: initialisation {i + 1} of {n_init} (seed {icfg.seed})")
             res = train(vol, config=icfg, model=model, checkpoint_dir=idir, resume=resume, device=device,
                         progress=progress, callback=step_cb)
-            affs = predict(vraw, res.model, device=device, progress=progress)
-            swept, _ = evaluate_affinities(affs, vsk, voxel_size=vs, offset=voff, merge_function=rec.merge_function,
-                                           min_seed_distance=rec.min_seed_distance)
-            tried.append((_clean_row(swept.best()), res))
+            tried.append((_validate(res.model), res))
         # max keeps the first of equal scores; an undefined score (None) never wins
         pick = max(range(n_init), key=lambda i: tried[i][0]["xpress_erl_rand"] or -1.0)
         best, res = tried[pick]
         model = res.model
         if rec.ensemble and r == 0:
             model = UNetEnsemble([row_res.model for _, row_res in tried])
-            affs = predict(vraw, model, device=device, progress=progress)
-            swept, _ = evaluate_affinities(affs, vsk, voxel_size=vs, offset=voff, merge_function=rec.merge_function,
-                                           min_seed_distance=rec.min_seed_distance)
-            best = _clean_row(swept.best())
+            best = _validate(model)
             say(f"round {r}: ensemble of the {n_init} initialisations ({on}: ERL+Rand "
                 + ", ".join(f"{row['xpress_erl_rand']:.3f}" for row, _ in tried)
                 + f"; their mean {best['xpress_erl_rand']:.3f})")
@@ -493,8 +494,6 @@ def train_from_skeletons(
                 ens = rdir / "checkpoint_ensemble.pt"
                 save_checkpoint(ens, model)
                 res.checkpoint = str(ens)
-            else:
-                res.checkpoint = None
         elif n_init > 1:
             say(f"round {r}: kept initialisation {pick + 1} ({on}: ERL+Rand "
                 + ", ".join(f"{row['xpress_erl_rand']:.3f}" for row, _ in tried) + ")")
